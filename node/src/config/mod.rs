@@ -1,0 +1,394 @@
+//! The node's configuration: the TOML schema, loading, and validation.
+//!
+//! Loading is strict: unknown fields are errors, and every error names the field path and the
+//! problem, so an operator's typo fails at start instead of silently doing something else.
+//! Secrets never live in this structure; providers name an environment variable or a file
+//! (see [`secrets`]).
+
+pub mod secrets;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use validate::validate;
+
+/// The embedded default configuration, used when `starling serve` gets no `--config`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
+
+/// A configuration problem, naming the field it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file's path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a field has the wrong type or is unknown.
+    #[error("invalid config at `{field}`: {problem}")]
+    Parse {
+        /// Dotted path of the field.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The file parsed, but a value is not acceptable.
+    #[error("invalid config at `{field}`: {problem}")]
+    Invalid {
+        /// Dotted path of the field.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and request limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Client authentication.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Upstream providers: where requests go and with which credentials.
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// Public model names with their deployments and fallbacks.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    /// Retries, backoff, cooldown and aliases.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// Overrides and additions to the built-in price table.
+    #[serde(default)]
+    pub pricing: PricingConfig,
+    /// Log output.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// Listeners and request limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+    /// Serve `/metrics` on this separate address instead of the main one.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest accepted request body, in bytes (larger gets 413).
+    pub max_body_bytes: usize,
+    /// Deepest accepted JSON nesting in a request body (deeper gets 400).
+    pub max_json_depth: usize,
+    /// Largest upstream non-streaming response body the gateway buffers, in bytes.
+    pub max_upstream_body_bytes: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM before the node exits.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
+            max_body_bytes: 32 * 1024 * 1024,
+            max_json_depth: 64,
+            max_upstream_body_bytes: 64 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Client authentication.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Static client keys. Empty means open access, which the node logs at start.
+    pub keys: Vec<String>,
+}
+
+/// Which wire protocol and URL scheme a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// api.openai.com.
+    Openai,
+    /// api.anthropic.com.
+    Anthropic,
+    /// Azure OpenAI: deployment URLs, `api-key` header, `api-version` query.
+    Azure,
+    /// Any server speaking the OpenAI API (vLLM, Ollama, Groq, ...).
+    OpenaiCompatible,
+    /// A local provider that answers from inside the gateway; needs no account.
+    Demo,
+}
+
+/// Base URL presets for well-known OpenAI-compatible servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// vLLM's OpenAI server on its default port.
+    Vllm,
+    /// Ollama's OpenAI-compatible endpoint on its default port.
+    Ollama,
+    /// Groq.
+    Groq,
+    /// Together AI.
+    Together,
+    /// Mistral La Plateforme.
+    Mistral,
+    /// DeepSeek.
+    Deepseek,
+    /// OpenRouter.
+    Openrouter,
+    /// Fireworks AI.
+    Fireworks,
+}
+
+impl Preset {
+    /// The preset's base URL, including the API version path.
+    pub fn base_url(self) -> &'static str {
+        match self {
+            Preset::Vllm => "http://localhost:8000/v1",
+            Preset::Ollama => "http://localhost:11434/v1",
+            Preset::Groq => "https://api.groq.com/openai/v1",
+            Preset::Together => "https://api.together.xyz/v1",
+            Preset::Mistral => "https://api.mistral.ai/v1",
+            Preset::Deepseek => "https://api.deepseek.com/v1",
+            Preset::Openrouter => "https://openrouter.ai/api/v1",
+            Preset::Fireworks => "https://api.fireworks.ai/inference/v1",
+        }
+    }
+}
+
+/// One upstream provider account or endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique name, used in `provider/model` names, deployments and metrics.
+    pub name: String,
+    /// Wire protocol.
+    pub kind: ProviderKind,
+    /// For `openai_compatible`: a well-known server whose base URL to use.
+    #[serde(default)]
+    pub preset: Option<Preset>,
+    /// Base URL. OpenAI-style URLs include `/v1`; Anthropic's and Azure's do not.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// File holding the API key (surrounding whitespace is trimmed).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Azure `api-version`, or the `anthropic-version` header for Anthropic.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Model name patterns this provider serves without a `[[models]]` entry (`*` wildcards).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Skip this provider (with a log line) when its key is not set, instead of failing.
+    #[serde(default)]
+    pub optional: bool,
+    /// Extra non-secret headers sent upstream.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Timeouts for this provider.
+    #[serde(default)]
+    pub timeouts: TimeoutConfig,
+}
+
+/// Upstream timeouts, in milliseconds.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutConfig {
+    /// TCP and TLS connection set-up.
+    pub connect_ms: u64,
+    /// From sending the request to the first byte of the response body.
+    pub first_byte_ms: u64,
+    /// The whole upstream call, including streaming the body.
+    pub total_ms: u64,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            connect_ms: 5_000,
+            first_byte_ms: 120_000,
+            total_ms: 600_000,
+        }
+    }
+}
+
+/// A public model name and where it is served.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name clients send.
+    pub name: String,
+    /// Where the model runs; traffic is split by weight.
+    pub deployments: Vec<DeploymentConfig>,
+    /// Other public model names to try, in order, when every attempt at this one failed.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+}
+
+/// One place a model runs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// Name of a configured provider.
+    pub provider: String,
+    /// The model name the provider knows (for Azure, the deployment name).
+    pub model: String,
+    /// Relative share of traffic.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Retries, backoff, cooldown and aliases.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Retries per model after the first attempt, on 429, 5xx and connection errors.
+    pub retries: u32,
+    /// First backoff delay; it doubles per retry, with full jitter.
+    pub backoff_initial_ms: u64,
+    /// Largest backoff delay, and the largest upstream `retry-after` the gateway waits out.
+    pub backoff_max_ms: u64,
+    /// How long a failing deployment is skipped when others are available.
+    pub cooldown_ms: u64,
+    /// `max_tokens` sent to Anthropic when an OpenAI-format client gave none.
+    pub default_max_tokens: u32,
+    /// Alternative names for public model names, e.g. `fast = "gpt-4o-mini"`.
+    pub aliases: BTreeMap<String, String>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 5_000,
+            cooldown_ms: 5_000,
+            default_max_tokens: 4_096,
+            aliases: BTreeMap::new(),
+        }
+    }
+}
+
+/// Price overrides, in USD per million tokens.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingConfig {
+    /// Per model name (exact or prefix, like the built-in table).
+    pub models: BTreeMap<String, crate::pricing::PriceEntry>,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `starling=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// Parses and validates a configuration from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let de = toml::de::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+            field: "(file)".to_owned(),
+            problem: describe_toml_error(text, &e),
+        })?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            ConfigError::Parse {
+                field,
+                problem: describe_toml_error(text, e.inner()),
+            }
+        })?;
+        validate(&config)?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::from_toml(DEFAULT_CONFIG_TOML)
+    }
+
+    /// The configuration as TOML, with client keys redacted, for `--print-config`.
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut shown = self.clone();
+        for key in &mut shown.auth.keys {
+            *key = secrets::redact(key);
+        }
+        toml::to_string_pretty(&shown)
+    }
+}
+
+/// The error's message with the line it points at, without toml's multi-line source excerpt.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim();
+    match error.span() {
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map_or(1, |before| before.matches('\n').count() + 1);
+            format!("{message} (line {line})")
+        }
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+//! Checks a parsed configuration for values that parse but cannot work.
+//!
+//! Reference checks that need model resolution (fallbacks, aliases) live in
+//! [`crate::routing::Router::build`], which owns resolution.
+
+use std::collections::HashSet;
+
+use super::{Config, ConfigError, ProviderConfig, ProviderKind};
+
+/// Validates everything that can be checked without building the router.
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    let server = &config.server;
+    if server.max_body_bytes == 0 {
+        return Err(ConfigError::invalid(
+            "server.max_body_bytes",
+            "must be greater than 0",
+        ));
+    }
+    if server.max_json_depth < 2 {
+        return Err(ConfigError::invalid(
+            "server.max_json_depth",
+            "must be at least 2",
+        ));
+    }
+    if server.max_upstream_body_bytes == 0 {
+        return Err(ConfigError::invalid(
+            "server.max_upstream_body_bytes",
+            "must be greater than 0",
+        ));
+    }
+    for (i, key) in config.auth.keys.iter().enumerate() {
+        if key.trim().is_empty() || key.chars().any(char::is_whitespace) {
+            return Err(ConfigError::invalid(
+                format!("auth.keys[{i}]"),
+                "a key must be non-empty and contain no whitespace",
+            ));
+        }
+    }
+
+    let mut names = HashSet::new();
+    for (i, provider) in config.providers.iter().enumerate() {
+        validate_provider(i, provider)?;
+        if !names.insert(provider.name.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("providers[{i}].name"),
+                format!("duplicate provider name {:?}", provider.name),
+            ));
+        }
+    }
+
+    let mut model_names = HashSet::new();
+    for (i, model) in config.models.iter().enumerate() {
+        if model.name.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                format!("models[{i}].name"),
+                "must not be empty",
+            ));
+        }
+        if !model_names.insert(model.name.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("models[{i}].name"),
+                format!("duplicate model name {:?}", model.name),
+            ));
+        }
+        if model.deployments.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("models[{i}].deployments"),
+                "a model needs at least one deployment",
+            ));
+        }
+        for (j, deployment) in model.deployments.iter().enumerate() {
+            if !names.contains(deployment.provider.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("models[{i}].deployments[{j}].provider"),
+                    format!("no provider named {:?}", deployment.provider),
+                ));
+            }
+            if deployment.model.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("models[{i}].deployments[{j}].model"),
+                    "must not be empty",
+                ));
+            }
+            if deployment.weight == 0 {
+                return Err(ConfigError::invalid(
+                    format!("models[{i}].deployments[{j}].weight"),
+                    "must be at least 1",
+                ));
+            }
+        }
+    }
+
+    let routing = &config.routing;
+    if routing.backoff_initial_ms > routing.backoff_max_ms {
+        return Err(ConfigError::invalid(
+            "routing.backoff_initial_ms",
+            "must not exceed routing.backoff_max_ms",
+        ));
+    }
+    if routing.default_max_tokens == 0 {
+        return Err(ConfigError::invalid(
+            "routing.default_max_tokens",
+            "must be greater than 0",
+        ));
+    }
+    for (name, price) in &config.pricing.models {
+        price
+            .validate()
+            .map_err(|problem| ConfigError::invalid(format!("pricing.models.{name}"), problem))?;
+    }
+    Ok(())
+}
+
+fn validate_provider(i: usize, provider: &ProviderConfig) -> Result<(), ConfigError> {
+    let field = |name: &str| format!("providers[{i}].{name}");
+    if provider.name.trim().is_empty() || provider.name.contains('/') {
+        return Err(ConfigError::invalid(
+            field("name"),
+            "must be non-empty and must not contain '/'",
+        ));
+    }
+    if provider.api_key_env.is_some() && provider.api_key_file.is_some() {
+        return Err(ConfigError::invalid(
+            field("api_key_file"),
+            "set api_key_env or api_key_file, not both",
+        ));
+    }
+    if provider.preset.is_some() && provider.kind != ProviderKind::OpenaiCompatible {
+        return Err(ConfigError::invalid(
+            field("preset"),
+            "presets apply only to kind = \"openai_compatible\"",
+        ));
+    }
+    match provider.kind {
+        ProviderKind::Azure => {
+            if provider.base_url.is_none() {
+                return Err(ConfigError::invalid(
+                    field("base_url"),
+                    "Azure needs base_url, e.g. https://RESOURCE.openai.azure.com",
+                ));
+            }
+            if provider.api_version.is_none() {
+                return Err(ConfigError::invalid(
+                    field("api_version"),
+                    "Azure needs api_version, e.g. 2024-10-21",
+                ));
+            }
+        }
+        ProviderKind::OpenaiCompatible => {
+            if provider.base_url.is_none() && provider.preset.is_none() {
+                return Err(ConfigError::invalid(
+                    field("base_url"),
+                    "an openai_compatible provider needs base_url or preset",
+                ));
+            }
+        }
+        ProviderKind::Demo => {
+            if provider.base_url.is_some() {
+                return Err(ConfigError::invalid(
+                    field("base_url"),
+                    "the demo provider answers locally and takes no base_url",
+                ));
+            }
+        }
+        ProviderKind::Openai | ProviderKind::Anthropic => {}
+    }
+    if let Some(url) = &provider.base_url {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| ConfigError::invalid(field("base_url"), format!("not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ConfigError::invalid(
+                field("base_url"),
+                "must be an http:// or https:// URL",
+            ));
+        }
+    }
+    for (j, pattern) in provider.models.iter().enumerate() {
+        if pattern.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                format!("providers[{i}].models[{j}]"),
+                "must not be empty",
+            ));
+        }
+    }
+    for (name, value) in &provider.headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ConfigError::invalid(
+                format!("providers[{i}].headers.{name}"),
+                "not a valid header name",
+            ));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(ConfigError::invalid(
+                format!("providers[{i}].headers.{name}"),
+                "not a valid header value",
+            ));
+        }
+    }
+    let t = provider.timeouts;
+    for (name, value) in [
+        ("connect_ms", t.connect_ms),
+        ("first_byte_ms", t.first_byte_ms),
+        ("total_ms", t.total_ms),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::invalid(
+                format!("providers[{i}].timeouts.{name}"),
+                "must be greater than 0",
+            ));
+        }
+    }
+    if t.first_byte_ms > t.total_ms {
+        return Err(ConfigError::invalid(
+            format!("providers[{i}].timeouts.first_byte_ms"),
+            "must not exceed timeouts.total_ms",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! Starling: an LLM gateway node.
+//!
+//! Module map (see docs/architecture.md): [`config`] loads and checks the TOML file;
+//! [`server`] binds listeners and routes HTTP; [`api`] owns the client dialects (request
+//! reading, validation, error shapes); [`admission`] authenticates and admits; [`routing`]
+//! resolves models to deployments; [`providers`] talks to upstreams; [`proxy`] runs the request
+//! path; [`translate`] converts between OpenAI and Anthropic formats; [`pricing`] prices usage;
+//! [`metrics`] exports Prometheus metrics.
+
+pub mod admission;
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod pricing;
+pub mod providers;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod translate;

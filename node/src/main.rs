@@ -1,0 +1,170 @@
+//! The `starling` binary: command-line parsing and process set-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use starling::config::{Config, LogFormat};
+use starling::proxy::Gateway;
+use starling::server::RunningServer;
+use tracing_subscriber::EnvFilter;
+
+/// Starling: an LLM gateway.
+#[derive(Parser)]
+#[command(name = "starling", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a gateway node.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file; without it, the embedded default runs.
+    #[arg(long, env = "STARLING_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address for the API, overriding `server.listen` (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Listen address for `/metrics`, overriding `server.metrics_listen`.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Once listening, write the bound addresses to this file as JSON.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Print the effective config, with secrets redacted, and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Log format, overriding `logging.format`.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn load_config(args: &ServeArgs) -> Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::embedded_default()?,
+    };
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(listen) = args.metrics_listen {
+        config.server.metrics_listen = Some(listen);
+    }
+    if let Some(format) = args.log_format {
+        config.logging.format = match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    Ok(config)
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.logging.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.logging.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let config = load_config(&args)?;
+    if args.print_config {
+        print!(
+            "{}",
+            config
+                .to_redacted_toml()
+                .context("cannot render the config")?
+        );
+        return Ok(());
+    }
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(config, args.ready_file))
+}
+
+async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
+    let listen = config.server.listen;
+    let metrics_listen = config.server.metrics_listen;
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let gateway = Arc::new(Gateway::from_config(config)?);
+    if gateway.admission.is_open() {
+        tracing::warn!("auth.keys is empty: open access, every request is admitted without a key");
+    }
+    for provider in gateway.router.providers() {
+        tracing::info!(provider = %provider.name, kind = ?provider.kind, "provider on");
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let metrics_listener = match metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+        ),
+        None => None,
+    };
+    let server = RunningServer::start(gateway, listener, metrics_listener)?;
+    tracing::info!(addr = %server.addr, metrics = ?server.metrics_addr, "starling is serving");
+    if let Some(path) = ready_file {
+        server
+            .write_ready_file(&path)
+            .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests for up to {grace:?}");
+    server.shutdown(grace).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,147 @@
+//! The request path: authenticate, read and check the body, resolve the model, admit, call
+//! upstream with retries and fallbacks, and answer, streaming or not, in the client's dialect.
+
+mod attempt;
+mod complete;
+mod count_tokens;
+mod prepare;
+mod settle;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, Request};
+use tokio::time::Instant;
+
+use crate::admission::Admission;
+use crate::api::validate::{RequestMeta, validate};
+use crate::api::{ApiError, ApiFormat, Endpoint, request};
+use crate::config::secrets::ResolvedKey;
+use crate::config::{Config, ConfigError, secrets};
+use crate::pricing::PriceTable;
+use crate::providers::Provider;
+use crate::routing::Router;
+
+pub use settle::InFlight;
+
+/// Response header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Response header carrying the request's cost in USD.
+pub const COST_HEADER: &str = "x-starling-cost-usd";
+/// Response header naming the provider that served the request.
+pub const PROVIDER_HEADER: &str = "x-starling-provider";
+/// Response header naming the public model that served the request (after fallbacks).
+pub const MODEL_HEADER: &str = "x-starling-model";
+
+/// Everything a node needs to serve requests; shared by all connections.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// Model resolution and deployments.
+    pub router: Router,
+    /// Authentication and admission.
+    pub admission: Admission,
+    /// Set when the node is shutting down: `/readyz` fails so load balancers move away.
+    pub draining: std::sync::atomic::AtomicBool,
+}
+
+/// Per-request facts the stages below share.
+#[derive(Debug)]
+pub(crate) struct RequestCtx {
+    pub id: String,
+    pub endpoint: Endpoint,
+    pub started: Instant,
+    pub meta: RequestMeta,
+    pub headers: HeaderMap,
+}
+
+impl RequestCtx {
+    pub fn format(&self) -> ApiFormat {
+        self.endpoint.format()
+    }
+}
+
+impl Gateway {
+    /// Builds a gateway from a validated config: resolves provider keys and builds routes.
+    pub fn from_config(config: Config) -> Result<Self, ConfigError> {
+        let mut providers = Vec::new();
+        for (i, p) in config.providers.iter().enumerate() {
+            let key = match secrets::resolve_provider_key(i, p)? {
+                ResolvedKey::Found(key) => Some(key),
+                ResolvedKey::NotNeeded => None,
+                ResolvedKey::Missing(why) if p.optional => {
+                    tracing::info!(provider = %p.name, "provider is off: {why}");
+                    continue;
+                }
+                ResolvedKey::Missing(why) => {
+                    let field = if p.api_key_env.is_some() {
+                        "api_key_env"
+                    } else {
+                        "api_key_file"
+                    };
+                    return Err(ConfigError::invalid(format!("providers[{i}].{field}"), why));
+                }
+            };
+            providers.push(Arc::new(Provider::build(i, p, key)?));
+        }
+        let prices = PriceTable::with_overrides(&config.pricing.models)
+            .map_err(|e| ConfigError::invalid("pricing", e.to_string()))?;
+        let router = Router::build(&config, providers, prices)?;
+        let admission = Admission::with_static_keys(&config.auth.keys);
+        Ok(Self {
+            config: Arc::new(config),
+            router,
+            admission,
+            draining: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Serves one API request end to end. Errors are answered in the endpoint's dialect.
+    pub async fn handle(self: &Arc<Self>, endpoint: Endpoint, request: Request<Body>) -> Response {
+        let started = Instant::now();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let in_flight = InFlight::enter(endpoint);
+        let mut response = match self.serve(endpoint, request, started, &id, in_flight).await {
+            Ok(response) => response,
+            Err(error) => {
+                settle::record_rejection(endpoint, &error, started);
+                tracing::debug!(request_id = %id, status = %error.status(), "request failed: {}", error.message());
+                error.into_response_in(endpoint.format())
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        response
+    }
+
+    async fn serve(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        request: Request<Body>,
+        started: Instant,
+        id: &str,
+        in_flight: InFlight,
+    ) -> Result<Response, ApiError> {
+        let (parts, body) = request.into_parts();
+        let principal = self.admission.authenticate(&parts.headers)?;
+        let server = &self.config.server;
+        let raw = request::read_body(body, &parts.headers, server.max_body_bytes).await?;
+        let object = request::parse_json_object(&raw, server.max_json_depth)?;
+        let meta = validate(endpoint, &object)?;
+        let route = self.router.resolve(&meta.model)?;
+        let permit = self.admission.admit(&principal, &meta)?;
+        let ctx = RequestCtx {
+            id: id.to_owned(),
+            endpoint,
+            started,
+            meta,
+            headers: parts.headers,
+        };
+        let body = serde_json::Value::Object(object);
+        attempt::run(self, ctx, route, raw, body, permit, in_flight).await
+    }
+}

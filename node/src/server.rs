@@ -1,0 +1,257 @@
+//! HTTP listeners and routes: the OpenAI and Anthropic APIs (also under `/openai` and
+//! `/anthropic`), health, readiness and metrics.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use axum::serve::ListenerExt;
+use http::{HeaderMap, StatusCode, Uri};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{ApiError, ApiFormat, Endpoint, ErrorKind};
+use crate::proxy::Gateway;
+
+#[derive(Clone)]
+struct AppState {
+    gateway: Arc<Gateway>,
+    metrics: PrometheusHandle,
+}
+
+/// The API routes, plus `/metrics` unless it is served on its own listener.
+pub fn app(gateway: Arc<Gateway>, metrics: PrometheusHandle, serve_metrics: bool) -> Router {
+    let state = AppState { gateway, metrics };
+    let mut router = Router::new();
+    for prefix in ["", "/openai", "/anthropic"] {
+        router = router
+            .route(
+                &format!("{prefix}/v1/chat/completions"),
+                api(Endpoint::ChatCompletions),
+            )
+            .route(
+                &format!("{prefix}/v1/completions"),
+                api(Endpoint::Completions),
+            )
+            .route(
+                &format!("{prefix}/v1/embeddings"),
+                api(Endpoint::Embeddings),
+            )
+            .route(&format!("{prefix}/v1/messages"), api(Endpoint::Messages))
+            .route(
+                &format!("{prefix}/v1/messages/count_tokens"),
+                api(Endpoint::CountTokens),
+            );
+    }
+    // OpenAI SDKs configured with a base URL lacking `/v1` call these.
+    for prefix in ["", "/openai"] {
+        router = router
+            .route(
+                &format!("{prefix}/chat/completions"),
+                api(Endpoint::ChatCompletions),
+            )
+            .route(&format!("{prefix}/completions"), api(Endpoint::Completions))
+            .route(&format!("{prefix}/embeddings"), api(Endpoint::Embeddings));
+    }
+    router = router
+        .route("/v1/models", get(models_openai))
+        .route("/openai/v1/models", get(models_openai))
+        .route("/anthropic/v1/models", get(models_anthropic))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz));
+    if serve_metrics {
+        router = router.route("/metrics", get(render_metrics));
+    }
+    router.fallback(not_found).with_state(state)
+}
+
+/// The metrics-only app for a separate metrics listener.
+pub fn metrics_app(metrics: PrometheusHandle) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+}
+
+fn api(endpoint: Endpoint) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>, request: Request| async move {
+            state.gateway.handle(endpoint, request).await
+        },
+    )
+    .fallback(move || async move {
+        ApiError::new(ErrorKind::InvalidRequest, "method not allowed: use POST")
+            .into_response_in(endpoint.format())
+            .into_response()
+            .map_status(StatusCode::METHOD_NOT_ALLOWED)
+    })
+}
+
+trait MapStatus {
+    fn map_status(self, status: StatusCode) -> Response;
+}
+
+impl MapStatus for Response {
+    fn map_status(mut self, status: StatusCode) -> Response {
+        *self.status_mut() = status;
+        self
+    }
+}
+
+async fn models_openai(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.gateway.admission.authenticate(&headers) {
+        return e.into_response_in(ApiFormat::OpenAi);
+    }
+    let data: Vec<_> = state
+        .gateway
+        .router
+        .listed_models()
+        .into_iter()
+        .map(|(id, provider)| json!({"id": id, "object": "model", "created": 0, "owned_by": &*provider}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn models_anthropic(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.gateway.admission.authenticate(&headers) {
+        return e.into_response_in(ApiFormat::Anthropic);
+    }
+    let data: Vec<_> = state
+        .gateway
+        .router
+        .listed_models()
+        .into_iter()
+        .map(|(id, _)| json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"}))
+        .collect();
+    let first = data.first().and_then(|m| m.get("id")).cloned();
+    let last = data.last().and_then(|m| m.get("id")).cloned();
+    axum::Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
+        .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.gateway.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else {
+        "ready".into_response()
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> String {
+    state.metrics.render()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let path = uri.path();
+    let format = if path.starts_with("/anthropic") || path.contains("/messages") {
+        ApiFormat::Anthropic
+    } else {
+        ApiFormat::OpenAi
+    };
+    ApiError::new(ErrorKind::NotFound, format!("no route for {path}")).into_response_in(format)
+}
+
+/// A running node's listeners.
+pub struct RunningServer {
+    /// The API address actually bound.
+    pub addr: SocketAddr,
+    /// The separate metrics address, if any.
+    pub metrics_addr: Option<SocketAddr>,
+    gateway: Arc<Gateway>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Serves `gateway` on `listener` (and `/metrics` on `metrics_listener` if given).
+    pub fn start(
+        gateway: Arc<Gateway>,
+        listener: TcpListener,
+        metrics_listener: Option<TcpListener>,
+    ) -> std::io::Result<Self> {
+        let metrics = crate::metrics::install();
+        let addr = listener.local_addr()?;
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
+        let (shutdown, watch_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let app = app(gateway.clone(), metrics.clone(), metrics_listener.is_none());
+        let mut rx = watch_rx.clone();
+        // Small responses must not wait out Nagle's algorithm against delayed ACKs.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        tasks.push(tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!("API listener failed: {e}");
+            }
+        }));
+        if let Some(listener) = metrics_listener {
+            let mut rx = watch_rx.clone();
+            let app = metrics_app(metrics.clone());
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    })
+                    .await;
+            }));
+        }
+        let mut rx = watch_rx;
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                () = crate::metrics::upkeep(metrics) => {}
+                _ = rx.wait_for(|stop| *stop) => {}
+            }
+        }));
+        Ok(Self {
+            addr,
+            metrics_addr,
+            gateway,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Writes the bound addresses as JSON to `path`, atomically, for tests and supervisors.
+    pub fn write_ready_file(&self, path: &Path) -> std::io::Result<()> {
+        let body = json!({
+            "http": self.addr.to_string(),
+            "metrics": self.metrics_addr.map(|a| a.to_string()),
+        });
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, body.to_string())?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, then returns.
+    pub async fn shutdown(self, grace: Duration) {
+        self.gateway.draining.store(true, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("in-flight requests did not finish within {grace:?}; exiting anyway");
+        }
+    }
+}
