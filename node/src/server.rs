@@ -249,9 +249,13 @@ impl RunningServer {
     pub async fn shutdown(self, grace: Duration) {
         self.gateway.draining.store(true, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
+        let aborts: Vec<_> = self.tasks.iter().map(JoinHandle::abort_handle).collect();
         let all = futures::future::join_all(self.tasks);
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("in-flight requests did not finish within {grace:?}; exiting anyway");
+            for task in aborts {
+                task.abort();
+            }
         }
     }
 }

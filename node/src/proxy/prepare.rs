@@ -96,8 +96,14 @@ pub fn prepare(
             .with_param("model"));
         }
     };
-    let translated =
-        translated.map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+    let translated = translated.map_err(|e| {
+        let kind = if e.status() == 400 {
+            ErrorKind::InvalidRequest
+        } else {
+            ErrorKind::Upstream
+        };
+        ApiError::new(kind, e.to_string()).with_param(e.path())
+    })?;
     Ok(Prepared {
         endpoint,
         body: Bytes::from(serde_json::to_vec(&translated).map_err(internal)?),

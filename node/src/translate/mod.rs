@@ -1,103 +1,123 @@
-//! Placeholder until the translation module lands: signatures only.
-#![allow(missing_docs, dead_code, unused_variables)]
+//! Wire-format translation between the OpenAI Chat Completions API and the
+//! Anthropic Messages API, in both directions, for requests, responses, SSE
+//! streams and error bodies.
+//!
+//! The gateway speaks both APIs to clients and calls providers that speak
+//! either. When the client's format differs from the provider's:
+//!
+//! | client    | provider  | request                                         | response                                        | stream                    |
+//! |-----------|-----------|-------------------------------------------------|-------------------------------------------------|---------------------------|
+//! | OpenAI    | Anthropic | [`openai_to_anthropic::chat_request_to_messages`] | [`openai_to_anthropic::messages_response_to_chat`] | [`AnthropicToOpenAiStream`] |
+//! | Anthropic | OpenAI    | [`anthropic_to_openai::messages_request_to_chat`] | [`anthropic_to_openai::chat_response_to_messages`] | [`OpenAiToAnthropicStream`] |
+//!
+//! Everything here treats its input as untrusted: no panics, no indexing,
+//! every malformed client field is reported as a [`TranslateError`] that
+//! names the JSON path of the field, so the gateway can answer 400 with it.
+//! Inputs are borrowed (`&Value`, `&SseEvent`) and outputs are built
+//! directly; the stream translators serialize borrowed structs into a reused
+//! buffer rather than building `Value` trees per chunk.
+
+use std::borrow::Cow;
+
+pub mod anthropic_to_openai;
 pub mod errors;
+pub mod openai_to_anthropic;
+pub mod sse;
 pub mod usage;
-use bytes::Bytes;
-use serde_json::Value;
-pub use usage::Usage;
+mod util;
 
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct TranslateError {
-    pub path: String,
-    pub message: String,
+#[cfg(test)]
+mod tests;
+
+pub use anthropic_to_openai::{
+    OpenAiToAnthropicStream, chat_response_to_messages, messages_request_to_chat,
+};
+pub use errors::{anthropic_error_to_openai, openai_error_to_anthropic};
+pub use openai_to_anthropic::{
+    AnthropicToOpenAiStream, chat_request_to_messages, messages_response_to_chat,
+};
+pub use sse::{
+    FrameEncoder, SseError, SseEvent, SseParser, anthropic_event_frame, openai_data_frame,
+    openai_done_frame,
+};
+pub use usage::{Usage, merge_anthropic_stream_usage, usage_from_anthropic, usage_from_openai};
+
+/// Why a translation failed.
+///
+/// Every variant carries the JSON path of the offending field (for example
+/// `messages[2].content[0].type`; `$` is the whole body), so the caller can
+/// return it to the client. [`TranslateError::status`] gives the HTTP status
+/// the gateway should answer with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// A field of the client's request is missing, has the wrong type or an
+    /// invalid value. Maps to HTTP 400.
+    #[error("invalid request field `{path}`: {reason}")]
+    InvalidRequest {
+        /// JSON path of the field.
+        path: String,
+        /// What is wrong with it.
+        reason: Cow<'static, str>,
+    },
+    /// The client's request is valid in its own API but uses a feature the
+    /// provider's API cannot express. Maps to HTTP 400.
+    #[error("unsupported request field `{path}`: {reason}")]
+    Unsupported {
+        /// JSON path of the field.
+        path: String,
+        /// Why it cannot be translated.
+        reason: Cow<'static, str>,
+    },
+    /// The provider sent a response or stream event that cannot be
+    /// translated. Maps to HTTP 502 (or an error event mid-stream).
+    #[error("invalid upstream response at `{path}`: {reason}")]
+    InvalidUpstream {
+        /// JSON path of the field (for streams, within the event's data).
+        path: String,
+        /// What is wrong with it.
+        reason: Cow<'static, str>,
+    },
 }
 
-pub mod sse {
-    use bytes::Bytes;
-    #[derive(Debug, Clone)]
-    pub struct SseEvent {
-        pub event: Option<String>,
-        pub data: String,
-        pub raw: Bytes,
-    }
-    #[derive(Debug, thiserror::Error)]
-    #[error("sse")]
-    pub struct SseError;
-    pub struct SseParser;
-    impl SseParser {
-        pub fn new(max: usize) -> Self {
-            SseParser
-        }
-        pub fn push(&mut self, chunk: &[u8]) {}
-        pub fn next_event(&mut self) -> Result<Option<SseEvent>, SseError> {
-            Ok(None)
-        }
-        pub fn finish(&mut self) -> Result<Option<SseEvent>, SseError> {
-            Ok(None)
+impl TranslateError {
+    /// The JSON path of the offending field.
+    pub fn path(&self) -> &str {
+        match self {
+            Self::InvalidRequest { path, .. }
+            | Self::Unsupported { path, .. }
+            | Self::InvalidUpstream { path, .. } => path,
         }
     }
-    pub fn openai_data_frame(v: &serde_json::Value) -> Bytes {
-        Bytes::new()
-    }
-    pub fn openai_done_frame() -> Bytes {
-        Bytes::new()
-    }
-    pub fn anthropic_event_frame(t: &str, v: &serde_json::Value) -> Bytes {
-        Bytes::new()
-    }
-}
-pub use sse::{SseEvent, SseParser};
 
-pub fn chat_request_to_messages(req: &Value, m: &str, d: u32) -> Result<Value, TranslateError> {
-    Ok(req.clone())
-}
-pub fn messages_response_to_chat(resp: &Value, m: &str) -> Result<Value, TranslateError> {
-    Ok(resp.clone())
-}
-pub fn messages_request_to_chat(req: &Value, m: &str) -> Result<Value, TranslateError> {
-    Ok(req.clone())
-}
-pub fn chat_response_to_messages(resp: &Value, m: &str) -> Result<Value, TranslateError> {
-    Ok(resp.clone())
-}
-pub struct AnthropicToOpenAiStream;
-impl AnthropicToOpenAiStream {
-    pub fn new(m: &str, include_usage: bool) -> Self {
-        Self
+    /// The HTTP status the gateway should answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidRequest { .. } | Self::Unsupported { .. } => 400,
+            Self::InvalidUpstream { .. } => 502,
+        }
     }
-    pub fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, TranslateError> {
-        Ok(vec![])
+
+    pub(crate) fn invalid(path: impl Into<String>, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::InvalidRequest {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
-    pub fn usage(&self) -> Usage {
-        Usage::default()
+
+    pub(crate) fn unsupported(
+        path: impl Into<String>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::Unsupported {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
-    pub fn finished(&self) -> bool {
-        false
-    }
-}
-pub struct OpenAiToAnthropicStream;
-impl OpenAiToAnthropicStream {
-    pub fn new(m: &str) -> Self {
-        Self
-    }
-    pub fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, TranslateError> {
-        Ok(vec![])
-    }
-    pub fn usage(&self) -> Usage {
-        Usage::default()
-    }
-    pub fn finished(&self) -> bool {
-        false
-    }
-    pub fn finish(&mut self) -> Vec<Bytes> {
-        vec![]
+
+    pub(crate) fn upstream(path: impl Into<String>, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::InvalidUpstream {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }
-pub fn usage_from_openai(v: &Value) -> Option<Usage> {
-    None
-}
-pub fn usage_from_anthropic(v: &Value) -> Option<Usage> {
-    None
-}
-pub fn merge_anthropic_stream_usage(u: &mut Usage, v: &Value) {}
