@@ -5,8 +5,11 @@
 //! integration tests, the Python SDK suite and the benchmarks all run against it, and its
 //! [`mock::Ledger`] is the ground truth of every upstream call and its cost.
 
+#![warn(missing_docs)]
+
 pub mod mock;
 
 pub use mock::{
-    Fault, FaultEffect, LedgerEntry, LedgerSummary, MockConfig, MockServer, ModelTotals, Outcome,
+    Fault, FaultEffect, Ledger, LedgerEntry, LedgerSummary, MockConfig, MockServer, ModelTotals,
+    Outcome, PriceTable,
 };

@@ -287,3 +287,50 @@ async fn unknown_fields_pass_untouched_and_split_sse_is_reassembled() {
         "body must be forwarded byte for byte"
     );
 }
+
+#[tokio::test]
+async fn azure_deployments_use_their_url_scheme_and_api_key_header() {
+    let h = Harness::start_with(Default::default(), |mock, key| {
+        format!(
+            r#"
+[[providers]]
+name = "azure-eu"
+kind = "azure"
+base_url = "http://{mock}"
+api_version = "2024-10-21"
+api_key_file = "{key}"
+
+[[models]]
+name = "gpt-4o"
+[[models.deployments]]
+provider = "azure-eu"
+model = "my-gpt4o-deployment"
+"#
+        )
+    })
+    .await;
+    let r = h
+        .post("/v1/chat/completions", &chat("gpt-4o", "hello azure"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut streaming = chat("gpt-4o", "stream azure [mock:tokens 4]");
+    streaming["stream"] = json!(true);
+    let text = h
+        .post("/v1/chat/completions", &streaming)
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(
+        sse_events(&text).last().map(|e| e.data.as_str()),
+        Some("[DONE]")
+    );
+    let ledger = h.wait_for_ledger("both calls", |l| l.len() == 2).await;
+    assert!(
+        ledger
+            .iter()
+            .all(|e| e.api == "azure.chat" && e.model == "my-gpt4o-deployment"),
+        "{ledger:#?}"
+    );
+    assert_eq!(ledger[1].output_tokens, 4);
+}

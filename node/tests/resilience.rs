@@ -239,3 +239,24 @@ async fn client_disconnect_cancels_the_upstream_stream() {
     let m = h.metrics().await;
     assert!(metric_value(&m, "starling_client_disconnects_total", &[]) >= 1.0);
 }
+
+#[tokio::test]
+async fn client_disconnect_cancels_a_non_streaming_upstream_call() {
+    let h = Harness::start("").await;
+    h.mock.inject(Fault::hang());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let r = client
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(common::KEY)
+        .json(&chat("gpt-4o-mini", "x"))
+        .send()
+        .await;
+    assert!(r.is_err(), "the client gave up");
+    h.wait_for_ledger("the upstream to see the gateway go", |l| {
+        l.len() == 1 && l[0].outcome == Outcome::ClientGone
+    })
+    .await;
+}

@@ -81,7 +81,10 @@ fn parse_one(body: &str, d: &mut Directives) -> Option<usize> {
         }
         ("thinking", []) => d.thinking = true,
         ("error", [status, extra @ ..]) => {
-            let status = status.parse::<u16>().ok().filter(|s| (400..=599).contains(s));
+            let status = status
+                .parse::<u16>()
+                .ok()
+                .filter(|s| (400..=599).contains(s));
             let retry = extra
                 .iter()
                 .find_map(|a| a.strip_prefix("retry-after="))
@@ -162,7 +165,10 @@ mod tests {
         assert_eq!(d.drop_after, Some(2));
         assert_eq!(d.slow_first_byte_ms, Some(10));
         assert_eq!(d.cached, Some(4));
-        assert_eq!(s.split_whitespace().collect::<Vec<_>>(), vec!["Hi", "there", "end"]);
+        assert_eq!(
+            s.split_whitespace().collect::<Vec<_>>(),
+            vec!["Hi", "there", "end"]
+        );
     }
 
     #[test]

@@ -44,9 +44,17 @@ impl Flavor {
                 put(&mut h, "anthropic-ratelimit-requests-limit", "4000");
                 put(&mut h, "anthropic-ratelimit-requests-remaining", "3999");
                 put(&mut h, "anthropic-ratelimit-input-tokens-limit", "2000000");
-                put(&mut h, "anthropic-ratelimit-input-tokens-remaining", "1999000");
+                put(
+                    &mut h,
+                    "anthropic-ratelimit-input-tokens-remaining",
+                    "1999000",
+                );
                 put(&mut h, "anthropic-ratelimit-output-tokens-limit", "400000");
-                put(&mut h, "anthropic-ratelimit-output-tokens-remaining", "399000");
+                put(
+                    &mut h,
+                    "anthropic-ratelimit-output-tokens-remaining",
+                    "399000",
+                );
             }
         }
         h
@@ -138,7 +146,9 @@ impl ApiError {
                 "Rate limit reached for requests (mock). Please try again later.",
             )
             .code("rate_limit_exceeded"),
-            (_, 401) => Self::new(401, "Incorrect API key provided (mock).").code("invalid_api_key"),
+            (_, 401) => {
+                Self::new(401, "Incorrect API key provided (mock).").code("invalid_api_key")
+            }
             (_, 503) => Self::new(503, "The server is overloaded or not ready yet (mock)."),
             (_, s) if s >= 500 => Self::new(
                 s,
@@ -183,7 +193,10 @@ impl ApiError {
             }}),
             // Azure's own errors (auth, throttling, routing) carry a string code and message;
             // validation errors are passed through from the model service in OpenAI's shape.
-            Flavor::Azure if self.status == 400 && self.code.as_deref() != Some("MissingApiVersionParameter") => {
+            Flavor::Azure
+                if self.status == 400
+                    && self.code.as_deref() != Some("MissingApiVersionParameter") =>
+            {
                 json!({"error": {
                     "message": self.message,
                     "type": self.openai_type(),
@@ -211,7 +224,9 @@ impl ApiError {
         }
         if self.status == 429 {
             match flavor {
-                Flavor::Anthropic => put(&mut headers, "anthropic-ratelimit-requests-remaining", "0"),
+                Flavor::Anthropic => {
+                    put(&mut headers, "anthropic-ratelimit-requests-remaining", "0")
+                }
                 Flavor::OpenAi | Flavor::Azure => {
                     put(&mut headers, "x-ratelimit-remaining-requests", "0");
                 }

@@ -90,14 +90,14 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
 
 /// A JSON object being read, with the path prefix used in error messages.
 #[derive(Clone, Copy)]
-pub(crate) struct Fields<'a> {
+pub(crate) struct Fields<'a, 'p> {
     obj: &'a Map<String, Value>,
-    prefix: &'a str,
+    prefix: &'p str,
 }
 
-impl<'a> Fields<'a> {
+impl<'a, 'p> Fields<'a, 'p> {
     /// Wraps an object whose fields are named `prefix` + key in errors.
-    pub(crate) fn new(obj: &'a Map<String, Value>, prefix: &'a str) -> Self {
+    pub(crate) fn new(obj: &'a Map<String, Value>, prefix: &'p str) -> Self {
         Self { obj, prefix }
     }
 
@@ -147,7 +147,12 @@ impl<'a> Fields<'a> {
     }
 
     /// A non-negative integer within `min..=max`.
-    pub(crate) fn uint_opt(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, FieldError> {
+    pub(crate) fn uint_opt(
+        &self,
+        key: &str,
+        min: u64,
+        max: u64,
+    ) -> Result<Option<u64>, FieldError> {
         match self.get(key) {
             None => Ok(None),
             Some(v @ Value::Number(n)) => match n.as_u64() {
@@ -184,7 +189,10 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| FieldError::Missing(self.path(key)))
     }
 
-    pub(crate) fn object_opt(&self, key: &str) -> Result<Option<&'a Map<String, Value>>, FieldError> {
+    pub(crate) fn object_opt(
+        &self,
+        key: &str,
+    ) -> Result<Option<&'a Map<String, Value>>, FieldError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Object(o)) => Ok(Some(o)),
@@ -194,7 +202,10 @@ impl<'a> Fields<'a> {
 }
 
 /// Requires `v` (found at `path`) to be an object.
-pub(crate) fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, FieldError> {
+pub(crate) fn as_object<'a>(
+    v: &'a Value,
+    path: &str,
+) -> Result<&'a Map<String, Value>, FieldError> {
     match v {
         Value::Object(o) => Ok(o),
         other => Err(FieldError::WrongType {
@@ -206,7 +217,11 @@ pub(crate) fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, 
 }
 
 /// A string or an array of strings (OpenAI `stop`, Anthropic `stop_sequences` use one of them).
-pub(crate) fn string_list(v: Option<&Value>, path: &str, max: usize) -> Result<Vec<String>, FieldError> {
+pub(crate) fn string_list(
+    v: Option<&Value>,
+    path: &str,
+    max: usize,
+) -> Result<Vec<String>, FieldError> {
     let wrong = |v: &Value| FieldError::WrongType {
         field: path.to_owned(),
         expected: "string",
@@ -219,7 +234,10 @@ pub(crate) fn string_list(v: Option<&Value>, path: &str, max: usize) -> Result<V
             if a.len() > max {
                 return Err(FieldError::Invalid {
                     field: path.to_owned(),
-                    message: format!("array too long. Expected an array with maximum length {max}, but got an array with length {} instead.", a.len()),
+                    message: format!(
+                        "array too long. Expected an array with maximum length {max}, but got an array with length {} instead.",
+                        a.len()
+                    ),
                 });
             }
             a.iter()
@@ -237,28 +255,41 @@ mod tests {
 
     #[test]
     fn typed_access() {
-        let v = json!({"s": "x", "n": 5, "neg": -1, "f": 1.5, "b": true, "a": [1], "o": {}, "z": null});
+        let v =
+            json!({"s": "x", "n": 5, "neg": -1, "f": 1.5, "b": true, "a": [1], "o": {}, "z": null});
         let o = v.as_object().expect("object");
         let f = Fields::new(o, "p.");
         assert_eq!(f.str_req("s"), Ok("x"));
         assert_eq!(f.str_opt("z"), Ok(None));
         assert_eq!(f.str_req("z"), Err(FieldError::Missing("p.z".into())));
         assert_eq!(f.uint_opt("n", 1, 10), Ok(Some(5)));
-        assert!(matches!(f.uint_opt("n", 6, 10), Err(FieldError::Invalid { .. })));
-        assert!(matches!(f.uint_opt("neg", 0, 10), Err(FieldError::Invalid { .. })));
+        assert!(matches!(
+            f.uint_opt("n", 6, 10),
+            Err(FieldError::Invalid { .. })
+        ));
+        assert!(matches!(
+            f.uint_opt("neg", 0, 10),
+            Err(FieldError::Invalid { .. })
+        ));
         let e = f.uint_opt("s", 0, 10).expect_err("wrong type");
         assert_eq!(e.field(), "p.s");
         assert_eq!(
             e.openai_message().0,
             "Invalid type for 'p.s': expected an integer, but got a string instead."
         );
-        assert_eq!(e.anthropic_message(), "p.s: Input should be a valid integer");
+        assert_eq!(
+            e.anthropic_message(),
+            "p.s: Input should be a valid integer"
+        );
         assert!(f.uint_opt("f", 0, 10).is_err());
         assert_eq!(f.bool_opt("b"), Ok(Some(true)));
         assert!(f.array_req("a").is_ok());
         assert!(f.object_opt("o").is_ok());
         assert!(f.object_opt("a").is_err());
-        assert_eq!(string_list(Some(&json!("x")), "stop", 4), Ok(vec!["x".to_owned()]));
+        assert_eq!(
+            string_list(Some(&json!("x")), "stop", 4),
+            Ok(vec!["x".to_owned()])
+        );
         assert!(string_list(Some(&json!([1])), "stop", 4).is_err());
         assert!(string_list(Some(&json!(["a", "b", "c", "d", "e"])), "stop", 4).is_err());
     }

@@ -26,10 +26,23 @@ pub(crate) struct StreamAborted;
 /// One item of a streamed body.
 pub(crate) type Chunk = Result<Bytes, StreamAborted>;
 
+/// Polls a cut stream survives before failing, giving hyper that many chances to flush.
+const FLUSH_ROUNDS: u8 = 3;
+
 /// Response body: either a complete buffer or a channel fed by a stream producer task.
 pub(crate) enum MockBody {
     Full(Option<Bytes>),
-    Channel(mpsc::Receiver<Chunk>),
+    Channel {
+        rx: mpsc::Receiver<Chunk>,
+        /// Non-zero once the producer asked for a cut: polls left before failing.
+        aborting: u8,
+    },
+}
+
+impl MockBody {
+    pub(crate) fn channel(rx: mpsc::Receiver<Chunk>) -> Self {
+        MockBody::Channel { rx, aborting: 0 }
+    }
 }
 
 impl Body for MockBody {
@@ -42,7 +55,23 @@ impl Body for MockBody {
     ) -> Poll<Option<Result<Frame<Bytes>, StreamAborted>>> {
         match self.get_mut() {
             MockBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            MockBody::Channel(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
+            MockBody::Channel { rx, aborting } => {
+                if *aborting == 0 {
+                    match rx.poll_recv(cx) {
+                        Poll::Ready(Some(Err(StreamAborted))) => *aborting = FLUSH_ROUNDS,
+                        other => return other.map(|o| o.map(|r| r.map(Frame::data))),
+                    }
+                }
+                // hyper drops its unflushed write buffer when a body fails, but flushes
+                // whenever the body is pending: so stay pending (waking ourselves) for a few
+                // polls before failing, or the chunks sent before the cut would be lost.
+                *aborting -= 1;
+                if *aborting == 0 {
+                    return Poll::Ready(Some(Err(StreamAborted)));
+                }
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
         }
     }
 
@@ -54,7 +83,7 @@ impl Body for MockBody {
         match self {
             MockBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             MockBody::Full(None) => SizeHint::with_exact(0),
-            MockBody::Channel(_) => SizeHint::default(),
+            MockBody::Channel { .. } => SizeHint::default(),
         }
     }
 }

@@ -32,17 +32,29 @@ pub(crate) fn openai_id(prefix: &str) -> String {
     s
 }
 
-/// Anthropic-style id: `prefix` + `01` + 22 base62 characters (`msg_01…`, `toolu_01…`).
-pub(crate) fn anthropic_id(prefix: &str) -> String {
+/// `prefix` followed by `len` (at most 22) random base62 characters.
+pub(crate) fn base62_id(prefix: &str, len: usize) -> String {
     let mut n = Uuid::new_v4().as_u128();
-    let mut s = String::with_capacity(prefix.len() + 24);
+    let mut s = String::with_capacity(prefix.len() + len);
     s.push_str(prefix);
-    s.push_str("01");
-    for _ in 0..22 {
+    // 62^22 > 2^122 random bits of a v4 uuid, so 22 digits use all of them.
+    for _ in 0..len.min(22) {
         // `n % 62` is below 62, so the index is always in bounds.
         s.push(char::from(BASE62[(n % 62) as usize]));
         n /= 62;
     }
+    s
+}
+
+/// Anthropic-style id: `prefix` + `01` + 22 base62 characters (`msg_01…`, `toolu_01…`).
+pub(crate) fn anthropic_id(prefix: &str) -> String {
+    base62_id(&format!("{prefix}01"), 22)
+}
+
+/// OpenAI tool call id: `call_` + 24 base62 characters.
+pub(crate) fn call_id() -> String {
+    let mut s = base62_id("call_", 22);
+    s.push_str(&base62_id("", 2));
     s
 }
 
@@ -59,5 +71,6 @@ mod tests {
         let o = openai_id("chatcmpl-");
         assert_eq!(o.len(), 9 + 32);
         assert_ne!(openai_id("x"), openai_id("x"));
+        assert_eq!(call_id().len(), 5 + 24);
     }
 }

@@ -16,8 +16,9 @@ fn resolve<'a>(root: &'a Value, reference: &str) -> Option<&'a Value> {
         return Some(root);
     }
     let path = reference.strip_prefix("#/")?;
-    path.split('/')
-        .try_fold(root, |v, seg| v.get(seg.replace("~1", "/").replace("~0", "~")))
+    path.split('/').try_fold(root, |v, seg| {
+        v.get(seg.replace("~1", "/").replace("~0", "~"))
+    })
 }
 
 fn sample_at(schema: &Value, root: &Value, depth: usize) -> Value {
@@ -37,7 +38,11 @@ fn sample_at(schema: &Value, root: &Value, depth: usize) -> Value {
     if let Some(c) = obj.get("const") {
         return c.clone();
     }
-    if let Some(first) = obj.get("enum").and_then(Value::as_array).and_then(|a| a.first()) {
+    if let Some(first) = obj
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
         return first.clone();
     }
     for key in ["anyOf", "oneOf", "allOf"] {
@@ -74,7 +79,11 @@ fn sample_at(schema: &Value, root: &Value, depth: usize) -> Value {
             Value::Object(out)
         }
         "array" => {
-            let min = obj.get("minItems").and_then(Value::as_u64).unwrap_or(1).clamp(1, 3);
+            let min = obj
+                .get("minItems")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .clamp(1, 3);
             let item = obj
                 .get("items")
                 .map(|i| sample_at(i, root, depth + 1))

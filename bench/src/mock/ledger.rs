@@ -127,6 +127,8 @@ struct Inner {
 /// The record of all calls. Shared between the server and its [`super::MockServer`] handle.
 pub struct Ledger {
     next_seq: AtomicU64,
+    /// Tickets recorded so far (not reset by `clear`), to compute calls in flight.
+    closed: AtomicU64,
     limit: Option<usize>,
     inner: Mutex<Inner>,
 }
@@ -135,6 +137,7 @@ impl Ledger {
     pub(crate) fn new(limit: Option<usize>) -> Self {
         Self {
             next_seq: AtomicU64::new(1),
+            closed: AtomicU64::new(0),
             limit,
             inner: Mutex::new(Inner::default()),
         }
@@ -153,7 +156,7 @@ impl Ledger {
         request_id: &str,
         upstream: Option<&str>,
     ) -> Ticket {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
         Ticket {
             ledger: Arc::clone(self),
             entry: Some(LedgerEntry {
@@ -193,13 +196,24 @@ impl Ledger {
         s.output_tokens += e.output_tokens;
         s.cost_micros += e.cost_micros;
         s.by_model.entry(e.model.clone()).or_default().add(&e);
-        *s.by_outcome.entry(e.outcome.as_str().to_owned()).or_default() += 1;
+        *s.by_outcome
+            .entry(e.outcome.as_str().to_owned())
+            .or_default() += 1;
         inner.entries.push_back(e);
         if let Some(limit) = self.limit {
             while inner.entries.len() > limit {
                 inner.entries.pop_front();
             }
         }
+        drop(inner);
+        self.closed.fetch_add(1, Ordering::Release);
+    }
+
+    /// Calls that arrived but are not recorded yet (in progress, streaming or hanging).
+    pub fn in_flight(&self) -> u64 {
+        let closed = self.closed.load(Ordering::Acquire);
+        let opened = self.next_seq.load(Ordering::Acquire) - 1;
+        opened.saturating_sub(closed)
     }
 
     /// All retained entries, ordered by `seq` (arrival order).
@@ -269,6 +283,14 @@ impl Ticket {
         }
     }
 
+    /// Moves the pending entry into a new ticket (for a stream task), leaving this one inert.
+    pub(crate) fn detach(&mut self) -> Ticket {
+        Ticket {
+            ledger: Arc::clone(&self.ledger),
+            entry: self.entry.take(),
+        }
+    }
+
     /// Records the call now with this outcome. Later calls are no-ops.
     pub(crate) fn finish(&mut self, outcome: Outcome) {
         if let Some(mut e) = self.entry.take() {
@@ -329,5 +351,10 @@ mod tests {
         l.clear();
         assert_eq!(l.summary().calls, 0);
         assert!(l.snapshot().is_empty());
+        assert_eq!(l.in_flight(), 0);
+        let pending = l.open("openai.chat", "req_4", None);
+        assert_eq!(l.in_flight(), 1);
+        drop(pending);
+        assert_eq!(l.in_flight(), 0);
     }
 }

@@ -68,7 +68,7 @@ pub struct PriceTable {
 }
 
 fn scaled(model: &str, field: &'static str, usd_per_mtok: f64) -> Result<u64, PriceError> {
-    if !usd_per_mtok.is_finite() || usd_per_mtok < 0.0 || usd_per_mtok > 1e9 {
+    if !usd_per_mtok.is_finite() || !(0.0..=1e9).contains(&usd_per_mtok) {
         return Err(PriceError::BadPrice {
             model: model.to_owned(),
             field,

@@ -49,11 +49,6 @@ impl InputCount {
     pub(crate) fn finish_chat(self) -> u64 {
         self.total + REPLY_PRIMING
     }
-
-    /// The total without chat overheads (legacy completions, embeddings).
-    pub(crate) fn raw(self) -> u64 {
-        self.total
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Model prices and the cost of a request in integer micro-dollars.
 //!
-//! Prices are kept as nano-dollars per token so that sums stay exact integers; a request's cost
-//! is rounded up to whole micro-dollars once, at the end, so enforcement never under-counts.
+//! Prices are kept as nano-dollars per token so that products stay exact integers; each token
+//! class's cost is rounded up to whole micro-dollars, so enforcement never under-counts.
 
 use std::collections::BTreeMap;
 
@@ -74,15 +74,18 @@ pub struct ModelPrice {
 }
 
 impl ModelPrice {
-    /// The cost of `usage`, in micro-dollars, rounded up.
+    /// The cost of `usage`, in micro-dollars. Each token class is rounded up on its own, the
+    /// same rule the mock provider's ledger uses, so the two agree to the micro-dollar.
     pub fn cost_micros(&self, usage: &Usage) -> u64 {
-        let nanos = usage
-            .input_tokens
-            .saturating_mul(self.input)
-            .saturating_add(usage.output_tokens.saturating_mul(self.output))
-            .saturating_add(usage.cached_input_tokens.saturating_mul(self.cached_input))
-            .saturating_add(usage.cache_write_tokens.saturating_mul(self.cache_write));
-        nanos.div_ceil(1_000)
+        [
+            (usage.input_tokens, self.input),
+            (usage.output_tokens, self.output),
+            (usage.cached_input_tokens, self.cached_input),
+            (usage.cache_write_tokens, self.cache_write),
+        ]
+        .iter()
+        .map(|(tokens, nanos)| tokens.saturating_mul(*nanos).div_ceil(1_000))
+        .fold(0u64, u64::saturating_add)
     }
 }
 
@@ -123,6 +126,11 @@ impl PriceTable {
             entries.push((name, entry.compile()));
         }
         Ok(Self { entries })
+    }
+
+    /// Every model name in the table, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(name, _)| name.as_str())
     }
 
     /// The price of `model`: an exact entry, else the longest entry that prefixes it.

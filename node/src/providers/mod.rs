@@ -300,3 +300,46 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ProviderConfig};
+
+    fn provider(toml: &str) -> Provider {
+        let config = Config::from_toml(toml).expect("valid");
+        let p: &ProviderConfig = config.providers.first().expect("one provider");
+        Provider::build(0, p, None).expect("builds")
+    }
+
+    #[test]
+    fn urls_per_kind() {
+        let openai = provider("[[providers]]\nname = \"o\"\nkind = \"openai\"\n");
+        assert_eq!(
+            openai.url(Endpoint::ChatCompletions, "gpt-4o"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        let anthropic = provider("[[providers]]\nname = \"a\"\nkind = \"anthropic\"\n");
+        assert_eq!(
+            anthropic.url(Endpoint::Messages, "claude"),
+            "https://api.anthropic.com/v1/messages"
+        );
+        let azure = provider(
+            "[[providers]]\nname = \"z\"\nkind = \"azure\"\nbase_url = \"https://r.openai.azure.com/\"\napi_version = \"2024-10-21\"\n",
+        );
+        assert_eq!(
+            azure.url(Endpoint::Embeddings, "emb-deploy"),
+            "https://r.openai.azure.com/openai/deployments/emb-deploy/embeddings?api-version=2024-10-21"
+        );
+        let groq = provider(
+            "[[providers]]\nname = \"g\"\nkind = \"openai_compatible\"\npreset = \"groq\"\n",
+        );
+        assert_eq!(
+            groq.url(Endpoint::ChatCompletions, "llama"),
+            "https://api.groq.com/openai/v1/chat/completions"
+        );
+        assert_eq!(groq.wire, ApiFormat::OpenAi);
+        assert!(!groq.supports(Endpoint::Messages));
+        assert!(anthropic.supports(Endpoint::CountTokens));
+    }
+}

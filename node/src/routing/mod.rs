@@ -17,7 +17,7 @@ pub use cooldown::Cooldown;
 use crate::api::{ApiError, ErrorKind};
 use crate::config::{Config, ConfigError, RoutingConfig};
 use crate::pricing::{ModelPrice, PriceTable};
-use crate::providers::Provider;
+use crate::providers::{Provider, glob_match};
 
 /// Routes resolved from patterns are cached (so their cooldowns persist) up to this many.
 const DYNAMIC_ROUTE_CACHE_LIMIT: usize = 4_096;
@@ -253,7 +253,8 @@ impl Router {
         })
     }
 
-    /// Public model names for `/v1/models`: configured models, aliases and exact patterns.
+    /// Public model names for `/v1/models`: configured models, aliases, exact patterns, and the
+    /// price table's models that wildcard patterns match.
     pub fn listed_models(&self) -> Vec<(String, Arc<str>)> {
         let mut out: Vec<(String, Arc<str>)> = self
             .models
@@ -272,8 +273,15 @@ impl Router {
             }
         }
         for provider in &self.providers {
-            for pattern in provider.patterns.iter().filter(|p| !p.contains('*')) {
-                out.push((pattern.clone(), provider.name.clone()));
+            for pattern in &provider.patterns {
+                if pattern.contains('*') {
+                    // A wildcard cannot be listed; the priced models it matches can.
+                    for name in self.prices.names().filter(|n| glob_match(pattern, n)) {
+                        out.push((name.to_owned(), provider.name.clone()));
+                    }
+                } else {
+                    out.push((pattern.clone(), provider.name.clone()));
+                }
             }
         }
         out.sort();

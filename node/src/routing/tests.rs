@@ -138,4 +138,8 @@ fn listed_models_include_configured_and_aliases() {
     let names: Vec<String> = r.listed_models().into_iter().map(|(n, _)| n).collect();
     assert!(names.contains(&"smart".to_owned()));
     assert!(names.contains(&"fast".to_owned()));
+    // Wildcard providers list the known models their patterns match.
+    assert!(names.contains(&"gpt-4o-mini".to_owned()));
+    assert!(names.contains(&"claude-sonnet-4-5".to_owned()));
+    assert!(!names.iter().any(|n| n.contains('*')));
 }

@@ -88,6 +88,7 @@ impl Harness {
         mock_config: MockConfig,
         config: impl FnOnce(&str, &str) -> String,
     ) -> Self {
+        starling::providers::ensure_crypto_provider();
         let mock_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
         let mock = MockServer::start(mock_listener, mock_config).await;
         let dir = tempfile::tempdir().expect("tempdir");
