@@ -38,10 +38,7 @@ pub(crate) async fn create(
 ) -> Result<Resp, Abort> {
     let obj = call.begin(headers, body).await?;
     let f = Fields::new(&obj, "");
-    let model = match deployment {
-        Some(d) => d.to_owned(),
-        None => f.str_req("model")?.to_owned(),
-    };
+    let model = f.model_or_deployment(deployment)?;
     let (prompts, n, base, mut opts) = parse(&obj, &model)?;
     opts.azure = call.flavor == Flavor::Azure;
     let (d, _) = directives::parse(&prompts.join("\n"));
@@ -137,20 +134,7 @@ fn parse(obj: &Map<String, Value>, model: &str) -> Result<Parsed, FieldError> {
     );
     base.stop = string_list(f.get("stop"), "stop", 4)?;
     let n = f.uint_opt("n", 1, 128)?.map_or(1, |n| n as usize);
-    let stream = f.bool_opt("stream")?.unwrap_or(false);
-    let include_usage = match f.object_opt("stream_options")? {
-        Some(_) if !stream => {
-            return Err(FieldError::Invalid {
-                field: "stream_options".into(),
-                message: "The 'stream_options' parameter is only allowed when 'stream' is enabled."
-                    .into(),
-            });
-        }
-        Some(so) => Fields::new(so, "stream_options.")
-            .bool_opt("include_usage")?
-            .unwrap_or(false),
-        None => false,
-    };
+    let (stream, include_usage) = f.stream_and_usage()?;
     let opts = Opts {
         stream,
         include_usage,

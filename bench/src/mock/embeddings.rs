@@ -97,10 +97,7 @@ pub(crate) async fn create(
 ) -> Result<Resp, Abort> {
     let obj = call.begin(headers, body).await?;
     let f = Fields::new(&obj, "");
-    let model = match deployment {
-        Some(d) => d.to_owned(),
-        None => f.str_req("model")?.to_owned(),
-    };
+    let model = f.model_or_deployment(deployment)?;
     let inputs = inputs(f.req("input")?)?;
     let base64 = match f.str_opt("encoding_format")? {
         None | Some("float") => false,

@@ -201,6 +201,40 @@ impl<'a, 'p> Fields<'a, 'p> {
     }
 }
 
+impl<'a> Fields<'a, '_> {
+    /// The model: the Azure deployment from the URL when there is one, else the body's `model`.
+    pub(crate) fn model_or_deployment(
+        &self,
+        deployment: Option<&str>,
+    ) -> Result<String, FieldError> {
+        match deployment {
+            Some(d) => Ok(d.to_owned()),
+            None => self.str_req("model").map(str::to_owned),
+        }
+    }
+
+    /// OpenAI's `stream` and `stream_options.include_usage`, rejecting `stream_options` without
+    /// `stream` as the real API does.
+    pub(crate) fn stream_and_usage(&self) -> Result<(bool, bool), FieldError> {
+        let stream = self.bool_opt("stream")?.unwrap_or(false);
+        let include_usage = match self.object_opt("stream_options")? {
+            Some(_) if !stream => {
+                return Err(FieldError::Invalid {
+                    field: "stream_options".into(),
+                    message:
+                        "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+                            .into(),
+                });
+            }
+            Some(so) => Fields::new(so, "stream_options.")
+                .bool_opt("include_usage")?
+                .unwrap_or(false),
+            None => false,
+        };
+        Ok((stream, include_usage))
+    }
+}
+
 /// Requires `v` (found at `path`) to be an object.
 pub(crate) fn as_object<'a>(
     v: &'a Value,

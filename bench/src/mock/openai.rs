@@ -50,10 +50,7 @@ pub(crate) async fn chat(
     deployment: Option<&str>,
 ) -> Result<Resp, Abort> {
     let obj = call.begin(headers, body).await?;
-    let model = match deployment {
-        Some(d) => d.to_owned(),
-        None => Fields::new(&obj, "").str_req("model")?.to_owned(),
-    };
+    let model = Fields::new(&obj, "").model_or_deployment(deployment)?;
     let (req, mut opts) = parse(&obj, &model)?;
     opts.azure = call.flavor == Flavor::Azure;
     let (d, stripped) = directives::parse(&req.user_text);
@@ -166,20 +163,7 @@ pub(crate) fn parse(
     req.json = response_format(&f)?;
     req.input_tokens = count.finish_chat();
 
-    let stream = f.bool_opt("stream")?.unwrap_or(false);
-    let include_usage = match f.object_opt("stream_options")? {
-        Some(_) if !stream => {
-            return Err(FieldError::Invalid {
-                field: "stream_options".into(),
-                message: "The 'stream_options' parameter is only allowed when 'stream' is enabled."
-                    .into(),
-            });
-        }
-        Some(so) => Fields::new(so, "stream_options.")
-            .bool_opt("include_usage")?
-            .unwrap_or(false),
-        None => false,
-    };
+    let (stream, include_usage) = f.stream_and_usage()?;
     let logprobs = f.bool_opt("logprobs")?.unwrap_or(false);
     let top_logprobs = f.uint_opt("top_logprobs", 0, 20)?.unwrap_or(0) as usize;
     Ok((

@@ -28,7 +28,9 @@ use crate::api::{ApiError, ApiFormat, ErrorKind};
 use crate::metrics as m;
 use crate::providers::{ByteStream, UpstreamFailure};
 use crate::translate::sse::{self, SseEvent, SseParser};
-use crate::translate::{self, AnthropicToOpenAiStream, OpenAiToAnthropicStream, Usage};
+use crate::translate::{
+    self, AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamTranslator, Usage,
+};
 
 /// Largest single SSE event accepted from upstream.
 const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
@@ -39,10 +41,8 @@ enum Mode {
     PassOpenAi { strip_usage_chunk: bool },
     /// Anthropic in, Anthropic out.
     PassAnthropic,
-    /// Anthropic in, OpenAI out.
-    ChatViaMessages(Box<AnthropicToOpenAiStream>),
-    /// OpenAI in, Anthropic out.
-    MessagesViaChat(Box<OpenAiToAnthropicStream>),
+    /// Different dialects: the translator writes the client's frames.
+    Translate(Box<dyn StreamTranslator>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,11 +90,11 @@ pub(super) async fn prime(
 ) -> Result<Primed, Failure> {
     let wire = success.prepared.endpoint.format();
     let mode = match (success.prepared.translation, wire) {
-        (Translation::ChatViaMessages, _) => Mode::ChatViaMessages(Box::new(
+        (Translation::ChatViaMessages, _) => Mode::Translate(Box::new(
             AnthropicToOpenAiStream::new(&ctx.meta.model, ctx.meta.include_usage),
         )),
         (Translation::MessagesViaChat, _) => {
-            Mode::MessagesViaChat(Box::new(OpenAiToAnthropicStream::new(&ctx.meta.model)))
+            Mode::Translate(Box::new(OpenAiToAnthropicStream::new(&ctx.meta.model)))
         }
         (Translation::None, ApiFormat::OpenAi) => Mode::PassOpenAi {
             strip_usage_chunk: success.prepared.strip_usage_chunk,
@@ -252,9 +252,10 @@ impl Pump {
             self.process(&event)?;
         }
         if !self.finished
-            && let Mode::MessagesViaChat(translator) = &mut self.mode
+            && let Mode::Translate(translator) = &mut self.mode
         {
-            // Some OpenAI-compatible servers end without `[DONE]`; a finish_reason suffices.
+            // Some servers end without their terminal event (OpenAI-compatible ones without
+            // `[DONE]`); the translator closes the stream if the content had finished.
             self.pending.extend(translator.finish());
             self.finished = translator.finished();
         }
@@ -298,12 +299,7 @@ impl Pump {
                 }
                 self.pending.push_back(event.raw.clone());
             }
-            Mode::ChatViaMessages(translator) => {
-                self.pending
-                    .extend(translator.on_event(event).map_err(protocol)?);
-                self.finished = translator.finished();
-            }
-            Mode::MessagesViaChat(translator) => {
+            Mode::Translate(translator) => {
                 self.pending
                     .extend(translator.on_event(event).map_err(protocol)?);
                 self.finished = translator.finished();
@@ -314,8 +310,7 @@ impl Pump {
 
     fn usage(&self) -> Usage {
         match &self.mode {
-            Mode::ChatViaMessages(t) => t.usage(),
-            Mode::MessagesViaChat(t) => t.usage(),
+            Mode::Translate(t) => t.usage(),
             _ => self.usage,
         }
     }

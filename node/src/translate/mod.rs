@@ -19,6 +19,8 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
+
 pub mod anthropic_to_openai;
 pub mod errors;
 pub mod openai_to_anthropic;
@@ -41,6 +43,36 @@ pub use sse::{
     openai_done_frame,
 };
 pub use usage::{Usage, merge_anthropic_stream_usage, usage_from_anthropic, usage_from_openai};
+
+/// A stateful converter of one provider's SSE events into the client's frames. Both
+/// directions implement it, so the gateway drives either through one code path.
+pub trait StreamTranslator: Send {
+    /// Translates one upstream event, appending zero or more ready-to-send frames to `out`
+    /// (a caller-owned vector, reusable across events).
+    fn on_event_into(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), TranslateError>;
+
+    /// Call when the upstream stream ended without its terminal event: emits the closing
+    /// frames if the stream had in fact finished its content, else nothing (the caller then
+    /// reports the truncation, e.g. with [`Self::error_frame`]).
+    fn finish(&mut self) -> Vec<Bytes>;
+
+    /// An error frame in the client's dialect for a failure the gateway detects mid-stream.
+    /// Ends the stream.
+    fn error_frame(&mut self, status: u16, message: &str) -> Bytes;
+
+    /// Usage so far; complete once finished.
+    fn usage(&self) -> Usage;
+
+    /// Whether the client's stream is complete.
+    fn finished(&self) -> bool;
+
+    /// Like [`Self::on_event_into`], returning the frames.
+    fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, TranslateError> {
+        let mut out = Vec::new();
+        self.on_event_into(ev, &mut out)?;
+        Ok(out)
+    }
+}
 
 /// Why a translation failed.
 ///

@@ -200,6 +200,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     }
 }
 
+/// The string, unless absent or empty (empty deltas are not forwarded).
+pub(crate) fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::stop_reason;
-use crate::translate::TranslateError;
 use crate::translate::errors::{anthropic_type_for_openai_error, error_type_for_status};
 use crate::translate::sse::{FrameEncoder, SseEvent};
 use crate::translate::usage::{AnthropicUsageOut, OpenAiUsageWire, Usage};
-use crate::translate::util::{Str, new_id};
+use crate::translate::util::{Str, new_id, non_empty};
+use crate::translate::{StreamTranslator, TranslateError};
 
 /// Converts the chunks of an OpenAI (or OpenAI-compatible) streaming
 /// response into Anthropic events (`event: X\ndata: {...}\n\n`) for an
@@ -89,88 +89,16 @@ impl OpenAiToAnthropicStream {
         }
     }
 
-    /// Translates one upstream event into zero or more frames to send.
-    pub fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, TranslateError> {
-        let mut out = Vec::new();
-        self.on_event_into(ev, &mut out)?;
-        Ok(out)
-    }
-
     /// Like [`Self::on_event`], appending to a caller-owned vector so it can
     /// be reused across events.
-    pub fn on_event_into(
-        &mut self,
-        ev: &SseEvent,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), TranslateError> {
-        let data = ev.data.trim();
-        if self.finished || data.is_empty() {
-            return Ok(());
-        }
-        if data.starts_with("[DONE]") {
-            self.close(out);
-            return Ok(());
-        }
-        let chunk: Chunk<'_> = serde_json::from_str(data)
-            .map_err(|err| TranslateError::upstream("$", format!("invalid chunk: {err}")))?;
-        if let Some(err) = chunk.error.as_ref().filter(|e| !e.is_null()) {
-            let message = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("upstream stream error");
-            out.push(self.error_frame_typed(anthropic_type_for_openai_error(err), message));
-            return Ok(());
-        }
-        if let Some(u) = &chunk.usage {
-            self.usage = u.to_usage();
-        }
-        // The gateway never asks for n > 1; other choices are ignored.
-        for choice in chunk
-            .choices
-            .iter()
-            .flatten()
-            .filter(|c| c.index.unwrap_or(0) == 0)
-        {
-            self.start(out);
-            if let Some(d) = &choice.delta {
-                self.delta(d, out)?;
-            }
-            if let Some(reason) = &choice.finish_reason {
-                self.finish_reason = Some(known_finish_reason(reason));
-                self.close_block(out);
-            }
-        }
-        Ok(())
-    }
-
     /// Call when the upstream stream ended without `[DONE]`: if a finish
     /// reason was seen, emits the closing events; otherwise returns nothing
     /// and the caller reports the truncation (for example with
     /// [`Self::error_frame`]).
-    pub fn finish(&mut self) -> Vec<Bytes> {
-        let mut out = Vec::new();
-        if !self.finished && self.finish_reason.is_some() {
-            self.close(&mut out);
-        }
-        out
-    }
-
     /// An Anthropic `error` event for a failure the gateway detects
     /// mid-stream (upstream cut, translation error). Ends the stream.
-    pub fn error_frame(&mut self, status: u16, message: &str) -> Bytes {
-        self.error_frame_typed(error_type_for_status(status), message)
-    }
-
     /// Usage so far (from the usage chunk); complete once finished.
-    pub fn usage(&self) -> Usage {
-        self.usage
-    }
-
     /// Whether the stream is over (`message_stop` or `error` was produced).
-    pub fn finished(&self) -> bool {
-        self.finished
-    }
-
     fn error_frame_typed(&mut self, kind: &str, message: &str) -> Bytes {
         self.finished = true;
         let ev = Out::Error {
@@ -364,9 +292,67 @@ impl OpenAiToAnthropicStream {
     }
 }
 
-/// The string, unless absent or empty (empty deltas are not forwarded).
-fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
-    s.as_deref().filter(|s| !s.is_empty())
+impl StreamTranslator for OpenAiToAnthropicStream {
+    fn on_event_into(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), TranslateError> {
+        let data = ev.data.trim();
+        if self.finished || data.is_empty() {
+            return Ok(());
+        }
+        if data.starts_with("[DONE]") {
+            self.close(out);
+            return Ok(());
+        }
+        let chunk: Chunk<'_> = serde_json::from_str(data)
+            .map_err(|err| TranslateError::upstream("$", format!("invalid chunk: {err}")))?;
+        if let Some(err) = chunk.error.as_ref().filter(|e| !e.is_null()) {
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("upstream stream error");
+            out.push(self.error_frame_typed(anthropic_type_for_openai_error(err), message));
+            return Ok(());
+        }
+        if let Some(u) = &chunk.usage {
+            self.usage = u.to_usage();
+        }
+        // The gateway never asks for n > 1; other choices are ignored.
+        for choice in chunk
+            .choices
+            .iter()
+            .flatten()
+            .filter(|c| c.index.unwrap_or(0) == 0)
+        {
+            self.start(out);
+            if let Some(d) = &choice.delta {
+                self.delta(d, out)?;
+            }
+            if let Some(reason) = &choice.finish_reason {
+                self.finish_reason = Some(known_finish_reason(reason));
+                self.close_block(out);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if !self.finished && self.finish_reason.is_some() {
+            self.close(&mut out);
+        }
+        out
+    }
+
+    fn error_frame(&mut self, status: u16, message: &str) -> Bytes {
+        self.error_frame_typed(error_type_for_status(status), message)
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
 }
 
 /// Interns the finish reasons [`stop_reason`] distinguishes.

@@ -5,11 +5,11 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::finish_reason;
-use crate::translate::TranslateError;
 use crate::translate::errors::{error_type_for_status, openai_type_for_anthropic_error};
 use crate::translate::sse::{FrameEncoder, SseEvent, openai_done_frame};
 use crate::translate::usage::{AnthropicUsageWire, OpenAiUsageOut, Usage};
-use crate::translate::util::{Str, new_id, unix_now};
+use crate::translate::util::{Str, new_id, non_empty, unix_now};
+use crate::translate::{StreamTranslator, TranslateError};
 
 /// Converts the events of an Anthropic streaming response into OpenAI chunk
 /// frames (`data: {...}\n\n`) for an OpenAI client.
@@ -77,104 +77,17 @@ impl AnthropicToOpenAiStream {
         }
     }
 
-    /// Translates one upstream event into zero or more frames to send.
-    pub fn on_event(&mut self, ev: &SseEvent) -> Result<Vec<Bytes>, TranslateError> {
-        let mut out = Vec::new();
-        self.on_event_into(ev, &mut out)?;
-        Ok(out)
-    }
-
     /// Like [`Self::on_event`], appending to a caller-owned vector so it can
     /// be reused across events.
-    pub fn on_event_into(
-        &mut self,
-        ev: &SseEvent,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), TranslateError> {
-        if self.finished || ev.data.is_empty() {
-            return Ok(());
-        }
-        let e: Event<'_> = serde_json::from_str(&ev.data).map_err(|err| {
-            let name = ev.event.as_deref().unwrap_or("stream");
-            TranslateError::upstream("$", format!("invalid `{name}` event: {err}"))
-        })?;
-        match &*e.kind {
-            "message_start" => {
-                if let Some(m) = &e.message {
-                    if let (false, Some(id)) = (self.started, &m.id) {
-                        self.id = format!("chatcmpl-{}", &**id);
-                    }
-                    if let Some(u) = &m.usage {
-                        self.usage.apply_anthropic_wire(u);
-                    }
-                }
-                self.start(out);
-            }
-            "content_block_start" => self.block_start(&e, out)?,
-            "content_block_delta" => self.block_delta(&e, out)?,
-            "message_delta" => {
-                if let Some(u) = &e.usage {
-                    self.usage.apply_anthropic_wire(u);
-                }
-                let reason = e.delta.as_ref().and_then(|d| d.stop_reason.as_deref());
-                self.start(out);
-                if !self.finish_sent {
-                    self.finish_sent = true;
-                    let frame = self.chunk(Delta::default(), Some(finish_reason(reason)));
-                    out.push(frame);
-                }
-            }
-            "message_stop" => {
-                self.start(out);
-                self.close(out);
-            }
-            "error" => {
-                let err = e.error.as_ref();
-                let field = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str);
-                let kind = field("type").unwrap_or("api_error");
-                let message = field("message").unwrap_or("upstream stream error");
-                out.push(self.error_frame_typed(
-                    openai_type_for_anthropic_error(kind),
-                    message,
-                    Some(kind),
-                ));
-            }
-            // ping, content_block_stop, and event types added after this
-            // was written (Anthropic's versioning policy says to ignore them).
-            _ => {}
-        }
-        Ok(())
-    }
-
     /// Call when the upstream stream ended without `message_stop`: if the
     /// finish reason was already sent, completes the stream (usage chunk and
     /// `[DONE]`); otherwise returns nothing and the caller reports the
     /// truncation (for example with [`Self::error_frame`]).
-    pub fn finish(&mut self) -> Vec<Bytes> {
-        let mut out = Vec::new();
-        if !self.finished && self.finish_sent {
-            self.close(&mut out);
-        }
-        out
-    }
-
     /// An OpenAI error frame (`data: {"error": {...}}`) for a failure the
     /// gateway detects mid-stream (upstream cut, translation error). Ends the
     /// stream: later events are ignored.
-    pub fn error_frame(&mut self, status: u16, message: &str) -> Bytes {
-        self.error_frame_typed(error_type_for_status(status), message, None)
-    }
-
     /// Usage so far; complete once the stream is finished.
-    pub fn usage(&self) -> Usage {
-        self.usage
-    }
-
     /// Whether the stream is over (`[DONE]` or an error frame was produced).
-    pub fn finished(&self) -> bool {
-        self.finished
-    }
-
     fn error_frame_typed(&mut self, kind: &str, message: &str, code: Option<&str>) -> Bytes {
         self.finished = true;
         let body =
@@ -344,9 +257,82 @@ impl AnthropicToOpenAiStream {
     }
 }
 
-/// The string, unless absent or empty (empty deltas are not forwarded).
-fn non_empty<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
-    s.as_deref().filter(|s| !s.is_empty())
+impl StreamTranslator for AnthropicToOpenAiStream {
+    fn on_event_into(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), TranslateError> {
+        if self.finished || ev.data.is_empty() {
+            return Ok(());
+        }
+        let e: Event<'_> = serde_json::from_str(&ev.data).map_err(|err| {
+            let name = ev.event.as_deref().unwrap_or("stream");
+            TranslateError::upstream("$", format!("invalid `{name}` event: {err}"))
+        })?;
+        match &*e.kind {
+            "message_start" => {
+                if let Some(m) = &e.message {
+                    if let (false, Some(id)) = (self.started, &m.id) {
+                        self.id = format!("chatcmpl-{}", &**id);
+                    }
+                    if let Some(u) = &m.usage {
+                        self.usage.apply_anthropic_wire(u);
+                    }
+                }
+                self.start(out);
+            }
+            "content_block_start" => self.block_start(&e, out)?,
+            "content_block_delta" => self.block_delta(&e, out)?,
+            "message_delta" => {
+                if let Some(u) = &e.usage {
+                    self.usage.apply_anthropic_wire(u);
+                }
+                let reason = e.delta.as_ref().and_then(|d| d.stop_reason.as_deref());
+                self.start(out);
+                if !self.finish_sent {
+                    self.finish_sent = true;
+                    let frame = self.chunk(Delta::default(), Some(finish_reason(reason)));
+                    out.push(frame);
+                }
+            }
+            "message_stop" => {
+                self.start(out);
+                self.close(out);
+            }
+            "error" => {
+                let err = e.error.as_ref();
+                let field = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str);
+                let kind = field("type").unwrap_or("api_error");
+                let message = field("message").unwrap_or("upstream stream error");
+                out.push(self.error_frame_typed(
+                    openai_type_for_anthropic_error(kind),
+                    message,
+                    Some(kind),
+                ));
+            }
+            // ping, content_block_stop, and event types added after this
+            // was written (Anthropic's versioning policy says to ignore them).
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if !self.finished && self.finish_sent {
+            self.close(&mut out);
+        }
+        out
+    }
+
+    fn error_frame(&mut self, status: u16, message: &str) -> Bytes {
+        self.error_frame_typed(error_type_for_status(status), message, None)
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
 }
 
 /// An Anthropic stream event as received; one flat struct for every event

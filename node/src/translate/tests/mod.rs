@@ -3,6 +3,7 @@
 //! non-streaming translations. Shared helpers live here: they parse the
 //! translators' output back and accumulate it the way the official SDKs do.
 
+use crate::translate::StreamTranslator;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 

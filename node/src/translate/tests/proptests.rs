@@ -1,6 +1,7 @@
 //! Property tests: chunking never changes what comes out, and garbage never
 //! panics.
 
+use crate::translate::StreamTranslator;
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::Value;

@@ -1,5 +1,6 @@
 //! Anthropic provider stream → OpenAI client chunks.
 
+use crate::translate::StreamTranslator;
 use serde_json::{Value, json};
 
 use super::fixtures::{ANTHROPIC_RESPONSE, ANTHROPIC_STREAM};

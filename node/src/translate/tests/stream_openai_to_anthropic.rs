@@ -1,5 +1,6 @@
 //! OpenAI provider stream → Anthropic client events.
 
+use crate::translate::StreamTranslator;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
