@@ -104,10 +104,14 @@ impl Gateway {
         let started = Instant::now();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let in_flight = InFlight::enter(endpoint);
-        let mut response = match self.serve(endpoint, request, started, &id, in_flight).await {
+        let mut model = None;
+        let served = self
+            .serve(endpoint, request, started, &id, in_flight, &mut model)
+            .await;
+        let mut response = match served {
             Ok(response) => response,
             Err(error) => {
-                settle::record_rejection(endpoint, &error, started);
+                settle::record_rejection(endpoint, model.as_deref(), &error, started);
                 tracing::debug!(request_id = %id, status = %error.status(), "request failed: {}", error.message());
                 error.into_response_in(endpoint.format())
             }
@@ -125,6 +129,7 @@ impl Gateway {
         started: Instant,
         id: &str,
         in_flight: InFlight,
+        model: &mut Option<String>,
     ) -> Result<Response, ApiError> {
         let (parts, body) = request.into_parts();
         let principal = self.admission.authenticate(&parts.headers)?;
@@ -133,6 +138,8 @@ impl Gateway {
         let object = request::parse_json_object(&raw, server.max_json_depth)?;
         let meta = validate(endpoint, &object)?;
         let route = self.router.resolve(&meta.model)?;
+        // From here on, failures are labelled with the resolved (bounded) model name.
+        *model = Some(route.name.clone());
         let permit = self.admission.admit(&principal, &meta)?;
         let ctx = RequestCtx {
             id: id.to_owned(),

@@ -147,10 +147,17 @@ pub fn record_overhead(endpoint: Endpoint, started: Instant, upstream_wait: Dura
 }
 
 /// Records a request that ended in an error before or instead of an upstream response.
-pub fn record_rejection(endpoint: Endpoint, error: &ApiError, started: Instant) {
+/// `model` is the resolved public model, when resolution got that far.
+pub fn record_rejection(
+    endpoint: Endpoint,
+    model: Option<&str>,
+    error: &ApiError,
+    started: Instant,
+) {
     let status = error.status().as_u16().to_string();
-    counter!(m::REQUESTS, "route" => endpoint.label(), "model" => "unknown", "provider" => "none", "status" => status)
+    let model = model.unwrap_or("unknown").to_owned();
+    counter!(m::REQUESTS, "route" => endpoint.label(), "model" => model.clone(), "provider" => "none", "status" => status)
         .increment(1);
-    histogram!(m::REQUEST_DURATION, "route" => endpoint.label(), "model" => "unknown", "provider" => "none")
+    histogram!(m::REQUEST_DURATION, "route" => endpoint.label(), "model" => model, "provider" => "none")
         .record(started.elapsed().as_secs_f64());
 }
