@@ -24,6 +24,33 @@ struct Cli {
 enum Command {
     /// Run a gateway node.
     Serve(ServeArgs),
+    /// Cluster credentials.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print a new shared cluster secret (give it to every node by file or environment).
+    Keygen,
+    /// Create an operator CA: writes ca.pem and ca.key (keep ca.key off the nodes).
+    InitCa {
+        /// Directory to write the CA into.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a node certificate from an operator CA: writes node.pem, node.key and ca.pem.
+    IssueCert {
+        /// Directory holding ca.pem and ca.key.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The node's id.
+        #[arg(long)]
+        node_id: String,
+        /// Directory to write the node's files into.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -58,7 +85,36 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Cluster(command) => cluster(command),
     }
+}
+
+fn cluster(command: ClusterCommand) -> Result<()> {
+    use starling_cluster::tls;
+    match command {
+        ClusterCommand::Keygen => println!("{}", tls::generate_secret()?),
+        ClusterCommand::InitCa { dir } => {
+            tls::init_ca(&dir)?;
+            println!(
+                "wrote {} and {}",
+                dir.join(tls::CA_CERT_FILE).display(),
+                dir.join(tls::CA_KEY_FILE).display()
+            );
+        }
+        ClusterCommand::IssueCert {
+            ca_dir,
+            node_id,
+            out_dir,
+        } => {
+            tls::issue_cert(&ca_dir, &node_id, &out_dir)?;
+            println!(
+                "wrote {} and {}",
+                out_dir.join(tls::NODE_CERT_FILE).display(),
+                out_dir.join(tls::NODE_KEY_FILE).display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn load_config(args: &ServeArgs) -> Result<Config> {

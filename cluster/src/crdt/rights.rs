@@ -1,0 +1,564 @@
+//! Budget rights: a bounded counter (escrow), after Balegas et al., "Extending Eventually
+//! Consistent Cloud Databases for Enforcing Numeric Invariants" (SRDS 2015).
+//!
+//! A budget for one period is **minted** once as rights. Each writer owns one [`Row`] per
+//! budget key, written only by itself and only ever growing:
+//!
+//! * `minted` — rights it created (only the deterministic mint node mints);
+//! * `sent[to]` — rights it transferred to `to` (the `transferred[w][to]` of the paper);
+//! * `spent` — rights it consumed by admitting requests;
+//! * `received[from]` — how much of `from`'s transfers to it the writer had seen when it last
+//!   wrote the row (see below);
+//! * `mints` — the identities of its mints, so minting is idempotent per key and mint id.
+//!
+//! The rights a writer holds are
+//! `rights(w) = minted[w] + Σ_x in[x→w] − Σ_y sent[w][y] − spent[w]`, where
+//! `in[x→w] = max(sent[x][w], received[w][x])`: the best known lower bound of what `x`
+//! transferred to `w`. A writer spends or transfers only rights it holds, so on every node, at
+//! every moment, **no writer's rights are negative and Σ spent ≤ Σ minted**: zero overspend under
+//! any partition. A side without rights refuses (strict mode); it asks a peer for a transfer
+//! ([`super::transfer`]).
+//!
+//! Why `received` and whole-key deltas: rows of different writers travel independently. Without
+//! care a node could see `w`'s spend of rights that `x` transferred to `w` before it sees `x`'s
+//! transfer, and compute a negative balance for `w` (or Σ spent > Σ minted). So (1) a writer folds
+//! every transfer it has seen into its own `received` before it spends or transfers, making its own
+//! row self-sufficient (`minted + Σ received − Σ sent − spent ≥ 0`), and (2) a delta always carries
+//! **all** rows of a budget key it touches, so every replica's view of a key is a join of views
+//! that were each consistent (`received[w][x] ≤ sent[x][w]`), which is again consistent. Hence
+//! `Σ_w rights(w) + Σ spent = Σ minted` holds in every replica at every step, not only after
+//! convergence.
+//!
+//! Merge is the maximum per cell (and union of mint ids); a row carries the seq of its owner's
+//! last update, which is its dot, and replicates through [`Rights::delta_since`] like the other
+//! types.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CausalDelta, PeriodDropped,
+    index::DotIndex,
+    period::{FloorItem, Floors, Period},
+    version::{CausalContext, Dot, VersionVector},
+};
+use crate::{
+    codec::{self, CodecError},
+    hlc::WriterId,
+};
+
+/// A budget: a scope (e.g. `"key:abc"`, `"team:t1"`) in one period.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BudgetKey {
+    /// What the budget limits.
+    pub scope: String,
+    /// The budget period; rights of different periods never mix.
+    pub period: Period,
+}
+
+impl BudgetKey {
+    /// A key from its parts.
+    pub fn new(scope: impl Into<String>, period: Period) -> Self {
+        Self {
+            scope: scope.into(),
+            period,
+        }
+    }
+}
+
+/// Identifies one mint of a budget key: 0 for the period's initial budget, then one id per
+/// top-up (a budget raised mid-period mints the difference under a new id).
+pub type MintId = u32;
+
+/// One writer's row for one budget key. Every field only grows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    /// Rights minted by this writer.
+    pub minted: u64,
+    /// Rights consumed by this writer.
+    pub spent: u64,
+    /// Rights this writer transferred, per recipient.
+    pub sent: BTreeMap<WriterId, u64>,
+    /// Transfers to this writer that it had incorporated, per donor.
+    pub received: BTreeMap<WriterId, u64>,
+    /// Mint ids this writer used.
+    pub mints: BTreeSet<MintId>,
+    /// The seq of the writer's last update to this row (its dot).
+    pub seq: u64,
+}
+
+impl Row {
+    fn merge(&mut self, other: &Row) -> bool {
+        let before = self.clone();
+        self.minted = self.minted.max(other.minted);
+        self.spent = self.spent.max(other.spent);
+        merge_max(&mut self.sent, &other.sent);
+        merge_max(&mut self.received, &other.received);
+        self.mints.extend(other.mints.iter().copied());
+        self.seq = self.seq.max(other.seq);
+        *self != before
+    }
+
+    fn sent_total(&self) -> u128 {
+        self.sent.values().map(|&v| u128::from(v)).sum()
+    }
+}
+
+fn merge_max(mine: &mut BTreeMap<WriterId, u64>, theirs: &BTreeMap<WriterId, u64>) {
+    for (w, &v) in theirs {
+        let cur = mine.entry(w.clone()).or_insert(0);
+        *cur = (*cur).max(v);
+    }
+}
+
+/// All rows of one key as shipped.
+pub type RightsItem = (BudgetKey, Vec<(WriterId, Row)>);
+
+/// The payload of a rights delta.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RightsItems {
+    /// Whole keys (every row) with at least one row the peer has not seen.
+    pub keys: Vec<RightsItem>,
+    /// Period floors the peer has not seen.
+    pub floors: Vec<FloorItem>,
+}
+
+impl RightsItems {
+    /// Whether there is nothing to merge.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.floors.is_empty()
+    }
+}
+
+/// A rights delta.
+pub type RightsDelta = CausalDelta<RightsItems>;
+
+/// A spend or transfer larger than the rights held locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("insufficient rights: {available} held, {requested} needed")]
+pub struct Insufficient {
+    /// Rights held by the local writer.
+    pub available: u64,
+    /// The amount asked for.
+    pub requested: u64,
+}
+
+/// Why a transfer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// Not enough rights held.
+    #[error(transparent)]
+    Insufficient(#[from] Insufficient),
+    /// A writer cannot transfer to itself.
+    #[error("cannot transfer rights to oneself")]
+    ToSelf,
+}
+
+/// Why a mint was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MintError {
+    /// Some writer already minted this key under this mint id.
+    #[error("budget {0:?} was already minted under mint id {1}")]
+    AlreadyMinted(BudgetKey, MintId),
+    /// The key's period was dropped.
+    #[error(transparent)]
+    PeriodDropped(#[from] PeriodDropped),
+}
+
+/// The rights replica for one local writer.
+#[derive(Clone, Debug)]
+pub struct Rights {
+    me: WriterId,
+    keys: BTreeMap<BudgetKey, BTreeMap<WriterId, Row>>,
+    floors: Floors,
+    ctx: CausalContext,
+    recent: DotIndex<BudgetKey>,
+}
+
+impl Rights {
+    /// Empty rights; local operations write `me`'s rows.
+    pub fn new(me: WriterId) -> Self {
+        Self {
+            me,
+            keys: BTreeMap::new(),
+            floors: Floors::default(),
+            ctx: CausalContext::new(),
+            recent: DotIndex::default(),
+        }
+    }
+
+    /// The local writer.
+    pub fn writer(&self) -> &WriterId {
+        &self.me
+    }
+
+    /// Rights held by `writer` for `key`, as this replica sees them (never negative).
+    pub fn rights(&self, key: &BudgetKey, writer: &WriterId) -> u64 {
+        self.keys.get(key).map_or(0, |rows| rights_in(rows, writer))
+    }
+
+    /// Rights held by the local writer.
+    pub fn local_rights(&self, key: &BudgetKey) -> u64 {
+        self.rights(key, &self.me)
+    }
+
+    /// Σ minted over writers.
+    pub fn total_minted(&self, key: &BudgetKey) -> u64 {
+        self.sum(key, |r| r.minted)
+    }
+
+    /// Σ spent over writers.
+    pub fn total_spent(&self, key: &BudgetKey) -> u64 {
+        self.sum(key, |r| r.spent)
+    }
+
+    fn sum(&self, key: &BudgetKey, f: impl Fn(&Row) -> u64) -> u64 {
+        self.keys.get(key).map_or(0, |rows| {
+            rows.values().fold(0u64, |acc, r| acc.saturating_add(f(r)))
+        })
+    }
+
+    /// Every writer holding or owed rights for `key` with its rights (owners of rows and
+    /// recipients of transfers), in writer order.
+    pub fn holders(&self, key: &BudgetKey) -> Vec<(WriterId, u64)> {
+        let Some(rows) = self.keys.get(key) else {
+            return Vec::new();
+        };
+        let mut who: BTreeSet<&WriterId> = rows.keys().collect();
+        who.extend(rows.values().flat_map(|r| r.sent.keys()));
+        who.into_iter()
+            .map(|w| (w.clone(), rights_in(rows, w)))
+            .collect()
+    }
+
+    /// The rows of `key`, in writer order.
+    pub fn rows(&self, key: &BudgetKey) -> impl Iterator<Item = (&WriterId, &Row)> {
+        self.keys.get(key).into_iter().flatten()
+    }
+
+    /// Every key with at least one row.
+    pub fn keys(&self) -> impl Iterator<Item = &BudgetKey> {
+        self.keys.keys()
+    }
+
+    /// Whether some writer already minted `key` under `mint`.
+    pub fn is_minted(&self, key: &BudgetKey, mint: MintId) -> bool {
+        self.rows(key).any(|(_, r)| r.mints.contains(&mint))
+    }
+
+    /// The replicated period floors.
+    pub fn floors(&self) -> &Floors {
+        &self.floors
+    }
+
+    /// Mints `amount` rights for `key` into our row, once per `(key, mint)`: a mint id that any
+    /// writer has already used is refused, so a retried or repeated mint creates nothing.
+    pub fn mint(
+        &mut self,
+        key: &BudgetKey,
+        mint: MintId,
+        amount: u64,
+    ) -> Result<RightsDelta, MintError> {
+        let dot = self.ctx.next_dot(&self.me);
+        self.mint_at(key, mint, amount, dot)
+    }
+
+    pub(crate) fn mint_at(
+        &mut self,
+        key: &BudgetKey,
+        mint: MintId,
+        amount: u64,
+        dot: Dot,
+    ) -> Result<RightsDelta, MintError> {
+        if self.floors.is_dropped(&key.period) {
+            return Err(PeriodDropped(key.period).into());
+        }
+        if self.is_minted(key, mint) {
+            return Err(MintError::AlreadyMinted(key.clone(), mint));
+        }
+        Ok(self.write_own(key, dot, |row| {
+            row.minted = row.minted.saturating_add(amount);
+            row.mints.insert(mint);
+        }))
+    }
+
+    /// Consumes `amount` of our rights for `key`; refused if we hold less.
+    pub fn spend(&mut self, key: &BudgetKey, amount: u64) -> Result<RightsDelta, Insufficient> {
+        let dot = self.ctx.next_dot(&self.me);
+        self.spend_at(key, amount, dot)
+    }
+
+    pub(crate) fn spend_at(
+        &mut self,
+        key: &BudgetKey,
+        amount: u64,
+        dot: Dot,
+    ) -> Result<RightsDelta, Insufficient> {
+        self.check(key, amount)?;
+        Ok(self.write_own(key, dot, |row| {
+            row.spent = row.spent.saturating_add(amount);
+        }))
+    }
+
+    /// Transfers `amount` of our rights for `key` to `to`; refused if we hold less.
+    pub fn transfer(
+        &mut self,
+        key: &BudgetKey,
+        to: &WriterId,
+        amount: u64,
+    ) -> Result<RightsDelta, TransferError> {
+        let dot = self.ctx.next_dot(&self.me);
+        self.transfer_at(key, to, amount, dot)
+    }
+
+    pub(crate) fn transfer_at(
+        &mut self,
+        key: &BudgetKey,
+        to: &WriterId,
+        amount: u64,
+        dot: Dot,
+    ) -> Result<RightsDelta, TransferError> {
+        if *to == self.me {
+            return Err(TransferError::ToSelf);
+        }
+        self.check(key, amount)?;
+        let to = self.ctx.intern(to).unwrap_or_else(|| to.clone());
+        Ok(self.write_own(key, dot, |row| {
+            let cur = row.sent.entry(to).or_insert(0);
+            *cur = cur.saturating_add(amount);
+        }))
+    }
+
+    fn check(&self, key: &BudgetKey, amount: u64) -> Result<(), Insufficient> {
+        let available = self.local_rights(key);
+        if amount > available {
+            return Err(Insufficient {
+                available,
+                requested: amount,
+            });
+        }
+        Ok(())
+    }
+
+    /// Updates our row for `key` under `dot`, after folding in every transfer we can see, and
+    /// returns the whole key as a delta.
+    fn write_own(
+        &mut self,
+        key: &BudgetKey,
+        dot: Dot,
+        update: impl FnOnce(&mut Row),
+    ) -> RightsDelta {
+        self.ctx.insert(&dot);
+        let me = self.me.clone();
+        let rows = self.keys.entry(key.clone()).or_default();
+        let seen: Vec<(WriterId, u64)> = rows
+            .iter()
+            .filter(|(w, _)| **w != me)
+            .filter_map(|(w, r)| r.sent.get(&me).map(|&v| (w.clone(), v)))
+            .collect();
+        let row = rows.entry(me).or_default();
+        for (donor, v) in seen {
+            let cur = row.received.entry(donor).or_insert(0);
+            *cur = (*cur).max(v);
+        }
+        let old = (row.seq > 0).then(|| Dot {
+            writer: self.me.clone(),
+            seq: row.seq,
+        });
+        update(row);
+        row.seq = dot.seq;
+        let rows = rows.iter().map(|(w, r)| (w.clone(), r.clone())).collect();
+        self.recent.record(old.as_ref(), &dot, key.clone());
+        CausalDelta {
+            context: CausalContext::of_dot(&dot),
+            items: RightsItems {
+                keys: vec![(key.clone(), rows)],
+                floors: Vec::new(),
+            },
+        }
+    }
+
+    /// Drops every period of `cutoff.unit` below `cutoff.index`, here and everywhere.
+    pub fn drop_periods_before(&mut self, cutoff: Period) -> RightsDelta {
+        let dot = self.ctx.next_dot(&self.me);
+        self.drop_at(cutoff, dot)
+    }
+
+    pub(crate) fn drop_at(&mut self, cutoff: Period, dot: Dot) -> RightsDelta {
+        self.ctx.insert(&dot);
+        let cell = self.floors.raise(&dot, cutoff);
+        self.prune();
+        CausalDelta {
+            context: CausalContext::of_dot(&dot),
+            items: RightsItems {
+                keys: Vec::new(),
+                floors: vec![(cutoff.unit, self.me.clone(), cell)],
+            },
+        }
+    }
+
+    fn prune(&mut self) {
+        let floors = &self.floors;
+        self.keys.retain(|k, _| !floors.is_dropped(&k.period));
+        self.recent.retain(|k| !floors.is_dropped(&k.period));
+    }
+
+    /// The dots incorporated here.
+    pub fn context(&self) -> &CausalContext {
+        &self.ctx
+    }
+
+    /// Adds dots to the context (the replica keeps its structures' contexts in lockstep).
+    pub(crate) fn union_context(&mut self, other: &CausalContext) {
+        self.ctx.union(other);
+    }
+
+    /// The contiguous summary of [`Self::context`].
+    pub fn version(&self) -> VersionVector {
+        self.ctx.version()
+    }
+
+    /// Every key with a row whose dot `vv` does not cover (all of its rows), and floors.
+    pub fn delta_since(&self, vv: &VersionVector) -> RightsDelta {
+        CausalDelta {
+            context: self.ctx.above(vv),
+            items: self.items_since(vv),
+        }
+    }
+
+    /// Everything: the delta for a peer that has nothing.
+    pub fn full_state(&self) -> RightsDelta {
+        self.delta_since(&VersionVector::new())
+    }
+
+    pub(crate) fn items_since(&self, vv: &VersionVector) -> RightsItems {
+        if self.ctx.above(vv).is_empty() {
+            return RightsItems::default();
+        }
+        let missing = |rows: &BTreeMap<WriterId, Row>| rows.iter().any(|(w, r)| vv.get(w) < r.seq);
+        let whole = |(k, rows): (&BudgetKey, &BTreeMap<WriterId, Row>)| {
+            let rows = rows.iter().map(|(w, r)| (w.clone(), r.clone())).collect();
+            (k.clone(), rows)
+        };
+        let keys = match self.recent.since(vv) {
+            Some(mut keys) => {
+                keys.sort_unstable();
+                keys.dedup();
+                keys.into_iter()
+                    .filter_map(|k| self.keys.get_key_value(&k))
+                    .filter(|(_, rows)| missing(rows))
+                    .map(whole)
+                    .collect()
+            }
+            None => self
+                .keys
+                .iter()
+                .filter(|(_, rows)| missing(rows))
+                .map(whole)
+                .collect(),
+        };
+        RightsItems {
+            keys,
+            floors: self.floors.since(vv),
+        }
+    }
+
+    /// Merges a delta (maximum per cell), then its context. Returns the keys that changed.
+    pub fn apply(&mut self, delta: RightsDelta) -> Vec<BudgetKey> {
+        self.apply_parts(delta.items, &delta.context)
+    }
+
+    pub(crate) fn apply_parts(
+        &mut self,
+        items: RightsItems,
+        context: &CausalContext,
+    ) -> Vec<BudgetKey> {
+        self.ctx.union(context);
+        for (_, w, c) in &items.floors {
+            self.ctx.insert(&Dot {
+                writer: w.clone(),
+                seq: c.seq,
+            });
+        }
+        if self.floors.merge(items.floors) {
+            self.prune();
+        }
+        let mut changed = Vec::new();
+        for (key, rows) in items.keys {
+            if self.floors.is_dropped(&key.period) {
+                continue;
+            }
+            let mut key_changed = false;
+            for (writer, row) in rows {
+                if row.seq == 0 {
+                    continue;
+                }
+                let dot = Dot {
+                    writer,
+                    seq: row.seq,
+                };
+                self.ctx.insert(&dot);
+                let writer = self.ctx.intern(&dot.writer).unwrap_or(dot.writer);
+                let mine = self.keys.entry(key.clone()).or_default();
+                let (old_seq, new_seq) = match mine.get_mut(&writer) {
+                    Some(cur) => {
+                        let old = cur.seq;
+                        key_changed |= cur.merge(&row);
+                        (old, cur.seq)
+                    }
+                    None => {
+                        let seq = row.seq;
+                        mine.insert(writer.clone(), row);
+                        key_changed = true;
+                        (0, seq)
+                    }
+                };
+                if new_seq != old_seq {
+                    let old = (old_seq > 0).then(|| Dot {
+                        writer: writer.clone(),
+                        seq: old_seq,
+                    });
+                    let new = Dot {
+                        writer,
+                        seq: new_seq,
+                    };
+                    self.recent.record(old.as_ref(), &new, key.clone());
+                }
+            }
+            if key_changed {
+                changed.push(key);
+            }
+        }
+        changed
+    }
+
+    /// SHA-256 over the canonical encoding of rows, floors and context.
+    pub fn digest(&self) -> Result<[u8; 32], CodecError> {
+        codec::digest(&(&self.keys, &self.floors, &self.ctx))
+    }
+}
+
+/// `rights(w)` over one key's rows (see the module docs); clamped at 0 for rows a faulty peer
+/// could have made inconsistent.
+fn rights_in(rows: &BTreeMap<WriterId, Row>, w: &WriterId) -> u64 {
+    let own = rows.get(w);
+    let mut plus: u128 = own.map_or(0, |r| u128::from(r.minted));
+    for (x, r) in rows {
+        if x == w {
+            continue;
+        }
+        let sent = r.sent.get(w).copied().unwrap_or(0);
+        let received = own.and_then(|o| o.received.get(x)).copied().unwrap_or(0);
+        plus += u128::from(sent.max(received));
+    }
+    if let Some(o) = own {
+        for (x, &v) in &o.received {
+            if x != w && !rows.contains_key(x) {
+                plus += u128::from(v);
+            }
+        }
+    }
+    let minus = own.map_or(0, |r| u128::from(r.spent) + r.sent_total());
+    u64::try_from(plus.saturating_sub(minus)).unwrap_or(u64::MAX)
+}

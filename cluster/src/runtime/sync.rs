@@ -1,0 +1,295 @@
+//! Replication over QUIC streams: eager pushes of local deltas, and push-pull anti-entropy.
+//!
+//! A pull sends our version vector and receives everything the peer has that the vector does
+//! not cover, plus the peer's own vector; we merge, then push back what the peer's vector does
+//! not cover. Deltas are persisted before they count as ours (local writes wait for the fsync;
+//! merged remote deltas are queued for the next batch, since peers still hold them).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chitchat::{ChitchatId, NodeState};
+use rand::seq::IndexedRandom;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{CatalogValue, ClusterError, SYNC_PULL, SYNC_PUSH, Shared};
+use crate::codec::{self, CodecError, Kind};
+use crate::crdt::VersionVector;
+use crate::state::Delta;
+use crate::store::SnapshotDone;
+use crate::transport::{Inbound, IncomingRequest, TransportError};
+
+/// A pull's answer.
+#[derive(Serialize, Deserialize)]
+#[serde(bound(deserialize = "V: CatalogValue"))]
+struct PullReply<V> {
+    delta: Delta<V>,
+    version: VersionVector,
+}
+
+/// Why an anti-entropy exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The peer could not be reached or refused.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The peer's answer did not decode.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// Starts the tasks that answer pulls and merge pushes.
+pub(super) fn spawn_handlers<V: CatalogValue>(
+    shared: &Arc<Shared<V>>,
+) -> Result<Vec<JoinHandle<()>>, ClusterError> {
+    let max = shared.config.max_sync_bytes;
+    let mut pulls = shared.endpoint.serve(SYNC_PULL, max)?;
+    let mut pushes = shared.endpoint.subscribe(SYNC_PUSH, max)?;
+    let for_pulls = shared.clone();
+    let for_pushes = shared.clone();
+    Ok(vec![
+        tokio::spawn(async move {
+            while let Some(request) = pulls.recv().await {
+                answer_pull(&for_pulls, request);
+            }
+        }),
+        tokio::spawn(async move {
+            while let Some(message) = pushes.recv().await {
+                merge_push(&for_pushes, message);
+            }
+        }),
+    ])
+}
+
+fn answer_pull<V: CatalogValue>(shared: &Shared<V>, request: IncomingRequest) {
+    shared.count_received(request.payload.len());
+    let vv: VersionVector = match codec::decode_kind(
+        &request.payload,
+        Kind::PullRequest,
+        shared.config.max_sync_bytes,
+    ) {
+        Ok(vv) => vv,
+        Err(e) => {
+            shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            shared.endpoint.record_decode_error(SYNC_PULL);
+            tracing::debug!(peer = %request.from, "malformed pull: {e}");
+            return;
+        }
+    };
+    let reply = {
+        let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
+        codec::encode(
+            Kind::Delta,
+            &PullReply {
+                delta: replica.delta_since(&vv),
+                version: replica.version(),
+            },
+        )
+    };
+    match reply {
+        Ok(bytes) => {
+            shared.count_sent(bytes.len());
+            request.respond(bytes);
+        }
+        Err(e) => tracing::error!("cannot encode a pull reply: {e}"),
+    }
+}
+
+fn merge_push<V: CatalogValue>(shared: &Shared<V>, message: Inbound) {
+    shared.count_received(message.payload.len());
+    match decode_delta::<V>(&message.payload, shared.config.max_sync_bytes) {
+        Ok(delta) => merge(shared, delta, Some(message.payload)),
+        Err(e) => {
+            shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            shared.endpoint.record_decode_error(SYNC_PUSH);
+            tracing::debug!(peer = %message.from, "malformed push: {e}");
+        }
+    }
+}
+
+/// Decodes a delta frame: a pushed or pulled delta, or a log record (the same payload).
+pub(super) fn decode_delta<V: CatalogValue>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<Delta<V>, CodecError> {
+    let kind = codec::decode_header(bytes)?.kind;
+    let expected = if kind == Kind::LogRecord {
+        Kind::LogRecord
+    } else {
+        Kind::Delta
+    };
+    codec::decode_kind(bytes, expected, max)
+}
+
+/// Merges a peer's delta and queues it for disk if it changed anything.
+fn merge<V: CatalogValue>(shared: &Shared<V>, delta: Delta<V>, raw: Option<Bytes>) {
+    let record = {
+        let mut replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
+        // Encode before applying only when there are no raw bytes to reuse.
+        let encoded = match raw {
+            Some(raw) => Ok(raw),
+            None => codec::encode(Kind::Delta, &delta),
+        };
+        match replica.apply(delta) {
+            Ok(outcome) => {
+                let changed = !outcome.catalog_changed.is_empty()
+                    || outcome.counters_changed > 0
+                    || !outcome.rights_changed.is_empty();
+                changed.then_some(encoded)
+            }
+            Err(e) => {
+                shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("refusing a delta: {e}");
+                None
+            }
+        }
+    };
+    match record {
+        Some(Ok(bytes)) => {
+            if let Err(e) = shared.store.append_nowait(bytes) {
+                tracing::error!("cannot persist a merged delta: {e}");
+            }
+            after_persist(shared);
+        }
+        Some(Err(e)) => tracing::error!("cannot encode a merged delta: {e}"),
+        None => {}
+    }
+}
+
+/// One pull-push exchange with `peer`.
+pub(super) async fn exchange<V: CatalogValue>(
+    shared: &Shared<V>,
+    peer: SocketAddr,
+) -> Result<(), SyncError> {
+    let max = shared.config.max_sync_bytes;
+    let request = {
+        let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
+        codec::encode(Kind::PullRequest, &replica.version())?
+    };
+    shared.count_sent(request.len());
+    let reply = shared
+        .endpoint
+        .request(peer, SYNC_PULL, request, max)
+        .await?;
+    shared.count_received(reply.len());
+    let PullReply { delta, version } =
+        codec::decode_kind::<PullReply<V>>(&reply, Kind::Delta, max)?;
+    if !delta.is_empty() {
+        merge(shared, delta, None);
+    }
+    let back = {
+        let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
+        let back = replica.delta_since(&version);
+        if back.is_empty() {
+            None
+        } else {
+            Some(codec::encode(Kind::Delta, &back)?)
+        }
+    };
+    if let Some(bytes) = back {
+        shared.count_sent(bytes.len());
+        shared.endpoint.send(peer, SYNC_PUSH, bytes).await?;
+    }
+    Ok(())
+}
+
+/// The periodic anti-entropy loop: one exchange with a random live peer per tick.
+pub(super) async fn anti_entropy<V: CatalogValue>(
+    shared: Arc<Shared<V>>,
+    live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
+    self_id: String,
+) {
+    let mut tick = tokio::time::interval(shared.config.sync_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let peers = peers_of(live.borrow().keys(), &self_id);
+        let Some((node_id, addr)) = peers.choose(&mut rand::rng()).cloned() else {
+            continue;
+        };
+        match exchange(&shared, addr).await {
+            Ok(()) => {
+                shared.stats.rounds.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut last) = shared.last_sync.lock() {
+                    last.insert(node_id, Instant::now());
+                }
+            }
+            Err(e) => {
+                shared.stats.round_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %addr, "anti-entropy exchange failed: {e}");
+            }
+        }
+    }
+}
+
+/// Live peers other than `self_id`, as (node id, address).
+pub(super) fn peers_of<'a>(
+    ids: impl Iterator<Item = &'a ChitchatId>,
+    self_id: &str,
+) -> Vec<(String, SocketAddr)> {
+    ids.filter(|id| &*id.node_id != self_id)
+        .map(|id| (id.node_id.to_string(), id.gossip_advertise_addr))
+        .collect()
+}
+
+/// Sends an already-encoded delta to every peer, without waiting.
+pub(super) fn push_to_peers<V>(
+    shared: &Shared<V>,
+    peers: Vec<(String, SocketAddr)>,
+    record: &Bytes,
+) {
+    for (_, addr) in peers {
+        if shared
+            .endpoint
+            .send_detached(addr, SYNC_PUSH, record.clone())
+        {
+            shared.count_sent(record.len());
+        }
+    }
+}
+
+/// Counts a persisted record and snapshots when enough have accumulated.
+pub(super) fn after_persist<V: CatalogValue>(shared: &Shared<V>) {
+    let count = shared.since_snapshot.fetch_add(1, Ordering::Relaxed) + 1;
+    if count < shared.config.snapshot_every || shared.snapshotting.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    match queue_snapshot(shared) {
+        Ok(done) => {
+            let store_dir = shared.store.dir().to_owned();
+            let flag = shared.snapshot_flag();
+            tokio::spawn(async move {
+                if let Err(e) = done.wait().await {
+                    tracing::error!(dir = %store_dir.display(), "snapshot failed: {e}");
+                }
+                flag.store(false, Ordering::Release);
+            });
+        }
+        Err(e) => {
+            shared.snapshotting.store(false, Ordering::Release);
+            tracing::error!("cannot snapshot: {e}");
+        }
+    }
+}
+
+/// Encodes the full state and queues it, under the replica lock: every delta applied before is
+/// in it, and every record queued before it was applied before it, so no acknowledged record
+/// can fall between the snapshot and the logs it replaces.
+fn queue_snapshot<V: CatalogValue>(shared: &Shared<V>) -> Result<SnapshotDone, ClusterError> {
+    let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
+    let bytes = codec::encode(Kind::Snapshot, &replica.full_state())?;
+    shared.since_snapshot.store(0, Ordering::Relaxed);
+    Ok(shared.store.queue_snapshot(bytes)?)
+}
+
+/// Writes a snapshot now.
+pub(super) async fn snapshot<V: CatalogValue>(shared: &Shared<V>) -> Result<(), ClusterError> {
+    queue_snapshot(shared)?.wait().await?;
+    Ok(())
+}

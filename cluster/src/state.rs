@@ -1,0 +1,377 @@
+//! A node's full replica of the governance state.
+//!
+//! [`Replica`] holds the catalog, the usage counters and the budget rights under **one** dot
+//! sequence and **one** causal context: every local operation takes the next dot of the local
+//! writer, whatever structure it touches, and every delta carries one context for all three. The
+//! structures keep copies of that context in lockstep, so each of them is also usable on its own.
+//!
+//! * Local mutations return the [`Delta`] to ship (push). [`Replica::delta_since`] answers a
+//!   peer's version vector (pull); [`Replica::full_state`] is the delta since nothing, for a
+//!   joiner or a node that fell behind, and also the snapshot to persist.
+//! * [`Replica::apply`] first passes the newest catalog stamp through the hybrid logical clock,
+//!   refusing the whole delta if it is too far in the future, then merges.
+//! * [`Replica::digest`] is a SHA-256 over a canonical encoding (ordered maps only), so two
+//!   replicas can be compared byte for byte without shipping state.
+//!
+//! The catalog value type `V` is generic: governance code stores its own structs, and the codec
+//! (bincode, not self-describing) could not decode a `serde_json::Value` anyway.
+
+use std::{fmt, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    codec::CodecError,
+    crdt::{
+        BudgetKey, CatalogItem, CausalContext, CausalDelta, CounterItems, CounterKey, Counters,
+        DonorPolicy, Dot, Insufficient, MintError, MintId, Period, PeriodDropped, Rights,
+        RightsGrant, RightsItems, RightsRequest, TransferError, Usage, VersionVector,
+        catalog::Catalog,
+    },
+    hlc::{ClockError, HlcClock, WriterId},
+};
+
+/// The payload of a replica delta: one part per structure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaItems<V> {
+    /// Catalog entries.
+    pub catalog: Vec<CatalogItem<V>>,
+    /// Counter cells and floors.
+    pub counters: CounterItems,
+    /// Rights rows (whole keys) and floors.
+    pub rights: RightsItems,
+}
+
+impl<V> Default for ReplicaItems<V> {
+    fn default() -> Self {
+        Self {
+            catalog: Vec::new(),
+            counters: CounterItems::default(),
+            rights: RightsItems::default(),
+        }
+    }
+}
+
+/// A replica delta: what to ship after a local mutation, or in answer to a pull.
+pub type Delta<V> = CausalDelta<ReplicaItems<V>>;
+
+impl<V> CausalDelta<ReplicaItems<V>> {
+    /// Whether the delta carries nothing (no dot, no item): no need to send it.
+    pub fn is_empty(&self) -> bool {
+        self.context.is_empty()
+            && self.items.catalog.is_empty()
+            && self.items.counters.is_empty()
+            && self.items.rights.is_empty()
+    }
+
+    fn catalog(context: CausalContext, catalog: Vec<CatalogItem<V>>) -> Self {
+        Self {
+            context,
+            items: ReplicaItems {
+                catalog,
+                ..ReplicaItems::default()
+            },
+        }
+    }
+
+    fn counters(context: CausalContext, counters: CounterItems) -> Self {
+        Self {
+            context,
+            items: ReplicaItems {
+                counters,
+                ..ReplicaItems::default()
+            },
+        }
+    }
+
+    fn rights(context: CausalContext, rights: RightsItems) -> Self {
+        Self {
+            context,
+            items: ReplicaItems {
+                rights,
+                ..ReplicaItems::default()
+            },
+        }
+    }
+}
+
+/// A SHA-256 digest of a replica's state.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Digest(pub [u8; 32]);
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
+    }
+}
+
+/// What [`Replica::apply`] changed; feeds hot-path mirrors and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Catalog ids whose entry was created or replaced (including deletes).
+    pub catalog_changed: Vec<Box<str>>,
+    /// Catalog entries skipped as already incorporated (duplicates, or collected tombstones).
+    pub catalog_skipped: usize,
+    /// Counter cells that changed.
+    pub counters_changed: usize,
+    /// Budget keys whose rows changed.
+    pub rights_changed: Vec<BudgetKey>,
+    /// The delta held dots of our own writer that we did not have: we are recovering our own
+    /// slot from peers (e.g. after reloading an old snapshot). Do not write before catching up;
+    /// if this happens after we wrote, our incarnation was reused unsafely (see [`crate::hlc`]).
+    pub own_slot_recovered: bool,
+}
+
+/// Why a delta was refused as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// A catalog stamp is too far ahead of our clock; nothing was applied.
+    #[error(transparent)]
+    ClockSkew(#[from] ClockError),
+}
+
+/// A node's replica: catalog of `V`, counters and rights, one context, one clock.
+#[derive(Clone, Debug)]
+pub struct Replica<V> {
+    clock: HlcClock,
+    catalog: Catalog<V>,
+    counters: Counters,
+    rights: Rights,
+}
+
+impl<V: Clone + Eq> Replica<V> {
+    /// An empty replica writing as `clock.writer()`.
+    pub fn new(clock: HlcClock) -> Self {
+        let me = clock.writer().clone();
+        Self {
+            clock,
+            catalog: Catalog::new(),
+            counters: Counters::new(me.clone()),
+            rights: Rights::new(me),
+        }
+    }
+
+    /// A replica reloaded from a persisted [`Self::full_state`]. The clock adopts the newest
+    /// stamp without the forward bound (it is our own history), so it stays monotonic across
+    /// restarts even if the physical clock went back.
+    pub fn restore(clock: HlcClock, state: Delta<V>) -> Self {
+        let mut replica = Self::new(clock);
+        if let Some(max) = state.items.catalog.iter().map(|(_, e)| &e.stamp).max() {
+            replica.clock.adopt(max);
+        }
+        replica.merge(state);
+        replica
+    }
+
+    /// The local writer.
+    pub fn writer(&self) -> &WriterId {
+        self.clock.writer()
+    }
+
+    /// The replica's clock.
+    pub fn clock(&self) -> &HlcClock {
+        &self.clock
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog<V> {
+        &self.catalog
+    }
+
+    /// The usage counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The budget rights.
+    pub fn rights(&self) -> &Rights {
+        &self.rights
+    }
+
+    /// The dots incorporated here.
+    pub fn context(&self) -> &CausalContext {
+        self.catalog.context()
+    }
+
+    /// The version vector to send when pulling from a peer.
+    pub fn version(&self) -> VersionVector {
+        self.context().version()
+    }
+
+    fn next_dot(&self) -> Dot {
+        self.context().next_dot(self.writer())
+    }
+
+    /// Records `dot` in the contexts of all three structures (lockstep).
+    fn note(&mut self, dot: &Dot) {
+        let one = CausalContext::of_dot(dot);
+        self.catalog.union_context(&one);
+        self.counters.union_context(&one);
+        self.rights.union_context(&one);
+    }
+
+    /// Writes `value` under `id`.
+    pub fn put(&mut self, id: &str, value: V) -> Delta<V> {
+        let dot = self.next_dot();
+        let stamp = self.clock.now();
+        let d = self.catalog.write_at(id, Some(value), stamp, dot.clone());
+        self.note(&dot);
+        Delta::catalog(d.context, d.items)
+    }
+
+    /// Deletes `id` (writes a tombstone).
+    pub fn delete(&mut self, id: &str) -> Delta<V> {
+        let dot = self.next_dot();
+        let stamp = self.clock.now();
+        let d = self.catalog.write_at(id, None, stamp, dot.clone());
+        self.note(&dot);
+        Delta::catalog(d.context, d.items)
+    }
+
+    /// Adds usage to our own counter slot for `key`.
+    pub fn add_usage(&mut self, key: &CounterKey, usage: Usage) -> Result<Delta<V>, PeriodDropped> {
+        let dot = self.next_dot();
+        let d = self.counters.add_at(key, usage, dot.clone())?;
+        self.note(&dot);
+        Ok(Delta::counters(d.context, d.items))
+    }
+
+    /// Mints rights for `key` once per mint id (see [`Rights::mint`]).
+    pub fn mint(
+        &mut self,
+        key: &BudgetKey,
+        mint: MintId,
+        amount: u64,
+    ) -> Result<Delta<V>, MintError> {
+        let dot = self.next_dot();
+        let d = self.rights.mint_at(key, mint, amount, dot.clone())?;
+        self.note(&dot);
+        Ok(Delta::rights(d.context, d.items))
+    }
+
+    /// Spends our rights for `key`; refused if we hold less than `amount`.
+    pub fn spend(&mut self, key: &BudgetKey, amount: u64) -> Result<Delta<V>, Insufficient> {
+        let dot = self.next_dot();
+        let d = self.rights.spend_at(key, amount, dot.clone())?;
+        self.note(&dot);
+        Ok(Delta::rights(d.context, d.items))
+    }
+
+    /// Transfers our rights for `key` to `to`; refused if we hold less than `amount`.
+    pub fn transfer(
+        &mut self,
+        key: &BudgetKey,
+        to: &WriterId,
+        amount: u64,
+    ) -> Result<Delta<V>, TransferError> {
+        let dot = self.next_dot();
+        let d = self.rights.transfer_at(key, to, amount, dot.clone())?;
+        self.note(&dot);
+        Ok(Delta::rights(d.context, d.items))
+    }
+
+    /// Answers a peer's rights request under `policy` (see [`crate::crdt::transfer`]).
+    pub fn answer_rights_request(
+        &mut self,
+        req: &RightsRequest,
+        policy: &DonorPolicy,
+    ) -> Option<(RightsGrant, Delta<V>)> {
+        let dot = self.next_dot();
+        let (grant, d) = self.rights.answer_at(req, policy, dot.clone())?;
+        self.note(&dot);
+        Some((grant, Delta::rights(d.context, d.items)))
+    }
+
+    /// Drops counters and rights of every period of `cutoff.unit` below `cutoff.index`,
+    /// everywhere (the floor replicates). Explicit: derive `cutoff` from a retention policy.
+    pub fn drop_periods_before(&mut self, cutoff: Period) -> Delta<V> {
+        let dot = self.next_dot();
+        let c = self.counters.drop_at(cutoff, dot.clone());
+        let r = self.rights.drop_at(cutoff, dot.clone());
+        self.note(&dot);
+        Delta {
+            context: c.context,
+            items: ReplicaItems {
+                catalog: Vec::new(),
+                counters: c.items,
+                rights: r.items,
+            },
+        }
+    }
+
+    /// Collects catalog tombstones under the rule of [`Catalog::collect_tombstones`], with the
+    /// clock's physical time as now.
+    pub fn collect_tombstones(&mut self, acked: &[VersionVector], min_age: Duration) -> usize {
+        let now = self.clock.physical_ms();
+        self.catalog.collect_tombstones(acked, min_age, now)
+    }
+
+    /// Everything a peer at `vv` lacks.
+    pub fn delta_since(&self, vv: &VersionVector) -> Delta<V> {
+        Delta {
+            context: self.context().above(vv),
+            items: ReplicaItems {
+                catalog: self.catalog.items_since(vv),
+                counters: self.counters.items_since(vv),
+                rights: self.rights.items_since(vv),
+            },
+        }
+    }
+
+    /// The whole state: the delta since the empty vector (for joiners and snapshots).
+    pub fn full_state(&self) -> Delta<V> {
+        self.delta_since(&VersionVector::new())
+    }
+
+    /// Merges a peer's delta. The newest catalog stamp goes through [`HlcClock::observe`] first;
+    /// if it is too far ahead the delta is refused and nothing changes.
+    pub fn apply(&mut self, delta: Delta<V>) -> Result<ApplyOutcome, ApplyError> {
+        if let Some(max) = delta.items.catalog.iter().map(|(_, e)| &e.stamp).max() {
+            self.clock.observe(max)?;
+        }
+        Ok(self.merge(delta))
+    }
+
+    fn merge(&mut self, delta: Delta<V>) -> ApplyOutcome {
+        let me = self.writer().clone();
+        let own_before = self.context().max_seq(&me);
+        let Delta { context, items } = delta;
+        let cat = self.catalog.apply_parts(items.catalog, &context);
+        let counters_changed = self.counters.apply_parts(items.counters, &context);
+        let rights_changed = self.rights.apply_parts(items.rights, &context);
+        // Item dots were recorded per structure; bring the three contexts back in lockstep.
+        let mut all = self.catalog.context().clone();
+        all.union(self.counters.context());
+        all.union(self.rights.context());
+        self.catalog.union_context(&all);
+        self.counters.union_context(&all);
+        self.rights.union_context(&all);
+        ApplyOutcome {
+            catalog_changed: cat.changed,
+            catalog_skipped: cat.skipped,
+            counters_changed,
+            rights_changed,
+            own_slot_recovered: self.context().max_seq(&me) > own_before,
+        }
+    }
+}
+
+impl<V: Clone + Eq + Serialize> Replica<V> {
+    /// SHA-256 over the canonical encoding of the whole replicated state (catalog, counters,
+    /// rights, floors, context); equal digests mean byte-identical replicas. Local-only state
+    /// (writer, clock) is not included.
+    pub fn digest(&self) -> Result<Digest, CodecError> {
+        let parts = [
+            self.catalog.digest()?,
+            self.counters.digest()?,
+            self.rights.digest()?,
+        ];
+        crate::codec::digest(&parts).map(Digest)
+    }
+}

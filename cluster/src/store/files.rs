@@ -1,0 +1,164 @@
+//! On-disk formats: framed records, log and snapshot file names, atomic writes, recovery.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::{MAX_RECORD_BYTES, Recovered, StoreError};
+
+/// Bytes before a record's payload: length (u32 BE) and CRC-32 of the payload (u32 BE).
+pub(super) const RECORD_HEADER: usize = 8;
+const SNAPSHOT_MAGIC: &[u8; 8] = b"STRLSNAP";
+
+/// Appends `payload`'s frame to `out`.
+pub(super) fn frame_record(payload: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|l| (*l as usize) <= MAX_RECORD_BYTES)
+        .ok_or_else(|| format!("record of {} bytes is too large", payload.len()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Splits a log file's bytes into records, stopping at the first torn or corrupt one.
+/// Returns the records and whether the file ended cleanly.
+pub(super) fn parse_records(bytes: &[u8]) -> (Vec<Bytes>, bool) {
+    let mut records = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some((header, body)) = rest.split_at_checked(RECORD_HEADER) else {
+            return (records, false);
+        };
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        if len > MAX_RECORD_BYTES {
+            return (records, false);
+        }
+        let Some((payload, tail)) = body.split_at_checked(len) else {
+            return (records, false);
+        };
+        if crc32fast::hash(payload) != crc {
+            return (records, false);
+        }
+        records.push(Bytes::copy_from_slice(payload));
+        rest = tail;
+    }
+    (records, true)
+}
+
+pub(super) fn log_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("wal-{generation:020}.log"))
+}
+
+pub(super) fn snapshot_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("snapshot-{generation:020}.bin"))
+}
+
+fn generation_of(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+    name.strip_prefix(prefix)?
+        .strip_suffix(suffix)?
+        .parse()
+        .ok()
+}
+
+/// The generations of the logs and snapshots in `dir`, each sorted.
+pub(super) fn list(dir: &Path) -> Result<(Vec<u64>, Vec<u64>), StoreError> {
+    let mut logs = Vec::new();
+    let mut snapshots = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, &e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("list", dir, &e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(g) = generation_of(&name, "wal-", ".log") {
+            logs.push(g);
+        } else if let Some(g) = generation_of(&name, "snapshot-", ".bin") {
+            snapshots.push(g);
+        }
+    }
+    logs.sort_unstable();
+    snapshots.sort_unstable();
+    Ok((logs, snapshots))
+}
+
+/// Loads the newest snapshot and the logs after it. Returns the next free generation.
+pub(super) fn recover(dir: &Path) -> Result<(Recovered, u64), StoreError> {
+    let (logs, snapshots) = list(dir)?;
+    let mut recovered = Recovered::default();
+    let mut from = 0;
+    if let Some(&generation) = snapshots.last() {
+        recovered.snapshot = Some(read_snapshot(&snapshot_path(dir, generation))?);
+        from = generation;
+    }
+    for &generation in logs.iter().filter(|g| **g >= from) {
+        let path = log_path(dir, generation);
+        let bytes = std::fs::read(&path).map_err(|e| StoreError::io("read", &path, &e))?;
+        let (records, clean) = parse_records(&bytes);
+        if !clean {
+            tracing::warn!(
+                path = %path.display(),
+                kept = records.len(),
+                "log ends in a torn or corrupt record (a crash mid-write); replaying up to it"
+            );
+        }
+        recovered.records.extend(records);
+    }
+    let next = logs
+        .last()
+        .copied()
+        .max(snapshots.last().copied())
+        .map_or(1, |g| g + 1);
+    Ok((recovered, next))
+}
+
+fn read_snapshot(path: &Path) -> Result<Bytes, StoreError> {
+    let bytes = std::fs::read(path).map_err(|e| StoreError::io("read", path, &e))?;
+    let corrupt = |detail: &str| StoreError::Corrupt {
+        path: path.to_owned(),
+        detail: detail.to_owned(),
+    };
+    let body = bytes
+        .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+        .ok_or_else(|| corrupt("bad magic"))?;
+    let (records, clean) = parse_records(body);
+    match (records.as_slice(), clean) {
+        ([state], true) => Ok(state.clone()),
+        _ => Err(corrupt("truncated or checksum mismatch")),
+    }
+}
+
+/// Writes a snapshot file for `generation` durably.
+pub(super) fn write_snapshot(dir: &Path, generation: u64, state: &[u8]) -> Result<(), StoreError> {
+    let path = snapshot_path(dir, generation);
+    let mut bytes = Vec::with_capacity(SNAPSHOT_MAGIC.len() + RECORD_HEADER + state.len());
+    bytes.extend_from_slice(SNAPSHOT_MAGIC);
+    frame_record(state, &mut bytes).map_err(|detail| StoreError::Corrupt {
+        path: path.clone(),
+        detail,
+    })?;
+    write_atomically(dir, &path, &bytes)
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the whole new one:
+/// a temporary file, fsynced, renamed over, then the directory fsynced.
+pub(super) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, &e))?;
+    file.write_all(bytes)
+        .map_err(|e| StoreError::io("write", &tmp, &e))?;
+    file.sync_all()
+        .map_err(|e| StoreError::io("fsync", &tmp, &e))?;
+    std::fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, &e))?;
+    sync_dir(dir)
+}
+
+/// Makes a directory's entries (new, renamed, removed files) durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("fsync", dir, &e))
+}

@@ -1,0 +1,157 @@
+//! The writer thread: appends, group commit, snapshots and log rotation.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+use super::files::{frame_record, list, log_path, snapshot_path, sync_dir, write_snapshot};
+
+/// Most commands folded into one fsync.
+const MAX_BATCH: usize = 4_096;
+
+type Ack = oneshot::Sender<Result<(), StoreError>>;
+
+/// Work for the writer thread.
+#[derive(Debug)]
+pub(super) enum Command {
+    Append { record: Bytes, ack: Option<Ack> },
+    Sync { ack: Ack },
+    Snapshot { state: Bytes, ack: Ack },
+}
+
+struct Writer {
+    dir: PathBuf,
+    generation: u64,
+    log: File,
+    buffer: Vec<u8>,
+    failed: Option<StoreError>,
+}
+
+/// Starts the writer thread on a new log of `generation`.
+pub(super) fn spawn(
+    dir: PathBuf,
+    generation: u64,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+) -> Result<(), StoreError> {
+    let mut writer = Writer {
+        log: open_log(&dir, generation)?,
+        dir,
+        generation,
+        buffer: Vec::new(),
+        failed: None,
+    };
+    std::thread::Builder::new()
+        .name("starling-store".to_owned())
+        .spawn(move || {
+            let mut batch = Vec::new();
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(command) => batch.push(command),
+                        Err(_) => break,
+                    }
+                }
+                writer.run_batch(&mut batch);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| StoreError::Closed(format!("cannot start the writer thread: {e}")))
+}
+
+fn open_log(dir: &std::path::Path, generation: u64) -> Result<File, StoreError> {
+    let path = log_path(dir, generation);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| StoreError::io("open", &path, &e))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+impl Writer {
+    /// Writes every command of the batch, fsyncs once, then answers all waiters.
+    fn run_batch(&mut self, batch: &mut Vec<Command>) {
+        let mut acks = Vec::new();
+        for command in batch.drain(..) {
+            match command {
+                Command::Append { record, ack } => {
+                    if self.failed.is_none()
+                        && let Err(detail) = frame_record(&record, &mut self.buffer)
+                    {
+                        tracing::error!("dropping an oversized store record: {detail}");
+                    }
+                    acks.extend(ack);
+                }
+                Command::Sync { ack } => acks.push(ack),
+                Command::Snapshot { state, ack } => {
+                    let result = self.flush().and_then(|()| self.snapshot(&state));
+                    if let Err(e) = result {
+                        self.fail(e);
+                    }
+                    let _ = ack.send(self.status());
+                }
+            }
+        }
+        if let Err(e) = self.flush() {
+            self.fail(e);
+        }
+        let status = self.status();
+        for ack in acks {
+            let _ = ack.send(status.clone());
+        }
+    }
+
+    fn status(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(e) => Err(StoreError::Closed(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        tracing::error!("the store failed and refuses further writes: {error}");
+        self.failed.get_or_insert(error);
+    }
+
+    /// Writes buffered records and fsyncs the log.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.status()?;
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let path = log_path(&self.dir, self.generation);
+        self.log
+            .write_all(&self.buffer)
+            .map_err(|e| StoreError::io("write", &path, &e))?;
+        self.log
+            .sync_data()
+            .map_err(|e| StoreError::io("fsync", &path, &e))?;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Rotates to a new log and writes the snapshot under its generation, which then covers
+    /// every older log; those and older snapshots are removed.
+    fn snapshot(&mut self, state: &[u8]) -> Result<(), StoreError> {
+        let next = self.generation + 1;
+        self.log = open_log(&self.dir, next)?;
+        self.generation = next;
+        write_snapshot(&self.dir, next, state)?;
+        let (logs, snapshots) = list(&self.dir)?;
+        for old in logs.into_iter().filter(|g| *g < next) {
+            let path = log_path(&self.dir, old);
+            std::fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, &e))?;
+        }
+        for old in snapshots.into_iter().filter(|g| *g < next) {
+            let path = snapshot_path(&self.dir, old);
+            std::fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, &e))?;
+        }
+        sync_dir(&self.dir)
+    }
+}

@@ -1,0 +1,230 @@
+//! In-process clusters: replication, convergence after partitions, restarts, dead nodes.
+
+mod runtime_support;
+
+use std::time::Duration;
+
+use runtime_support::{TestCluster, config, wait_until};
+use starling_cluster::crdt::{CounterKey, Period, PeriodUnit, Usage};
+use starling_cluster::runtime::ClusterNode;
+
+fn key() -> CounterKey {
+    CounterKey::new("key:test", Period::new(PeriodUnit::Lifetime, 0))
+}
+
+fn usage(spend: u64) -> Usage {
+    Usage {
+        spend_micros: spend,
+        tokens: spend * 10,
+        requests: 1,
+    }
+}
+
+async fn add(node: &ClusterNode<String>, spend: u64) {
+    node.mutate(|r| (r.add_usage(&key(), usage(spend)).expect("period open"), ()))
+        .await
+        .expect("persisted");
+}
+
+fn total(node: &ClusterNode<String>) -> Usage {
+    node.read(|r| r.counters().total(&key()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_write_on_one_node_is_visible_on_all() {
+    let c = TestCluster::start(3).await;
+    c.node(1)
+        .catalog_put("key-1", "hello".to_owned())
+        .await
+        .expect("put");
+    wait_until("the write on every node", || async {
+        c.running()
+            .all(|n| n.read(|r| r.catalog().get("key-1").cloned()) == Some("hello".to_owned()))
+    })
+    .await;
+    c.node(2).catalog_delete("key-1").await.expect("delete");
+    wait_until("the delete on every node", || async {
+        c.running()
+            .all(|n| n.read(|r| r.catalog().get("key-1").is_none()))
+    })
+    .await;
+    c.wait_converged().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_converge_to_the_same_sum_on_five_nodes() {
+    let c = TestCluster::start(5).await;
+    for (i, node) in c.running().enumerate() {
+        for _ in 0..10 {
+            add(node, i as u64 + 1).await;
+        }
+    }
+    // 10 × (1 + 2 + 3 + 4 + 5)
+    wait_until("the sums", || async {
+        c.running().all(|n| total(n).spend_micros == 150)
+    })
+    .await;
+    assert!(c.running().all(|n| total(n).requests == 50));
+    c.wait_converged().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_byte_identical_after_a_partition_heals() {
+    let c = TestCluster::start(5).await;
+    let addrs: Vec<_> = c.running().map(ClusterNode::local_addr).collect();
+    c.partition.split(&addrs[..2], &addrs[2..]);
+    c.node(0)
+        .catalog_put("left", "L".to_owned())
+        .await
+        .expect("put");
+    c.node(4)
+        .catalog_put("right", "R".to_owned())
+        .await
+        .expect("put");
+    c.node(1)
+        .catalog_put("both", "from-left".to_owned())
+        .await
+        .expect("put");
+    c.node(3)
+        .catalog_put("both", "from-right".to_owned())
+        .await
+        .expect("put");
+    add(c.node(0), 7).await;
+    add(c.node(3), 5).await;
+    // Each side converges on its own and does not see the other.
+    wait_until("left side", || async {
+        c.node(1).read(|r| r.catalog().get("left").is_some())
+    })
+    .await;
+    assert!(c.node(1).read(|r| r.catalog().get("right").is_none()));
+    c.partition.heal();
+    c.wait_converged().await;
+    let states: Vec<_> = c
+        .running()
+        .map(|n| n.full_state_bytes().expect("encodes"))
+        .collect();
+    assert!(
+        states.windows(2).all(|w| w[0] == w[1]),
+        "full states differ byte for byte"
+    );
+    // The concurrent writes resolved the same way everywhere, and nothing was lost.
+    let both: Vec<_> = c
+        .running()
+        .map(|n| n.read(|r| r.catalog().get("both").cloned()))
+        .collect();
+    assert!(
+        both.windows(2).all(|w| w[0] == w[1]) && both[0].is_some(),
+        "{both:?}"
+    );
+    assert!(c.running().all(|n| total(n).spend_micros == 12));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_the_same_data_dir_keeps_everything() {
+    let mut c = TestCluster::start(1).await;
+    let node = c.nodes[0].take().expect("running");
+    node.catalog_put("k", "v".to_owned()).await.expect("put");
+    add(&node, 9).await;
+    let writer = node.writer().clone();
+    let before = node.digest().expect("digest");
+    node.shutdown().await;
+    let restarted = ClusterNode::<String>::start(config(
+        "n0",
+        c.dirs[0].path().to_owned(),
+        &c.secret,
+        Vec::new(),
+        &c.partition,
+    ))
+    .await
+    .expect("restarts");
+    assert_eq!(
+        restarted.writer(),
+        &writer,
+        "same data dir, same incarnation"
+    );
+    assert_eq!(restarted.digest().expect("digest"), before);
+    assert_eq!(total(&restarted).spend_micros, 9);
+    // And after a snapshot, too.
+    restarted.snapshot().await.expect("snapshot");
+    add(&restarted, 1).await;
+    restarted.shutdown().await;
+    let again = ClusterNode::<String>::start(config(
+        "n0",
+        c.dirs[0].path().to_owned(),
+        &c.secret,
+        Vec::new(),
+        &c.partition,
+    ))
+    .await
+    .expect("restarts");
+    assert_eq!(total(&again).spend_micros, 10);
+    assert_eq!(
+        again.read(|r| r.catalog().get("k").cloned()),
+        Some("v".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_an_empty_data_dir_does_not_regress_counters() {
+    let mut c = TestCluster::start(3).await;
+    add(c.node(2), 100).await;
+    wait_until("the first spend everywhere", || async {
+        c.running().all(|n| total(n).spend_micros == 100)
+    })
+    .await;
+    let old = c.nodes[2].take().expect("running");
+    let old_writer = old.writer().clone();
+    old.shutdown().await;
+    // Same id, wiped disk.
+    let wiped = tempfile::tempdir().expect("tempdir");
+    let reborn = ClusterNode::<String>::start(config(
+        "n2",
+        wiped.path().to_owned(),
+        &c.secret,
+        vec![c.seed.clone()],
+        &c.partition,
+    ))
+    .await
+    .expect("restarts");
+    assert_ne!(
+        reborn.writer(),
+        &old_writer,
+        "a wiped node gets a new incarnation"
+    );
+    add(&reborn, 5).await;
+    c.nodes[2] = Some(reborn);
+    c.dirs[2] = wiped;
+    // The old slot's 100 and the new slot's 5: the new increments are not hidden by the old max.
+    wait_until("old and new spends summed everywhere", || async {
+        c.running().all(|n| total(n).spend_micros == 105)
+    })
+    .await;
+    c.wait_converged().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_forgotten_by_gossip_still_counts() {
+    let mut c = TestCluster::start(3).await;
+    add(c.node(2), 42).await;
+    wait_until("the spend everywhere", || async {
+        c.running().all(|n| total(n).spend_micros == 42)
+    })
+    .await;
+    let dead = c.nodes[2].take().expect("running");
+    dead.shutdown().await;
+    // Wait until gossip has forgotten it entirely (dead_node_grace is 2 s in these tests).
+    wait_until("gossip to forget n2", || async {
+        for node in c.running() {
+            if node.members().await.iter().any(|m| m.node_id == "n2") {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        c.running().all(|n| total(n).spend_micros == 42),
+        "a dead writer's counts stay in the sum"
+    );
+}
