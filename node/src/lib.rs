@@ -5,10 +5,13 @@
 //! reading, validation, error shapes); [`admission`] authenticates and admits; [`routing`]
 //! resolves models to deployments; [`providers`] talks to upstreams; [`proxy`] runs the request
 //! path; [`translate`] converts between OpenAI and Anthropic formats; [`pricing`] prices usage;
-//! [`metrics`] exports Prometheus metrics.
+//! [`metrics`] exports Prometheus metrics; [`cluster`] starts the cluster member from the config;
+//! [`admin`] serves `/admin/v1`.
 
+pub mod admin;
 pub mod admission;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod pricing;

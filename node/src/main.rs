@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use starling::admin::AdminState;
 use starling::config::{Config, LogFormat};
 use starling::proxy::Gateway;
 use starling::server::RunningServer;
 use tracing_subscriber::EnvFilter;
+
+mod status;
 
 /// Starling: an LLM gateway.
 #[derive(Parser)]
@@ -40,6 +43,15 @@ enum ClusterCommand {
         dir: PathBuf,
     },
     /// Issue a node certificate from an operator CA: writes node.pem, node.key and ca.pem.
+    /// Print a node's view of the cluster as a table.
+    Status {
+        /// The node's HTTP base URL, e.g. http://10.0.0.1:8080.
+        #[arg(long)]
+        node: String,
+        /// The admin token (default: the STARLING_ADMIN_TOKEN environment variable).
+        #[arg(long, env = "STARLING_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+    },
     IssueCert {
         /// Directory holding ca.pem and ca.key.
         #[arg(long)]
@@ -73,6 +85,21 @@ struct ServeArgs {
     /// Log format, overriding `logging.format`.
     #[arg(long, value_enum)]
     log_format: Option<LogFormatArg>,
+    /// This node's cluster id; setting it turns clustering on (`cluster.node_id`).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// QUIC address for gossip and replication (`cluster.gossip_listen`).
+    #[arg(long)]
+    gossip_listen: Option<SocketAddr>,
+    /// The gossip address peers should use (`cluster.gossip_advertise`).
+    #[arg(long)]
+    gossip_advertise: Option<SocketAddr>,
+    /// Comma-separated seed addresses, `host:port` (`cluster.seeds`).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<String>>,
+    /// Directory for the replica (`cluster.data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -92,6 +119,13 @@ fn main() -> Result<()> {
 fn cluster(command: ClusterCommand) -> Result<()> {
     use starling_cluster::tls;
     match command {
+        ClusterCommand::Status { node, admin_token } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(status::print(&node, &admin_token))?;
+        }
         ClusterCommand::Keygen => println!("{}", tls::generate_secret()?),
         ClusterCommand::InitCa { dir } => {
             tls::init_ca(&dir)?;
@@ -128,6 +162,27 @@ fn load_config(args: &ServeArgs) -> Result<Config> {
     if let Some(listen) = args.metrics_listen {
         config.server.metrics_listen = Some(listen);
     }
+    let cluster = &mut config.cluster;
+    if let Some(id) = &args.node_id {
+        cluster.node_id = Some(id.clone());
+    }
+    if let Some(addr) = args.gossip_listen {
+        cluster.gossip_listen = addr;
+    }
+    if let Some(addr) = args.gossip_advertise {
+        cluster.gossip_advertise = Some(addr);
+    }
+    if let Some(seeds) = &args.seeds {
+        cluster.seeds = seeds
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .cloned()
+            .collect();
+    }
+    if let Some(dir) = &args.data_dir {
+        cluster.data_dir = dir.clone();
+    }
+    starling::config::validate(&config)?;
     if let Some(format) = args.log_format {
         config.logging.format = match format {
             LogFormatArg::Text => LogFormat::Text,
@@ -183,6 +238,19 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let http_addr = listener.local_addr()?;
+    let admin_token = AdminState::token_from_config(&gateway.config.admin)?;
+    let cluster = starling::cluster::start(&gateway.config.cluster, http_addr).await?;
+    if let Some(cluster) = &cluster {
+        tracing::info!(node_id = %cluster.writer().node.as_str(), incarnation = cluster.writer().incarnation, gossip = %cluster.local_addr(), "joined the cluster");
+    }
+    if admin_token.is_none() {
+        tracing::info!("admin API off: no admin token set");
+    }
+    let admin = AdminState {
+        token: admin_token,
+        cluster: cluster.clone(),
+    };
     let metrics_listener = match metrics_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -191,16 +259,19 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
         ),
         None => None,
     };
-    let server = RunningServer::start(gateway, listener, metrics_listener)?;
+    let server = RunningServer::start_with_admin(gateway, listener, metrics_listener, admin)?;
     tracing::info!(addr = %server.addr, metrics = ?server.metrics_addr, "starling is serving");
     if let Some(path) = ready_file {
         server
-            .write_ready_file(&path)
+            .write_ready_file(&path, cluster.as_ref().map(|c| c.local_addr()))
             .with_context(|| format!("cannot write the ready file {}", path.display()))?;
     }
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests for up to {grace:?}");
     server.shutdown(grace).await;
+    if let Some(cluster) = cluster.and_then(|c| std::sync::Arc::try_unwrap(c).ok()) {
+        cluster.shutdown().await;
+    }
     Ok(())
 }
 

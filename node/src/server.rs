@@ -19,17 +19,44 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::AdminState;
 use crate::api::{ApiError, ApiFormat, Endpoint, ErrorKind};
+use crate::cluster::Cluster;
 use crate::proxy::Gateway;
 
 #[derive(Clone)]
 struct AppState {
     gateway: Arc<Gateway>,
-    metrics: PrometheusHandle,
+    metrics: MetricsSource,
 }
 
-/// The API routes, plus `/metrics` unless it is served on its own listener.
-pub fn app(gateway: Arc<Gateway>, metrics: PrometheusHandle, serve_metrics: bool) -> Router {
+/// Renders `/metrics`, refreshing the cluster's figures first.
+#[derive(Clone)]
+struct MetricsSource {
+    handle: PrometheusHandle,
+    cluster: Option<Cluster>,
+}
+
+impl MetricsSource {
+    async fn render(&self) -> String {
+        if let Some(cluster) = &self.cluster {
+            crate::cluster::export_metrics(cluster).await;
+        }
+        self.handle.render()
+    }
+}
+
+/// The API and admin routes, plus `/metrics` unless it is served on its own listener.
+pub fn app(
+    gateway: Arc<Gateway>,
+    metrics: PrometheusHandle,
+    serve_metrics: bool,
+    admin: AdminState,
+) -> Router {
+    let metrics = MetricsSource {
+        handle: metrics,
+        cluster: admin.cluster.clone(),
+    };
     let state = AppState { gateway, metrics };
     let mut router = Router::new();
     for prefix in ["", "/openai", "/anthropic"] {
@@ -71,17 +98,20 @@ pub fn app(gateway: Arc<Gateway>, metrics: PrometheusHandle, serve_metrics: bool
     if serve_metrics {
         router = router.route("/metrics", get(render_metrics));
     }
-    router.fallback(not_found).with_state(state)
+    router
+        .fallback(not_found)
+        .with_state(state)
+        .merge(crate::admin::routes(admin))
 }
 
 /// The metrics-only app for a separate metrics listener.
-pub fn metrics_app(metrics: PrometheusHandle) -> Router {
+fn metrics_app(metrics: MetricsSource) -> Router {
     Router::new()
         .route(
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
-                async move { metrics.render() }
+                async move { metrics.render().await }
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
@@ -152,7 +182,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> String {
-    state.metrics.render()
+    state.metrics.render().await
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -177,11 +207,22 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Serves `gateway` on `listener` (and `/metrics` on `metrics_listener` if given).
+    /// Serves `gateway` on `listener` (and `/metrics` on `metrics_listener` if given), with
+    /// the admin API off.
     pub fn start(
         gateway: Arc<Gateway>,
         listener: TcpListener,
         metrics_listener: Option<TcpListener>,
+    ) -> std::io::Result<Self> {
+        Self::start_with_admin(gateway, listener, metrics_listener, AdminState::default())
+    }
+
+    /// Like [`Self::start`], with the admin API and cluster given by `admin`.
+    pub fn start_with_admin(
+        gateway: Arc<Gateway>,
+        listener: TcpListener,
+        metrics_listener: Option<TcpListener>,
+        admin: AdminState,
     ) -> std::io::Result<Self> {
         let metrics = crate::metrics::install();
         let addr = listener.local_addr()?;
@@ -191,7 +232,16 @@ impl RunningServer {
             .transpose()?;
         let (shutdown, watch_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        let app = app(gateway.clone(), metrics.clone(), metrics_listener.is_none());
+        let metrics_source = MetricsSource {
+            handle: metrics.clone(),
+            cluster: admin.cluster.clone(),
+        };
+        let app = app(
+            gateway.clone(),
+            metrics.clone(),
+            metrics_listener.is_none(),
+            admin,
+        );
         let mut rx = watch_rx.clone();
         // Small responses must not wait out Nagle's algorithm against delayed ACKs.
         let listener = listener.tap_io(|tcp| {
@@ -209,7 +259,7 @@ impl RunningServer {
         }));
         if let Some(listener) = metrics_listener {
             let mut rx = watch_rx.clone();
-            let app = metrics_app(metrics.clone());
+            let app = metrics_app(metrics_source);
             tasks.push(tokio::spawn(async move {
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
@@ -235,10 +285,11 @@ impl RunningServer {
     }
 
     /// Writes the bound addresses as JSON to `path`, atomically, for tests and supervisors.
-    pub fn write_ready_file(&self, path: &Path) -> std::io::Result<()> {
+    pub fn write_ready_file(&self, path: &Path, gossip: Option<SocketAddr>) -> std::io::Result<()> {
         let body = json!({
             "http": self.addr.to_string(),
             "metrics": self.metrics_addr.map(|a| a.to_string()),
+            "gossip": gossip.map(|a| a.to_string()),
         });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, body.to_string())?;

@@ -202,6 +202,16 @@ impl<V: CatalogValue> ClusterNode<V> {
         &self.shared.stats
     }
 
+    /// The QUIC endpoint's counters (handshakes, malformed messages, bytes).
+    pub fn transport_stats(&self) -> crate::transport::StatsSnapshot {
+        self.shared.endpoint.stats().snapshot()
+    }
+
+    /// Counters of one message kind (gossip, [`SYNC_PULL`], [`SYNC_PUSH`]).
+    pub fn kind_stats(&self, kind: MessageKind) -> crate::transport::KindSnapshot {
+        self.shared.endpoint.stats().kind(kind)
+    }
+
     /// Reads the replica under its lock. Keep `f` short: it blocks writers.
     pub fn read<R>(&self, f: impl FnOnce(&Replica<V>) -> R) -> R {
         let replica = self

@@ -82,6 +82,72 @@ pub struct Config {
     /// Log output.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Clustering: gossip, replication, the data dir. Off unless `node_id` is set.
+    #[serde(default)]
+    pub cluster: ClusterSection,
+    /// The admin API.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// Clustering settings. The node joins a cluster when `node_id` is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// This node's id, stable across restarts (`[A-Za-z0-9._-]`, at most 64 bytes).
+    pub node_id: Option<String>,
+    /// Cluster name; nodes of another cluster are refused by gossip.
+    pub cluster_id: String,
+    /// QUIC address for gossip and replication.
+    pub gossip_listen: SocketAddr,
+    /// The address peers reach this node at, if not `gossip_listen` (e.g. behind NAT).
+    pub gossip_advertise: Option<SocketAddr>,
+    /// Seeds, `ip:port` or `host:port`; DNS names are re-resolved every 5 s.
+    pub seeds: Vec<String>,
+    /// Where the replica is kept.
+    pub data_dir: PathBuf,
+    /// Environment variable holding the shared cluster secret (`starling cluster keygen`).
+    pub secret_env: Option<String>,
+    /// File holding the shared cluster secret.
+    pub secret_file: Option<PathBuf>,
+    /// Directory with `ca.pem`, `node.pem`, `node.key` (operator CA mode, instead of a secret).
+    pub ca_dir: Option<PathBuf>,
+    /// Gossip round interval.
+    pub gossip_interval_ms: u64,
+    /// Anti-entropy interval.
+    pub sync_interval_ms: u64,
+    /// How long gossip remembers a dead member (its counts stay in the replica regardless).
+    pub dead_node_grace_secs: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            cluster_id: "starling".to_owned(),
+            gossip_listen: SocketAddr::from(([0, 0, 0, 0], 7946)),
+            gossip_advertise: None,
+            seeds: Vec::new(),
+            data_dir: PathBuf::from("starling-data"),
+            secret_env: None,
+            secret_file: None,
+            ca_dir: None,
+            gossip_interval_ms: 100,
+            sync_interval_ms: 500,
+            dead_node_grace_secs: 3_600,
+        }
+    }
+}
+
+/// The admin API (`/admin/v1`), guarded by a bearer token. With neither field set, the token
+/// is read from `STARLING_ADMIN_TOKEN`; with no token at all, the admin API is off.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Environment variable holding the admin token.
+    pub token_env: Option<String>,
+    /// File holding the admin token.
+    pub token_file: Option<PathBuf>,
 }
 
 /// Listeners and request limits.

@@ -103,6 +103,58 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             "must be greater than 0",
         ));
     }
+    let cluster = &config.cluster;
+    if let Some(id) = &cluster.node_id
+        && (id.is_empty()
+            || id.len() > 64
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(ConfigError::invalid(
+            "cluster.node_id",
+            "use 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+        ));
+    }
+    let credential_sources = [
+        cluster.secret_env.is_some(),
+        cluster.secret_file.is_some(),
+        cluster.ca_dir.is_some(),
+    ];
+    if credential_sources.iter().filter(|set| **set).count() > 1 {
+        return Err(ConfigError::invalid(
+            "cluster.secret_env",
+            "set one of secret_env, secret_file or ca_dir",
+        ));
+    }
+    for (name, value) in [
+        ("gossip_interval_ms", cluster.gossip_interval_ms),
+        ("sync_interval_ms", cluster.sync_interval_ms),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::invalid(
+                format!("cluster.{name}"),
+                "must be greater than 0",
+            ));
+        }
+    }
+    for (i, seed) in cluster.seeds.iter().enumerate() {
+        let ok = seed
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            return Err(ConfigError::invalid(
+                format!("cluster.seeds[{i}]"),
+                "expected host:port or ip:port",
+            ));
+        }
+    }
+    if config.admin.token_env.is_some() && config.admin.token_file.is_some() {
+        return Err(ConfigError::invalid(
+            "admin.token_file",
+            "set admin.token_env or admin.token_file, not both",
+        ));
+    }
     for (name, price) in &config.pricing.models {
         price
             .validate()

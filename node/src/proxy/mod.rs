@@ -24,7 +24,7 @@ use crate::pricing::PriceTable;
 use crate::providers::Provider;
 use crate::routing::Router;
 
-pub use settle::InFlight;
+pub use settle::{InFlight, in_flight_now};
 
 /// Response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

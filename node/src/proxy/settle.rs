@@ -2,6 +2,7 @@
 //! release of its admission permit. Every admitted request settles exactly once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
@@ -21,16 +22,26 @@ pub struct InFlight {
     endpoint: Endpoint,
 }
 
+/// Requests in flight in this process, all routes: the load this node gossips to its peers.
+static IN_FLIGHT_NOW: AtomicU64 = AtomicU64::new(0);
+
+/// Requests in flight in this process right now.
+pub fn in_flight_now() -> u64 {
+    IN_FLIGHT_NOW.load(Ordering::Relaxed)
+}
+
 impl InFlight {
     /// Enters a request.
     pub fn enter(endpoint: Endpoint) -> Self {
         gauge!(m::IN_FLIGHT, "route" => endpoint.label()).increment(1.0);
+        IN_FLIGHT_NOW.fetch_add(1, Ordering::Relaxed);
         Self { endpoint }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        IN_FLIGHT_NOW.fetch_sub(1, Ordering::Relaxed);
         gauge!(m::IN_FLIGHT, "route" => self.endpoint.label()).decrement(1.0);
     }
 }

@@ -1,0 +1,168 @@
+//! The node's cluster membership: starting the replica from the config, publishing this
+//! node's metadata, and exporting replication metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, gauge};
+use starling_cluster::runtime::{ClusterConfig, ClusterNode, SYNC_PULL, SYNC_PUSH};
+use starling_cluster::tls::{ClusterCredentials, ClusterSecret};
+use starling_cluster::transport::MessageKind;
+
+use crate::config::{ClusterSection, ConfigError};
+
+/// The replicated catalog's value: a JSON document, kept as text because the replication codec
+/// (bincode) cannot carry self-describing JSON values.
+pub type CatalogDoc = String;
+
+/// A running cluster member.
+pub type Cluster = Arc<ClusterNode<CatalogDoc>>;
+
+/// The environment variable read for the cluster secret when the config names no source.
+pub const DEFAULT_SECRET_ENV: &str = "STARLING_CLUSTER_SECRET";
+
+/// Errors starting the cluster member.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The cluster section is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The member could not start.
+    #[error("cluster: {0}")]
+    Cluster(#[from] starling_cluster::runtime::ClusterError),
+}
+
+fn credentials(section: &ClusterSection, node_id: &str) -> Result<ClusterCredentials, ConfigError> {
+    if let Some(dir) = &section.ca_dir {
+        return ClusterCredentials::from_dir(dir)
+            .map_err(|e| ConfigError::invalid("cluster.ca_dir", e.to_string()));
+    }
+    let (field, text) = match &section.secret_file {
+        Some(path) => (
+            "cluster.secret_file",
+            std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid(
+                    "cluster.secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?,
+        ),
+        None => {
+            let var = section.secret_env.as_deref().unwrap_or(DEFAULT_SECRET_ENV);
+            let text = std::env::var(var).map_err(|_| {
+                ConfigError::invalid(
+                    "cluster.secret_env",
+                    format!("environment variable {var} is not set; make a secret with `starling cluster keygen`"),
+                )
+            })?;
+            ("cluster.secret_env", text)
+        }
+    };
+    let secret =
+        ClusterSecret::parse(&text).map_err(|e| ConfigError::invalid(field, e.to_string()))?;
+    ClusterCredentials::from_secret(&secret, node_id)
+        .map_err(|e| ConfigError::invalid(field, e.to_string()))
+}
+
+/// Starts the member if the config names a node id.
+pub async fn start(
+    section: &ClusterSection,
+    http_addr: SocketAddr,
+) -> Result<Option<Cluster>, StartError> {
+    let Some(node_id) = section.node_id.clone() else {
+        return Ok(None);
+    };
+    let credentials = credentials(section, &node_id)?;
+    let mut config = ClusterConfig::new(
+        node_id,
+        section.gossip_listen,
+        section.data_dir.clone(),
+        credentials,
+    );
+    config.cluster_id = section.cluster_id.clone();
+    config.advertise = section.gossip_advertise;
+    config.seeds = section.seeds.clone();
+    config.gossip_interval = Duration::from_millis(section.gossip_interval_ms);
+    config.sync_interval = Duration::from_millis(section.sync_interval_ms);
+    config.dead_node_grace = Duration::from_secs(section.dead_node_grace_secs);
+    config
+        .metadata
+        .insert("http".to_owned(), http_addr.to_string());
+    config
+        .metadata
+        .insert("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned());
+    config
+        .metadata
+        .insert("ready".to_owned(), "true".to_owned());
+    let node = Arc::new(ClusterNode::start(config).await?);
+    tokio::spawn(publish_metadata(Arc::downgrade(&node)));
+    Ok(Some(node))
+}
+
+/// Gossips this node's state digest and load (requests in flight) once a second, so
+/// `/admin/v1/cluster` shows every node's digest and operators can see replicas converge.
+async fn publish_metadata(node: std::sync::Weak<ClusterNode<CatalogDoc>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = None;
+    let mut last_load = None;
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        let load = crate::proxy::in_flight_now();
+        if last_load != Some(load) {
+            node.set_metadata("load", &load.to_string()).await;
+            last_load = Some(load);
+        }
+        let digest = match node.digest() {
+            Ok(d) => d.to_string(),
+            Err(e) => {
+                tracing::warn!("cannot digest the replica: {e}");
+                continue;
+            }
+        };
+        if last.as_ref() != Some(&digest) {
+            node.set_metadata("digest", &digest).await;
+            last = Some(digest);
+        }
+    }
+}
+
+/// Copies replication figures into the metrics registry; called before each scrape.
+pub async fn export_metrics(node: &ClusterNode<CatalogDoc>) {
+    let members = node.members().await;
+    let live = members.iter().filter(|m| m.live).count();
+    gauge!("starling_cluster_members", "state" => "live").set(live as f64);
+    gauge!("starling_cluster_members", "state" => "dead").set((members.len() - live) as f64);
+    let lag = members
+        .iter()
+        .filter(|m| m.live && m.node_id != node.writer().node.as_str())
+        .filter_map(|m| m.last_sync_ms_ago)
+        .max()
+        .unwrap_or(0);
+    gauge!("starling_cluster_replication_lag_seconds").set(lag as f64 / 1_000.0);
+    let stats = node.stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    counter!("starling_cluster_sync_rounds_total", "result" => "ok").absolute(load(&stats.rounds));
+    counter!("starling_cluster_sync_rounds_total", "result" => "failed")
+        .absolute(load(&stats.round_failures));
+    for (name, kind) in [
+        ("gossip", MessageKind::GOSSIP),
+        ("sync_pull", SYNC_PULL),
+        ("sync_push", SYNC_PUSH),
+    ] {
+        let k = node.kind_stats(kind);
+        counter!("starling_cluster_bytes_sent_total", "channel" => name).absolute(k.bytes_sent);
+        counter!("starling_cluster_bytes_received_total", "channel" => name)
+            .absolute(k.bytes_received);
+    }
+    let transport = node.transport_stats();
+    counter!("starling_cluster_rejected_peers_total").absolute(transport.handshakes_rejected);
+    counter!("starling_cluster_malformed_messages_total")
+        .absolute(transport.malformed + load(&stats.malformed));
+    let (entries, counters) = node.read(|r| (r.catalog().len(), r.counters().keys().count()));
+    gauge!("starling_cluster_state_entries", "kind" => "catalog").set(entries as f64);
+    gauge!("starling_cluster_state_entries", "kind" => "counters").set(counters as f64);
+}

@@ -1,0 +1,233 @@
+//! Three real `starling` processes on loopback form a cluster through seeds; a catalog write
+//! through one node's admin API is read back from the other two.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_starling");
+const ADMIN: &str = "admin-token-for-tests";
+
+struct Node {
+    child: Child,
+    http: String,
+    gossip: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, id: &str, secret: &str, seeds: &[&str]) -> Node {
+    let ready = dir.join(format!("{id}.ready"));
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--node-id",
+        id,
+        "--gossip-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--data-dir")
+    .arg(dir.join(id))
+    .arg("--ready-file")
+    .arg(&ready)
+    .env("STARLING_CLUSTER_SECRET", secret)
+    .env("STARLING_ADMIN_TOKEN", ADMIN)
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(dir.join(format!("{id}.log"))).expect("log"));
+    if !seeds.is_empty() {
+        cmd.arg("--seeds").arg(seeds.join(","));
+    }
+    let mut child = cmd.spawn().expect("spawns");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ready)
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+        {
+            return Node {
+                http: format!("http://{}", v["http"].as_str().expect("http")),
+                gossip: v["gossip"].as_str().expect("gossip").to_owned(),
+                child,
+            };
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap_or_default();
+            panic!("{id} exited early ({status}): {log}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_processes_replicate_an_admin_write() {
+    starling::providers::ensure_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = starling_cluster::tls::generate_secret().expect("secret");
+    let n1 = start(dir.path(), "n1", &secret, &[]);
+    let n2 = start(dir.path(), "n2", &secret, &[&n1.gossip]);
+    let n3 = start(dir.path(), "n3", &secret, &[&n1.gossip]);
+    let client = reqwest::Client::new();
+    let get = |url: String, token: &'static str| {
+        let client = client.clone();
+        async move {
+            let r = client.get(url).bearer_auth(token).send().await.ok()?;
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.ok()?;
+            Some((status, body))
+        }
+    };
+
+    wait_for("three live members", async || {
+        let (_, body) = get(format!("{}/admin/v1/cluster", n1.http), ADMIN).await?;
+        let live = body["members"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["live"] == true)
+            .count();
+        (live == 3).then_some(())
+    })
+    .await;
+
+    let r = client
+        .put(format!("{}/admin/v1/catalog/team-alpha", n1.http))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "Alpha", "budget_usd": 100}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    for node in [&n2, &n3] {
+        let value = wait_for("the write on a peer", async || {
+            let (status, body) =
+                get(format!("{}/admin/v1/catalog/team-alpha", node.http), ADMIN).await?;
+            (status == 200).then(|| body["value"].clone())
+        })
+        .await;
+        assert_eq!(value, json!({"name": "Alpha", "budget_usd": 100}));
+    }
+    wait_for("equal digests", async || {
+        let mut digests = Vec::new();
+        for node in [&n1, &n2, &n3] {
+            let (_, body) = get(format!("{}/admin/v1/state/digest", node.http), ADMIN).await?;
+            digests.push(body["digest"].as_str()?.to_owned());
+        }
+        digests.windows(2).all(|w| w[0] == w[1]).then_some(())
+    })
+    .await;
+
+    // The admin API wants its own token; client keys and no key are refused.
+    let (status, _) = get(format!("{}/admin/v1/cluster", n2.http), "wrong")
+        .await
+        .expect("answer");
+    assert_eq!(status, 401);
+
+    // The CLI prints the same view.
+    let out = Command::new(BIN)
+        .args([
+            "cluster",
+            "status",
+            "--node",
+            &n3.http,
+            "--admin-token",
+            ADMIN,
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for id in ["n1", "n2", "n3"] {
+        assert!(table.lines().any(|l| l.starts_with(id)), "{table}");
+    }
+
+    let metrics = client
+        .get(format!("{}/metrics", n1.http))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("starling_cluster_members{state=\"live\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("starling_cluster_bytes_sent_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_node_with_the_wrong_secret_cannot_join() {
+    starling::providers::ensure_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = starling_cluster::tls::generate_secret().expect("secret");
+    let other = starling_cluster::tls::generate_secret().expect("secret");
+    let n1 = start(dir.path(), "n1", &secret, &[]);
+    let intruder = start(dir.path(), "n9", &other, &[&n1.gossip]);
+    let client = reqwest::Client::new();
+    // Wait until n1 has counted the intruder's rejected handshakes, then check it never joined.
+    wait_for("a rejected handshake", async || {
+        let m = client
+            .get(format!("{}/metrics", n1.http))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("starling_cluster_rejected_peers_total"))?;
+        (line.rsplit(' ').next()?.parse::<f64>().ok()? >= 1.0).then_some(())
+    })
+    .await;
+    let body: Value = client
+        .get(format!("{}/admin/v1/cluster", n1.http))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = body["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["node_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec!["n1"], "{body}");
+    drop(intruder);
+}
