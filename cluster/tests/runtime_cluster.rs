@@ -228,3 +228,48 @@ async fn a_dead_node_forgotten_by_gossip_still_counts() {
         "a dead writer's counts stay in the sum"
     );
 }
+
+fn gc_runs(node: &ClusterNode<String>) -> u64 {
+    node.stats()
+        .gc_runs
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_are_collected_only_after_every_member_acknowledged_them() {
+    let c = TestCluster::start(3).await;
+    let addrs: Vec<_> = c.running().map(ClusterNode::local_addr).collect();
+    // n2 is cut off: it cannot acknowledge the delete.
+    c.partition.isolate(addrs[2], &addrs[..2]);
+    c.node(0)
+        .catalog_put("doomed", "x".to_owned())
+        .await
+        .expect("put");
+    c.node(0).catalog_delete("doomed").await.expect("delete");
+    wait_until("n1 to hold the tombstone", || async {
+        c.node(1).read(|r| r.catalog().tombstones()) == 1
+    })
+    .await;
+    // Several collection rounds pass while n2's acknowledgement is missing.
+    let runs = gc_runs(c.node(0));
+    wait_until("more collection rounds on n0", || async {
+        gc_runs(c.node(0)) >= runs + 3
+    })
+    .await;
+    assert_eq!(
+        c.node(0).read(|r| r.catalog().tombstones()),
+        1,
+        "n2 has not acknowledged it yet"
+    );
+    c.partition.heal();
+    wait_until("the tombstone collected everywhere", || async {
+        c.running()
+            .all(|n| n.read(|r| r.catalog().tombstones()) == 0)
+    })
+    .await;
+    assert!(
+        c.running()
+            .all(|n| n.catalog_view().get("doomed").is_none())
+    );
+    c.wait_converged().await;
+}

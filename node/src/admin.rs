@@ -211,7 +211,8 @@ fn document(doc: String) -> Value {
 async fn read(State(state): State<AdminState>, Path(id): Path<String>) -> AdminResult {
     let cluster = cluster_of(&state)?;
     let doc = cluster
-        .read(|r| r.catalog().get(&id).cloned())
+        .catalog_view()
+        .get(&id)
         .ok_or_else(|| not_found(&id))?;
     Ok(axum::Json(json!({"id": id, "value": document(doc)})).into_response())
 }

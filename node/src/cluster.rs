@@ -86,6 +86,7 @@ pub async fn start(
     config.gossip_interval = Duration::from_millis(section.gossip_interval_ms);
     config.sync_interval = Duration::from_millis(section.sync_interval_ms);
     config.dead_node_grace = Duration::from_secs(section.dead_node_grace_secs);
+    config.tombstone_min_age = Duration::from_secs(section.tombstone_min_age_secs);
     config
         .metadata
         .insert("http".to_owned(), http_addr.to_string());
@@ -160,6 +161,8 @@ pub async fn export_metrics(node: &ClusterNode<CatalogDoc>) {
     }
     let transport = node.transport_stats();
     counter!("starling_cluster_rejected_peers_total").absolute(transport.handshakes_rejected);
+    counter!("starling_cluster_tombstones_collected_total")
+        .absolute(load(&stats.tombstones_collected));
     counter!("starling_cluster_malformed_messages_total")
         .absolute(transport.malformed + load(&stats.malformed));
     let (entries, counters) = node.read(|r| (r.catalog().len(), r.counters().keys().count()));

@@ -40,6 +40,11 @@ pub struct ClusterConfig {
     /// How long gossip keeps a dead member before forgetting it. Its replicated counts and
     /// rights are kept regardless: they live in the replica, not in gossip.
     pub dead_node_grace: Duration,
+    /// How often collectable tombstones are looked for.
+    pub tombstone_gc_interval: Duration,
+    /// A tombstone is collected only once every member has acknowledged it and it is at least
+    /// this old (a delta older than this must never arrive; see docs/cluster.md).
+    pub tombstone_min_age: Duration,
 }
 
 impl ClusterConfig {
@@ -65,6 +70,8 @@ impl ClusterConfig {
             snapshot_every: 10_000,
             metadata: BTreeMap::new(),
             dead_node_grace: Duration::from_secs(3600),
+            tombstone_gc_interval: Duration::from_secs(60),
+            tombstone_min_age: Duration::from_secs(24 * 3600),
         }
     }
 }

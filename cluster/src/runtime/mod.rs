@@ -18,7 +18,9 @@
 //! disk or peers does not matter for correctness.
 
 mod config;
+mod gc;
 mod sync;
+mod view;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +34,7 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 pub use config::ClusterConfig;
+pub use view::CatalogView;
 
 use crate::codec::{self, CodecError, Kind};
 use crate::hlc::{HlcClock, NodeId, WriterId};
@@ -82,10 +85,16 @@ pub struct SyncStats {
     pub bytes_received: AtomicU64,
     /// Deltas that failed to decode or were refused (clock skew); dropped.
     pub malformed: AtomicU64,
+    /// Tombstone collection rounds that ran (every member had acknowledged a version).
+    pub gc_runs: AtomicU64,
+    /// Tombstones collected.
+    pub tombstones_collected: AtomicU64,
 }
 
 pub(crate) struct Shared<V> {
     pub replica: Mutex<Replica<V>>,
+    /// Lock-free mirror of the live catalog, updated under the replica lock.
+    pub view: Arc<CatalogView<V>>,
     pub store: Store,
     pub endpoint: ClusterEndpoint,
     pub stats: SyncStats,
@@ -96,6 +105,9 @@ pub(crate) struct Shared<V> {
     pub since_snapshot: AtomicU64,
     /// A snapshot is being written (one at a time).
     pub snapshotting: Arc<AtomicBool>,
+    /// The newest version vector each peer (by address) has shown us: in its pull requests
+    /// and its pull replies. Everything at or below it, the peer has.
+    pub acked: Mutex<BTreeMap<SocketAddr, crate::crdt::VersionVector>>,
 }
 
 /// A member of a member's view of the cluster.
@@ -145,14 +157,20 @@ impl<V: CatalogValue> ClusterNode<V> {
         endpoint_config.max_message_size =
             endpoint_config.max_message_size.max(config.max_sync_bytes);
         let endpoint = ClusterEndpoint::bind(config.listen, &config.credentials, endpoint_config)?;
+        let view = Arc::new(CatalogView::new());
+        for (id, value) in replica.catalog().iter() {
+            view.set(id, Some(value.clone()));
+        }
         let shared = Arc::new(Shared {
             replica: Mutex::new(replica),
+            view,
             store,
             endpoint: endpoint.clone(),
             stats: SyncStats::default(),
             last_sync: Mutex::new(BTreeMap::new()),
             since_snapshot: AtomicU64::new(recovered.records.len() as u64),
             snapshotting: Arc::new(AtomicBool::new(false)),
+            acked: Mutex::new(BTreeMap::new()),
             config,
         });
         let mut tasks = sync::spawn_handlers(&shared)?;
@@ -178,6 +196,11 @@ impl<V: CatalogValue> ClusterNode<V> {
             shared.clone(),
             peers,
             writer.node.as_str().to_owned(),
+        )));
+        tasks.push(tokio::spawn(gc::collect_tombstones(
+            Arc::downgrade(&shared),
+            membership.chitchat(),
+            advertise,
         )));
         Ok(Self {
             shared,
@@ -212,6 +235,11 @@ impl<V: CatalogValue> ClusterNode<V> {
         self.shared.endpoint.stats().kind(kind)
     }
 
+    /// The lock-free view of the live catalog, for the request path.
+    pub fn catalog_view(&self) -> Arc<CatalogView<V>> {
+        self.shared.view.clone()
+    }
+
     /// Reads the replica under its lock. Keep `f` short: it blocks writers.
     pub fn read<R>(&self, f: impl FnOnce(&Replica<V>) -> R) -> R {
         let replica = self
@@ -237,6 +265,9 @@ impl<V: CatalogValue> ClusterNode<V> {
             let (delta, result) = f(&mut replica);
             if delta.is_empty() {
                 return Ok(result);
+            }
+            for (id, entry) in &delta.items.catalog {
+                self.shared.view.set(id, entry.value.clone());
             }
             (codec::encode(Kind::LogRecord, &delta)?, result)
         };

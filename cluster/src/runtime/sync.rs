@@ -82,6 +82,9 @@ fn answer_pull<V: CatalogValue>(shared: &Shared<V>, request: IncomingRequest) {
             return;
         }
     };
+    if let Ok(mut acked) = shared.acked.lock() {
+        acked.insert(request.from, vv.clone());
+    }
     let reply = {
         let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
         codec::encode(
@@ -138,6 +141,9 @@ fn merge<V: CatalogValue>(shared: &Shared<V>, delta: Delta<V>, raw: Option<Bytes
         };
         match replica.apply(delta) {
             Ok(outcome) => {
+                for id in &outcome.catalog_changed {
+                    shared.view.set(id, replica.catalog().get(id).cloned());
+                }
                 let changed = !outcome.catalog_changed.is_empty()
                     || outcome.counters_changed > 0
                     || !outcome.rights_changed.is_empty();
@@ -180,6 +186,9 @@ pub(super) async fn exchange<V: CatalogValue>(
     shared.count_received(reply.len());
     let PullReply { delta, version } =
         codec::decode_kind::<PullReply<V>>(&reply, Kind::Delta, max)?;
+    if let Ok(mut acked) = shared.acked.lock() {
+        acked.insert(peer, version.clone());
+    }
     if !delta.is_empty() {
         merge(shared, delta, None);
     }

@@ -45,6 +45,8 @@ pub fn config(
         ..EndpointConfig::default()
     };
     c.dead_node_grace = Duration::from_secs(2);
+    c.tombstone_gc_interval = Duration::from_millis(100);
+    c.tombstone_min_age = Duration::ZERO;
     c
 }
 

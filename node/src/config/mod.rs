@@ -118,6 +118,9 @@ pub struct ClusterSection {
     pub sync_interval_ms: u64,
     /// How long gossip remembers a dead member (its counts stay in the replica regardless).
     pub dead_node_grace_secs: u64,
+    /// Deleted catalog entries are forgotten only once every member has seen the delete and
+    /// it is at least this old.
+    pub tombstone_min_age_secs: u64,
 }
 
 impl Default for ClusterSection {
@@ -135,6 +138,7 @@ impl Default for ClusterSection {
             gossip_interval_ms: 100,
             sync_interval_ms: 500,
             dead_node_grace_secs: 3_600,
+            tombstone_min_age_secs: 86_400,
         }
     }
 }
