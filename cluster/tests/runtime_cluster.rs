@@ -273,3 +273,87 @@ async fn tombstones_are_collected_only_after_every_member_acknowledged_them() {
     );
     c.wait_converged().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rights_move_by_request_and_never_go_negative() {
+    use starling_cluster::crdt::BudgetKey;
+    let c = TestCluster::start(2).await;
+    let budget = BudgetKey::new("key:b", Period::new(PeriodUnit::Lifetime, 0));
+    c.node(0)
+        .mutate(|r| (r.mint(&budget, 1, 1_000).expect("first mint"), ()))
+        .await
+        .expect("persisted");
+    assert_eq!(c.node(1).read(|r| r.rights().local_rights(&budget)), 0);
+    let grant = c
+        .node(1)
+        .request_rights(c.node(0).local_addr(), &budget, 400)
+        .await
+        .expect("exchange")
+        .expect("the donor has rights to spare");
+    assert_eq!(grant.amount, 400);
+    // Spendable at once: the transfer came with the reply.
+    assert_eq!(c.node(1).read(|r| r.rights().local_rights(&budget)), 400);
+    assert_eq!(c.node(0).read(|r| r.rights().local_rights(&budget)), 600);
+    let over = c.node(1).read(|r| r.clone().spend(&budget, 401).is_err());
+    assert!(over, "a node cannot spend rights it does not hold");
+    c.node(1)
+        .mutate(|r| (r.spend(&budget, 400).expect("held"), ()))
+        .await
+        .expect("persisted");
+    c.wait_converged().await;
+    for n in c.running() {
+        let (minted, spent) = n.read(|r| {
+            (
+                r.rights().total_minted(&budget),
+                r.rights().total_spent(&budget),
+            )
+        });
+        assert_eq!((minted, spent), (1_000, 400));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_sync_channels_is_dropped_and_counted() {
+    use bytes::Bytes;
+    use starling_cluster::runtime::{SYNC_PULL, SYNC_PUSH, SYNC_RIGHTS};
+    use starling_cluster::tls::ClusterCredentials;
+    use starling_cluster::transport::{ClusterEndpoint, EndpointConfig};
+    let c = TestCluster::start(2).await;
+    // An authenticated peer (it holds the secret) that sends nonsense.
+    let credentials = ClusterCredentials::from_secret(&c.secret, "rogue").expect("credentials");
+    let rogue = ClusterEndpoint::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        &credentials,
+        EndpointConfig::default(),
+    )
+    .expect("binds");
+    let target = c.node(0).local_addr();
+    for payload in [
+        Bytes::from_static(b"garbage"),
+        Bytes::from(vec![0xff; 4096]),
+        Bytes::from_static(b"STRL\x01\x02\x00\x00\x00\x09oops"),
+    ] {
+        let _ = rogue.send(target, SYNC_PUSH, payload.clone()).await;
+        let _ = rogue
+            .request(target, SYNC_PULL, payload.clone(), 1024)
+            .await;
+        let _ = rogue.request(target, SYNC_RIGHTS, payload, 1024).await;
+    }
+    wait_until("the malformed messages counted", || async {
+        c.node(0)
+            .stats()
+            .malformed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 9
+    })
+    .await;
+    // Still replicating.
+    c.node(0)
+        .catalog_put("after", "ok".to_owned())
+        .await
+        .expect("put");
+    wait_until("replication after garbage", || async {
+        c.node(1).catalog_view().get("after").is_some()
+    })
+    .await;
+}

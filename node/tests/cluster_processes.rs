@@ -231,3 +231,30 @@ async fn a_node_with_the_wrong_secret_cannot_join() {
     assert_eq!(ids, vec!["n1"], "{body}");
     drop(intruder);
 }
+
+#[tokio::test]
+async fn a_node_whose_seeds_are_down_still_serves() {
+    starling::providers::ensure_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = starling_cluster::tls::generate_secret().expect("secret");
+    // Nothing listens on these seeds.
+    let lonely = start(dir.path(), "n1", &secret, &["127.0.0.1:9", "localhost:9"]);
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/chat/completions", lonely.http))
+        .json(
+            &json!({"model": "starling-demo", "messages": [{"role": "user", "content": "alone?"}]}),
+        )
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    let r = client
+        .put(format!("{}/admin/v1/catalog/solo", lonely.http))
+        .bearer_auth(ADMIN)
+        .json(&json!({"ok": true}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200, "a cluster of one accepts writes");
+}

@@ -45,6 +45,8 @@ pub struct ClusterConfig {
     /// A tombstone is collected only once every member has acknowledged it and it is at least
     /// this old (a delta older than this must never arrive; see docs/cluster.md).
     pub tombstone_min_age: Duration,
+    /// How this node answers peers' requests for budget rights.
+    pub donor_policy: crate::crdt::DonorPolicy,
 }
 
 impl ClusterConfig {
@@ -72,6 +74,7 @@ impl ClusterConfig {
             dead_node_grace: Duration::from_secs(3600),
             tombstone_gc_interval: Duration::from_secs(60),
             tombstone_min_age: Duration::from_secs(24 * 3600),
+            donor_policy: crate::crdt::DonorPolicy::default(),
         }
     }
 }

@@ -19,6 +19,7 @@
 
 mod config;
 mod gc;
+mod rights;
 mod sync;
 mod view;
 
@@ -47,6 +48,8 @@ use crate::transport::{ClusterEndpoint, MessageKind, TransportError};
 pub const SYNC_PULL: MessageKind = MessageKind(10);
 /// Transport kind of a pushed delta (one-way stream).
 pub const SYNC_PUSH: MessageKind = MessageKind(11);
+/// Transport kind of a budget-rights request (request/response stream).
+pub const SYNC_RIGHTS: MessageKind = MessageKind(12);
 
 /// What the catalog may hold.
 pub trait CatalogValue: Clone + Eq + Serialize + DeserializeOwned + Send + Sync + 'static {}
@@ -174,6 +177,7 @@ impl<V: CatalogValue> ClusterNode<V> {
             config,
         });
         let mut tasks = sync::spawn_handlers(&shared)?;
+        tasks.push(rights::spawn_donor(&shared, shared.config.donor_policy)?);
         let advertise = shared
             .config
             .advertise
@@ -343,6 +347,17 @@ impl<V: CatalogValue> ClusterNode<V> {
         let chitchat = membership.chitchat();
         let chitchat = chitchat.lock().await;
         sync::peers_of(chitchat.live_nodes(), self.writer.node.as_str())
+    }
+
+    /// Asks `peer` for `amount` budget rights of `key` (the escrow transfer protocol). On a
+    /// grant, the transfer is merged before this returns, so the rights are spendable here.
+    pub async fn request_rights(
+        &self,
+        peer: SocketAddr,
+        key: &crate::crdt::BudgetKey,
+        amount: u64,
+    ) -> Result<Option<crate::crdt::RightsGrant>, sync::SyncError> {
+        rights::request(&self.shared, peer, key, amount).await
     }
 
     /// Runs one anti-entropy exchange with `peer` now (tests and operators).

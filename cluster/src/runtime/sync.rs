@@ -131,7 +131,7 @@ pub(super) fn decode_delta<V: CatalogValue>(
 }
 
 /// Merges a peer's delta and queues it for disk if it changed anything.
-fn merge<V: CatalogValue>(shared: &Shared<V>, delta: Delta<V>, raw: Option<Bytes>) {
+pub(super) fn merge<V: CatalogValue>(shared: &Shared<V>, delta: Delta<V>, raw: Option<Bytes>) {
     let record = {
         let mut replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
         // Encode before applying only when there are no raw bytes to reuse.
