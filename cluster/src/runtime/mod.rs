@@ -182,9 +182,12 @@ impl<V: CatalogValue> ClusterNode<V> {
             .config
             .advertise
             .unwrap_or_else(|| endpoint.local_addr());
+        // chitchat's generation must grow with every process start (peers otherwise take the
+        // restarted process for the old one and ignore its fresh, lower-versioned state); the
+        // incarnation only changes with the data dir, so it cannot serve.
         let mut membership_config = MembershipConfig::new(
             shared.config.node_id.clone(),
-            identity.incarnation,
+            crate::hlc::system_now_ms(),
             advertise,
             shared.config.cluster_id.clone(),
         );
