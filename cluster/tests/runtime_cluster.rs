@@ -357,3 +357,53 @@ async fn garbage_on_the_sync_channels_is_dropped_and_counted() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_on_its_old_address_rejoins_with_fresh_gossip() {
+    let mut c = TestCluster::start(2).await;
+    let old = c.nodes[1].take().expect("running");
+    let addr = old.local_addr();
+    old.shutdown().await;
+    let mut cfg = config(
+        "n1",
+        c.dirs[1].path().to_owned(),
+        &c.secret,
+        vec![c.seed.clone()],
+        &c.partition,
+    );
+    cfg.listen = addr;
+    // The UDP port is released asynchronously after close: retry the bind until it is free.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let restarted = loop {
+        match ClusterNode::<String>::start(cfg.clone()).await {
+            Ok(node) => break node,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "cannot rebind {addr}: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    c.nodes[1] = Some(restarted);
+    // The previous process lingers in gossip as a dead member of an older generation; the new
+    // one is live, and its new gossip state is taken, not ignored as older than the previous process's.
+    c.node(1).set_metadata("probe", "after-restart").await;
+    wait_until("n0 to see n1's fresh metadata", || async {
+        c.node(0).members().await.iter().any(|m| {
+            m.node_id == "n1"
+                && m.live
+                && m.metadata.get("probe").map(String::as_str) == Some("after-restart")
+        })
+    })
+    .await;
+    c.node(1)
+        .catalog_put("after", "restart".to_owned())
+        .await
+        .expect("put");
+    wait_until("the write from the restarted node", || async {
+        c.node(0).catalog_view().get("after").is_some()
+    })
+    .await;
+}
