@@ -41,7 +41,13 @@ async fn three_nodes_with_the_same_secret_form_a_cluster() {
     for ep in &eps {
         let s = ep.stats().snapshot();
         assert_eq!(s.handshakes_rejected, 0, "{s:?}");
-        assert_eq!(s.malformed, 0, "{s:?}");
+        // Streams cut by connection churn (two nodes dialling each other at once) may count as
+        // truncated; nothing may fail to decode.
+        assert_eq!(
+            (s.decode_errors, s.unknown_kind, s.oversized),
+            (0, 0, 0),
+            "{s:?}"
+        );
         assert!(s.messages_received > 0 && s.bytes_received > 0, "{s:?}");
         assert_eq!(
             ep.stats().kind(MessageKind::GOSSIP).messages_received,
@@ -119,8 +125,16 @@ async fn a_node_with_another_secret_cannot_join() {
         assert!(!known_ids(m).await.contains(&"intruder".to_string()));
         assert_eq!(value_of(m, "intruder", "evil").await, None);
     }
+    // Nothing of the intruder's reached the message layer. (Truncated streams and read
+    // timeouts are left out: they come from ordinary connection churn between members, which
+    // a loaded machine makes more likely, not from the intruder.)
     for ep in &eps {
-        assert_eq!(ep.stats().snapshot().malformed, 0);
+        let s = ep.stats().snapshot();
+        assert_eq!(
+            (s.decode_errors, s.unknown_kind, s.oversized),
+            (0, 0, 0),
+            "{s:?}"
+        );
     }
 }
 
