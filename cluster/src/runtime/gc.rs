@@ -42,6 +42,7 @@ pub(super) async fn collect_tombstones<V: CatalogValue>(
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        shared.stats.gc_checks.fetch_add(1, Ordering::Relaxed);
         let acked = {
             let Ok(acked) = shared.acked.lock() else {
                 continue;

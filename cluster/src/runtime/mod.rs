@@ -88,6 +88,8 @@ pub struct SyncStats {
     pub bytes_received: AtomicU64,
     /// Deltas that failed to decode or were refused (clock skew); dropped.
     pub malformed: AtomicU64,
+    /// Times the tombstone collector looked (every `tombstone_gc_interval`).
+    pub gc_checks: AtomicU64,
     /// Tombstone collection rounds that ran (every member had acknowledged a version).
     pub gc_runs: AtomicU64,
     /// Tombstones collected.

@@ -52,6 +52,11 @@ pub fn config(
 
 impl TestCluster {
     pub async fn start(n: usize) -> Self {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// Like [`Self::start`], with `tweak` applied to every node's config.
+    pub async fn start_with(n: usize, tweak: impl Fn(&mut ClusterConfig)) -> Self {
         let serial = SERIAL.lock().await;
         let secret = ClusterSecret::parse(&generate_secret().expect("secret")).expect("parse");
         let partition = Arc::new(PartitionTable::new());
@@ -65,15 +70,15 @@ impl TestCluster {
             } else {
                 vec![seed.clone()]
             };
-            let node = ClusterNode::start(config(
+            let mut node_config = config(
                 &format!("n{i}"),
                 dir.path().to_owned(),
                 &secret,
                 seeds,
                 &partition,
-            ))
-            .await
-            .expect("node starts");
+            );
+            tweak(&mut node_config);
+            let node = ClusterNode::start(node_config).await.expect("node starts");
             if i == 0 {
                 seed = node.local_addr().to_string();
             }
