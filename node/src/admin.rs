@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
-use crate::config::secrets::Secret;
+use crate::config::secrets::{Secret, secret_from_env, secret_from_file};
 use crate::config::{AdminConfig, ConfigError};
 
 /// Environment variable read for the admin token when the config names no source.
@@ -36,20 +36,16 @@ impl AdminState {
     /// Reads the admin token named by the config (or `STARLING_ADMIN_TOKEN`).
     pub fn token_from_config(config: &AdminConfig) -> Result<Option<Secret>, ConfigError> {
         if let Some(path) = &config.token_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            return secret_from_file(path).map_err(|e| {
                 ConfigError::invalid(
                     "admin.token_file",
                     format!("cannot read {}: {e}", path.display()),
                 )
-            })?;
-            return Ok(Some(Secret::new(text.trim().to_owned())).filter(|s| !s.expose().is_empty()));
+            });
         }
-        let var = config.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
-        Ok(std::env::var(var)
-            .ok()
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .map(Secret::new))
+        Ok(secret_from_env(
+            config.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV),
+        ))
     }
 }
 

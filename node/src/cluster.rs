@@ -10,6 +10,7 @@ use starling_cluster::runtime::{ClusterConfig, ClusterNode, SYNC_PULL, SYNC_PUSH
 use starling_cluster::tls::{ClusterCredentials, ClusterSecret};
 use starling_cluster::transport::MessageKind;
 
+use crate::config::secrets::{secret_from_env, secret_from_file};
 use crate::config::{ClusterSection, ConfigError};
 
 /// The replicated catalog's value: a JSON document, kept as text because the replication codec
@@ -38,10 +39,11 @@ fn credentials(section: &ClusterSection, node_id: &str) -> Result<ClusterCredent
         return ClusterCredentials::from_dir(dir)
             .map_err(|e| ConfigError::invalid("cluster.ca_dir", e.to_string()));
     }
-    let (field, text) = match &section.secret_file {
+    let (field, source, secret) = match &section.secret_file {
         Some(path) => (
             "cluster.secret_file",
-            std::fs::read_to_string(path).map_err(|e| {
+            format!("file {}", path.display()),
+            secret_from_file(path).map_err(|e| {
                 ConfigError::invalid(
                     "cluster.secret_file",
                     format!("cannot read {}: {e}", path.display()),
@@ -50,17 +52,21 @@ fn credentials(section: &ClusterSection, node_id: &str) -> Result<ClusterCredent
         ),
         None => {
             let var = section.secret_env.as_deref().unwrap_or(DEFAULT_SECRET_ENV);
-            let text = std::env::var(var).map_err(|_| {
-                ConfigError::invalid(
-                    "cluster.secret_env",
-                    format!("environment variable {var} is not set; make a secret with `starling cluster keygen`"),
-                )
-            })?;
-            ("cluster.secret_env", text)
+            (
+                "cluster.secret_env",
+                format!("environment variable {var}"),
+                secret_from_env(var),
+            )
         }
     };
-    let secret =
-        ClusterSecret::parse(&text).map_err(|e| ConfigError::invalid(field, e.to_string()))?;
+    let secret = secret.ok_or_else(|| {
+        ConfigError::invalid(
+            field,
+            format!("{source} is empty or not set; make a secret with `starling cluster keygen`"),
+        )
+    })?;
+    let secret = ClusterSecret::parse(secret.expose())
+        .map_err(|e| ConfigError::invalid(field, e.to_string()))?;
     ClusterCredentials::from_secret(&secret, node_id)
         .map_err(|e| ConfigError::invalid(field, e.to_string()))
 }

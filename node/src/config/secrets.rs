@@ -50,17 +50,31 @@ pub enum ResolvedKey {
     Missing(String),
 }
 
+/// The value of environment variable `var`, trimmed; `None` when unset or blank.
+pub fn secret_from_env(var: &str) -> Option<Secret> {
+    std::env::var(var)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .map(Secret::new)
+}
+
+/// The contents of `path`, trimmed; `Ok(None)` when the file is blank.
+pub fn secret_from_file(path: &Path) -> std::io::Result<Option<Secret>> {
+    let text = std::fs::read_to_string(path)?;
+    let text = text.trim();
+    Ok((!text.is_empty()).then(|| Secret::new(text.to_owned())))
+}
+
 /// Reads the provider's key from its environment variable or file.
 pub fn resolve_provider_key(
     index: usize,
     provider: &ProviderConfig,
 ) -> Result<ResolvedKey, ConfigError> {
     if let Some(var) = &provider.api_key_env {
-        return Ok(match std::env::var(var) {
-            Ok(value) if !value.trim().is_empty() => {
-                ResolvedKey::Found(Secret::new(value.trim().to_owned()))
-            }
-            _ => ResolvedKey::Missing(format!("environment variable {var} is not set")),
+        return Ok(match secret_from_env(var) {
+            Some(key) => ResolvedKey::Found(key),
+            None => ResolvedKey::Missing(format!("environment variable {var} is not set")),
         });
     }
     if let Some(path) = &provider.api_key_file {
@@ -70,11 +84,9 @@ pub fn resolve_provider_key(
 }
 
 fn read_key_file(index: usize, path: &Path) -> Result<ResolvedKey, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => {
-            Ok(ResolvedKey::Found(Secret::new(text.trim().to_owned())))
-        }
-        Ok(_) => Ok(ResolvedKey::Missing(format!(
+    match secret_from_file(path) {
+        Ok(Some(key)) => Ok(ResolvedKey::Found(key)),
+        Ok(None) => Ok(ResolvedKey::Missing(format!(
             "key file {} is empty",
             path.display()
         ))),
