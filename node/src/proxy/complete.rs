@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::attempt::{Failure, Success};
 use super::prepare::Translation;
 use super::settle::{Ending, Settlement, record_overhead};
-use super::{COST_HEADER, Gateway, MODEL_HEADER, PROVIDER_HEADER, RequestCtx};
+use super::{COST_HEADER, Gateway, RequestCtx, set_route_headers};
 use crate::api::{ApiError, ApiFormat, ErrorKind};
 use crate::metrics as m;
 use crate::pricing::micros_to_usd_string;
@@ -123,12 +123,7 @@ impl Completed {
         if let Ok(v) = HeaderValue::from_str(&micros_to_usd_string(cost)) {
             headers.insert(COST_HEADER, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&self.provider) {
-            headers.insert(PROVIDER_HEADER, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&self.model) {
-            headers.insert(MODEL_HEADER, v);
-        }
+        set_route_headers(headers, &self.provider, &self.model);
         response
     }
 }

@@ -35,6 +35,16 @@ pub const PROVIDER_HEADER: &str = "x-starling-provider";
 /// Response header naming the public model that served the request (after fallbacks).
 pub const MODEL_HEADER: &str = "x-starling-model";
 
+/// Names the provider and public model that answered, on a response to the client.
+pub(crate) fn set_route_headers(headers: &mut HeaderMap, provider: &str, model: &str) {
+    if let Ok(v) = HeaderValue::from_str(provider) {
+        headers.insert(PROVIDER_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(model) {
+        headers.insert(MODEL_HEADER, v);
+    }
+}
+
 /// Everything a node needs to serve requests; shared by all connections.
 #[derive(Debug)]
 pub struct Gateway {

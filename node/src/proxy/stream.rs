@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::attempt::{Failure, Success};
 use super::prepare::Translation;
 use super::settle::{Ending, Settlement, record_overhead};
-use super::{MODEL_HEADER, PROVIDER_HEADER, RequestCtx};
+use super::{RequestCtx, set_route_headers};
 use crate::api::{ApiError, ApiFormat, ErrorKind};
 use crate::metrics as m;
 use crate::providers::{ByteStream, UpstreamFailure};
@@ -168,12 +168,7 @@ impl Primed {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         // Tells nginx-style proxies in front not to buffer the stream.
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        if let Ok(v) = HeaderValue::from_str(&provider) {
-            headers.insert(PROVIDER_HEADER, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&self.model) {
-            headers.insert(MODEL_HEADER, v);
-        }
+        set_route_headers(headers, &provider, &self.model);
         response
     }
 }
