@@ -128,15 +128,7 @@ async fn restart_with_the_same_data_dir_keeps_everything() {
     let writer = node.writer().clone();
     let before = node.digest().expect("digest");
     node.shutdown().await;
-    let restarted = ClusterNode::<String>::start(config(
-        "n0",
-        c.dirs[0].path().to_owned(),
-        &c.secret,
-        Vec::new(),
-        &c.partition,
-    ))
-    .await
-    .expect("restarts");
+    let restarted = c.start_node("n0", c.dirs[0].path(), Vec::new()).await;
     assert_eq!(
         restarted.writer(),
         &writer,
@@ -148,15 +140,7 @@ async fn restart_with_the_same_data_dir_keeps_everything() {
     restarted.snapshot().await.expect("snapshot");
     add(&restarted, 1).await;
     restarted.shutdown().await;
-    let again = ClusterNode::<String>::start(config(
-        "n0",
-        c.dirs[0].path().to_owned(),
-        &c.secret,
-        Vec::new(),
-        &c.partition,
-    ))
-    .await
-    .expect("restarts");
+    let again = c.start_node("n0", c.dirs[0].path(), Vec::new()).await;
     assert_eq!(total(&again).spend_micros, 10);
     assert_eq!(
         again.read(|r| r.catalog().get("k").cloned()),
@@ -177,15 +161,7 @@ async fn restart_with_an_empty_data_dir_does_not_regress_counters() {
     old.shutdown().await;
     // Same id, wiped disk.
     let wiped = tempfile::tempdir().expect("tempdir");
-    let reborn = ClusterNode::<String>::start(config(
-        "n2",
-        wiped.path().to_owned(),
-        &c.secret,
-        vec![c.seed.clone()],
-        &c.partition,
-    ))
-    .await
-    .expect("restarts");
+    let reborn = c.start_node("n2", wiped.path(), vec![c.seed.clone()]).await;
     assert_ne!(
         reborn.writer(),
         &old_writer,

@@ -97,6 +97,24 @@ impl TestCluster {
         cluster
     }
 
+    /// Starts (or restarts) node `id` on `dir` with this cluster's secret and partition table.
+    pub async fn start_node(
+        &self,
+        id: &str,
+        dir: &std::path::Path,
+        seeds: Vec<String>,
+    ) -> ClusterNode<Doc> {
+        ClusterNode::start(config(
+            id,
+            dir.to_owned(),
+            &self.secret,
+            seeds,
+            &self.partition,
+        ))
+        .await
+        .expect("node starts")
+    }
+
     pub fn node(&self, i: usize) -> &ClusterNode<Doc> {
         self.nodes[i].as_ref().expect("node is running")
     }
