@@ -51,8 +51,16 @@ async fn non_stream_shape_usage_and_ledger() {
     let u = &v["usage"];
     assert_eq!(u["completion_tokens"], 7);
     let prompt = u["prompt_tokens"].as_u64().expect("prompt_tokens");
-    // 2 messages × 3 + ceil(9/4) + ceil(34/4) + 3 priming.
-    assert_eq!(prompt, 6 + 3 + 9 + 3);
+    // gpt-4o-mini bills with o200k_base: 2 messages × 3, their roles and texts, 3 priming.
+    let o200k = |s: &str| tiktoken_rs::o200k_base_singleton().count_ordinary(s) as u64;
+    let texts = [
+        "system",
+        "Be brief.",
+        "user",
+        "Hello there world [mock:tokens 7]",
+    ];
+    assert_eq!(prompt, 6 + texts.iter().map(|t| o200k(t)).sum::<u64>() + 3);
+    assert_eq!(prompt, 24, "1 + 3 + 1 + 10 tokens of text");
     assert_eq!(u["total_tokens"].as_u64(), Some(prompt + 7));
     assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 0);
     assert_eq!(u["completion_tokens_details"]["reasoning_tokens"], 0);

@@ -16,7 +16,7 @@
 //! The catalog value type `V` is generic: governance code stores its own structs, and the codec
 //! (bincode, not self-describing) could not decode a `serde_json::Value` anyway.
 
-use std::{fmt, time::Duration};
+use std::{collections::BTreeMap, fmt, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,9 +24,9 @@ use crate::{
     codec::CodecError,
     crdt::{
         BudgetKey, CatalogItem, CausalContext, CausalDelta, CounterItems, CounterKey, Counters,
-        DonorPolicy, Dot, Insufficient, MintError, MintId, Period, PeriodDropped, Rights,
-        RightsGrant, RightsItems, RightsRequest, TransferError, Usage, VersionVector,
-        catalog::Catalog,
+        DonorPolicy, Dot, Insufficient, MintError, MintId, Period, PeriodDropped, ReclaimRefused,
+        RefundError, Rights, RightsGrant, RightsItems, RightsRequest, TransferError, Usage,
+        VersionVector, catalog::Catalog,
     },
     hlc::{ClockError, HlcClock, WriterId},
 };
@@ -242,6 +242,42 @@ impl<V: Clone + Eq> Replica<V> {
         Ok(Delta::counters(d.context, d.items))
     }
 
+    /// Adds many usages to our own counter slots, each under its own dot as
+    /// [`Self::add_usage`] would, and returns **one** delta for all of them (its context is the
+    /// union of the dots; a key added to several times ships its final cell once) plus how many
+    /// items were skipped because their period was dropped. No items (or all skipped): an
+    /// empty delta.
+    pub fn add_usage_many(&mut self, items: &[(CounterKey, Usage)]) -> (Delta<V>, usize) {
+        let mut context = CausalContext::new();
+        let mut cells: Vec<crate::crdt::CounterItem> = Vec::new();
+        let mut at: std::collections::HashMap<CounterKey, usize> = Default::default();
+        let mut skipped = 0;
+        for (key, usage) in items {
+            let dot = self.next_dot();
+            let Ok(d) = self.counters.add_at(key, *usage, dot.clone()) else {
+                skipped += 1;
+                continue;
+            };
+            self.note(&dot);
+            context.insert(&dot);
+            // Our own cell for a key only grows: a later cell supersedes an earlier one.
+            for cell in d.items.cells {
+                match at.get(&cell.0) {
+                    Some(&i) => cells[i] = cell,
+                    None => {
+                        at.insert(cell.0.clone(), cells.len());
+                        cells.push(cell);
+                    }
+                }
+            }
+        }
+        let items = CounterItems {
+            cells,
+            floors: Vec::new(),
+        };
+        (Delta::counters(context, items), skipped)
+    }
+
     /// Mints rights for `key` once per mint id (see [`Rights::mint`]).
     pub fn mint(
         &mut self,
@@ -274,6 +310,64 @@ impl<V: Clone + Eq> Replica<V> {
         let d = self.rights.transfer_at(key, to, amount, dot.clone())?;
         self.note(&dot);
         Ok(Delta::rights(d.context, d.items))
+    }
+
+    /// Hands back `amount` of what we spent on `key` as our rights (see [`Rights::refund`]).
+    pub fn refund(&mut self, key: &BudgetKey, amount: u64) -> Result<Delta<V>, RefundError> {
+        let dot = self.next_dot();
+        let d = self.rights.refund_at(key, amount, dot.clone())?;
+        self.note(&dot);
+        Ok(Delta::rights(d.context, d.items))
+    }
+
+    /// Takes over the rights `dead` holds for `key` (see [`Rights::reclaim`]); returns the
+    /// delta and the amount taken.
+    pub fn reclaim(
+        &mut self,
+        key: &BudgetKey,
+        dead: &WriterId,
+    ) -> Result<(Delta<V>, u64), ReclaimRefused> {
+        let dot = self.next_dot();
+        let (d, amount) = self.rights.reclaim_at(key, dead, dot.clone())?;
+        self.note(&dot);
+        Ok((Delta::rights(d.context, d.items), amount))
+    }
+
+    /// Reclaims, into our writer, the rights of every writer of node `dead_node` (any
+    /// incarnation) that holds some for any budget key, as one delta. Returns what was taken
+    /// per key and writer. Keys where we were reclaimed ourselves are skipped.
+    pub fn reclaim_node(&mut self, dead_node: &str) -> (Delta<V>, Vec<(BudgetKey, WriterId, u64)>) {
+        let targets: Vec<(BudgetKey, WriterId)> = self
+            .rights
+            .keys()
+            .flat_map(|k| {
+                self.rights
+                    .holders(k)
+                    .into_iter()
+                    .filter(|(w, r)| *r > 0 && w.node.as_str() == dead_node)
+                    .map(move |(w, _)| (k.clone(), w))
+            })
+            .collect();
+        let mut context = CausalContext::new();
+        let mut keys: BTreeMap<BudgetKey, Vec<(WriterId, crate::crdt::Row)>> = BTreeMap::new();
+        let mut taken = Vec::new();
+        for (key, dead) in targets {
+            let Ok((d, amount)) = self.reclaim(&key, &dead) else {
+                continue;
+            };
+            context.union(&d.context);
+            // Whole-key items of one key from successive local writes: the last one holds the
+            // others (rows only grow), so keep that one.
+            for (k, rows) in d.items.rights.keys {
+                keys.insert(k, rows);
+            }
+            taken.push((key, dead, amount));
+        }
+        let items = RightsItems {
+            keys: keys.into_iter().collect(),
+            floors: Vec::new(),
+        };
+        (Delta::rights(context, items), taken)
     }
 
     /// Answers a peer's rights request under `policy` (see [`crate::crdt::transfer`]).

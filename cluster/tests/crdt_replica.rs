@@ -399,3 +399,103 @@ fn delta_since_matches_a_full_scan_inside_and_beyond_the_index_window() {
         assert_eq!(got, want, "rights at cut {ca}");
     }
 }
+
+#[test]
+fn many_usage_adds_ship_as_one_delta() {
+    let time = ManualTime::at(1_700_000_000_000);
+    let mut a = replica(&time, writer("a", 1), 0);
+    let mut b = replica(&time, writer("b", 1), 0);
+    let mut one_by_one = replica(&time, writer("a", 1), 0);
+    let u = |s| Usage {
+        spend_micros: s,
+        tokens: 1,
+        requests: 1,
+    };
+    let (empty, skipped) = a.add_usage_many(&[]);
+    assert!(empty.is_empty() && skipped == 0);
+    assert_eq!(a.version().get(a.writer()), 0, "no items, no dot");
+
+    // Drop day 19,999 and older everywhere, then add to an old and two current keys.
+    let old = CounterKey::new("key:old", Period::new(PeriodUnit::Day, 10));
+    let floor = a.drop_periods_before(Period::new(PeriodUnit::Day, 20_000));
+    b.apply(wire(&floor)).unwrap();
+    one_by_one.apply(wire(&floor)).unwrap();
+    let items = [
+        (ckey(0), u(5)),
+        (ckey(1), u(7)),
+        (old.clone(), u(1)),
+        (ckey(0), u(11)),
+    ];
+    let (delta, skipped) = a.add_usage_many(&items);
+    assert_eq!(skipped, 1);
+    // One dot per applied add, as add_usage would take them; the key added twice ships once.
+    assert_eq!(a.version().get(a.writer()), 4);
+    assert_eq!(delta.items.counters.cells.len(), 2);
+    assert_eq!(a.counters().total(&ckey(0)).spend_micros, 16);
+    for (k, usage) in &items {
+        let _ = one_by_one.add_usage(k, *usage);
+    }
+    assert_eq!(a.digest().unwrap(), one_by_one.digest().unwrap());
+    b.apply(wire(&delta)).unwrap();
+    assert_eq!(b.counters().total(&ckey(0)).spend_micros, 16);
+    assert_eq!(b.counters().total(&ckey(1)).spend_micros, 7);
+    assert_eq!(b.version().get(a.writer()), 4);
+    assert_eq!(a.digest().unwrap(), b.digest().unwrap());
+}
+
+#[test]
+fn refunds_and_reclaims_go_through_the_replica() {
+    let time = ManualTime::at(1_700_000_000_000);
+    let mut a = replica(&time, writer("a", 1), 0);
+    let mut dead = replica(&time, writer("gone", 1), 0);
+    let mut reborn = replica(&time, writer("gone", 2), 0);
+    let k0 = bkey(0);
+    let k1 = bkey(1);
+    for d in [
+        a.mint(&k0, 0, 100).unwrap(),
+        a.mint(&k1, 0, 100).unwrap(),
+        a.transfer(&k0, dead.writer(), 40).unwrap(),
+        a.transfer(&k1, dead.writer(), 10).unwrap(),
+        a.transfer(&k1, reborn.writer(), 5).unwrap(),
+    ] {
+        dead.apply(wire(&d)).unwrap();
+        reborn.apply(wire(&d)).unwrap();
+    }
+    let spent = dead.spend(&k0, 15).unwrap();
+    let back = dead.refund(&k0, 5).unwrap();
+    a.apply(wire(&spent)).unwrap();
+    a.apply(wire(&back)).unwrap();
+    assert_eq!(a.rights().total_consumed(&k0), 10);
+    assert_eq!(a.rights().rights(&k0, dead.writer()), 30);
+
+    // Every incarnation of node "gone", every key, in one delta.
+    let dots_before = a.version().get(a.writer());
+    let (delta, taken) = a.reclaim_node("gone");
+    let mut taken: Vec<_> = taken
+        .into_iter()
+        .map(|(k, w, v)| (k.scope, w.incarnation, v))
+        .collect();
+    taken.sort();
+    assert_eq!(
+        taken,
+        vec![
+            ("key:0".to_owned(), 1, 30),
+            ("key:1".to_owned(), 1, 10),
+            ("key:1".to_owned(), 2, 5)
+        ]
+    );
+    assert_eq!(a.version().get(a.writer()), dots_before + 3);
+    assert_eq!(delta.items.rights.keys.len(), 2, "one whole key each");
+    assert_eq!(a.rights().local_rights(&k0), 90);
+    assert_eq!(a.rights().local_rights(&k1), 100);
+    // Nothing left to take.
+    let (again, none) = a.reclaim_node("gone");
+    assert!(again.is_empty() && none.is_empty());
+
+    dead.apply(wire(&delta)).unwrap();
+    assert_eq!(dead.rights().local_rights(&k0), 0);
+    assert!(dead.spend(&k0, 1).is_err());
+    assert!(dead.refund(&k0, 1).is_err());
+    let me = a.writer().clone();
+    assert!(a.reclaim(&k0, &me).is_err());
+}

@@ -386,3 +386,225 @@ async fn a_node_restarted_on_its_old_address_rejoins_with_fresh_gossip() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_nodes_rights_are_reclaimed_by_a_survivor_everywhere() {
+    use starling_cluster::crdt::BudgetKey;
+    use starling_cluster::runtime::ReclaimError;
+    let mut c = TestCluster::start(3).await;
+    let budget = BudgetKey::new("key:r", Period::new(PeriodUnit::Lifetime, 0));
+    c.node(0)
+        .mutate(|r| (r.mint(&budget, 0, 1_000).expect("first mint"), ()))
+        .await
+        .expect("persisted");
+    let grant = c
+        .node(2)
+        .request_rights(c.node(0).local_addr(), &budget, 300)
+        .await
+        .expect("exchange")
+        .expect("granted");
+    assert_eq!(grant.amount, 300);
+    c.node(2)
+        .mutate(|r| (r.spend(&budget, 50).expect("held"), ()))
+        .await
+        .expect("persisted");
+    c.wait_converged().await;
+
+    // Neither oneself nor a live node can be reclaimed.
+    assert!(matches!(
+        c.node(0).reclaim_node("n0").await,
+        Err(ReclaimError::SelfNode(_))
+    ));
+    assert!(matches!(
+        c.node(0).reclaim_node("n2").await,
+        Err(ReclaimError::Live(_))
+    ));
+
+    let gone = c.nodes[2].take().expect("running");
+    let gone_writer = gone.writer().clone();
+    gone.shutdown().await;
+    wait_until("n2 no longer live on the survivors", || async {
+        c.running().all(|n| {
+            n.member_count_live() == 2 && n.live_peers_info().iter().all(|(id, _)| id != "n2")
+        })
+    })
+    .await;
+
+    let taken = c.node(0).reclaim_node("n2").await.expect("reclaimed");
+    assert_eq!(taken, vec![(budget.clone(), 250)]);
+    assert_eq!(
+        c.node(0).read(|r| r.rights().local_rights(&budget)),
+        950,
+        "held at once on the survivor"
+    );
+    // Done once: a second reclaim finds nothing left.
+    assert!(
+        c.node(0)
+            .reclaim_node("n2")
+            .await
+            .expect("nothing to do")
+            .is_empty()
+    );
+    let survivor = c.node(0).writer().clone();
+    wait_until("the reclaim on every replica", || async {
+        c.running().all(|n| {
+            n.read(|r| {
+                let rights = r.rights();
+                rights.rights(&budget, &gone_writer) == 0
+                    && rights.is_reclaimed(&budget, &gone_writer)
+                    && rights.rights(&budget, &survivor) == 950
+                    && rights.total_consumed(&budget) == 50
+                    && rights.total_minted(&budget) == 1_000
+            })
+        })
+    })
+    .await;
+    c.wait_converged().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_observer_sees_existing_local_and_remote_changes_in_order() {
+    use std::sync::{Arc, Mutex};
+    let c = TestCluster::start(2).await;
+    c.node(0)
+        .catalog_put("pre", "old".to_owned())
+        .await
+        .expect("put");
+    wait_until("the first write on n1", || async {
+        c.node(1).catalog_view().get("pre").is_some()
+    })
+    .await;
+    type Events = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    let seen: Events = Arc::default();
+    let log = seen.clone();
+    c.node(1).set_catalog_observer(Arc::new(move |id, v| {
+        log.lock()
+            .expect("observer log")
+            .push((id.to_owned(), v.cloned()));
+    }));
+    let events = || seen.lock().expect("observer log").clone();
+    assert_eq!(events(), vec![("pre".to_owned(), Some("old".to_owned()))]);
+
+    c.node(0)
+        .catalog_put("remote", "r1".to_owned())
+        .await
+        .expect("put");
+    c.node(0).catalog_delete("pre").await.expect("delete");
+    c.node(1)
+        .catalog_put("local", "l1".to_owned())
+        .await
+        .expect("put");
+    wait_until("every change observed", || async { events().len() >= 4 }).await;
+    let got = events();
+    assert!(got.contains(&("remote".to_owned(), Some("r1".to_owned()))));
+    assert!(got.contains(&("local".to_owned(), Some("l1".to_owned()))));
+    assert_eq!(
+        got.iter()
+            .filter(|(id, _)| id == "pre")
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>(),
+        vec![Some("old".to_owned()), None],
+        "the delete comes after the entry"
+    );
+    // The observer agrees with the view it mirrors.
+    let mut replayed = std::collections::BTreeMap::new();
+    for (id, v) in got {
+        replayed.insert(id, v);
+    }
+    for (id, v) in replayed {
+        assert_eq!(c.node(1).catalog_view().get(&id), v, "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_heard_advances_while_peers_talk_and_is_none_alone() {
+    let c = TestCluster::start(2).await;
+    assert_eq!(
+        c.node(0).live_peers_info(),
+        vec![("n1".to_owned(), c.node(1).local_addr())]
+    );
+    assert_eq!(c.node(1).member_count_live(), 2);
+    wait_until("n1 to hear from n0", || async {
+        c.node(1).last_heard().is_some()
+    })
+    .await;
+    let first = c.node(1).last_heard().expect("heard");
+    wait_until("a later exchange", || async {
+        c.node(1).last_heard().is_some_and(|t| t > first)
+    })
+    .await;
+    assert!(c.node(1).last_heard().expect("heard") <= std::time::Instant::now());
+
+    // A node with no seeds and nobody seeding from it hears nobody.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alone = c.start_node("loner", dir.path(), Vec::new()).await;
+    alone
+        .catalog_put("x", "y".to_owned())
+        .await
+        .expect("a write alone");
+    assert_eq!(alone.last_heard(), None);
+    assert_eq!(alone.member_count_live(), 1);
+    assert!(alone.live_peers_info().is_empty());
+    alone.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_reaches_a_subscriber_after_start() {
+    use bytes::Bytes;
+    use starling_cluster::runtime::{RATE_REPORT, SYNC_PUSH};
+    let c = TestCluster::start(2).await;
+    // Taken over by a second subscription: the first receiver ends.
+    let mut first = c.node(1).subscribe(RATE_REPORT, 1024);
+    let mut inbox = c.node(1).subscribe(RATE_REPORT, 1024);
+    let ended = tokio::time::timeout(Duration::from_secs(5), first.recv())
+        .await
+        .expect("ended at once");
+    assert!(ended.is_none());
+    // The cluster's own kinds are refused: a closed receiver, and nothing sent.
+    let mut reserved = c.node(0).subscribe(SYNC_PUSH, 1024);
+    assert!(reserved.recv().await.is_none());
+    c.node(0).broadcast(SYNC_PUSH, Bytes::from_static(b"x"));
+    // Fire and forget: resend until one arrives, within the deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let message = loop {
+        c.node(0)
+            .broadcast(RATE_REPORT, Bytes::from_static(b"demand"));
+        match tokio::time::timeout(Duration::from_millis(500), inbox.recv()).await {
+            Ok(Some(message)) => break message,
+            Ok(None) => panic!("the subscription closed"),
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no broadcast arrived"
+            ),
+        }
+    };
+    assert_eq!(message.payload, Bytes::from_static(b"demand"));
+    assert_eq!(message.kind, RATE_REPORT);
+    assert_eq!(message.from, c.node(0).local_addr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_written_without_waiting_replicates_and_survives_a_clean_restart() {
+    let mut c = TestCluster::start(2).await;
+    for _ in 0..20 {
+        let (delta_items, skipped) = c
+            .node(0)
+            .mutate_nowait(|r| {
+                let (d, skipped) = r.add_usage_many(&[(key(), usage(1)), (key(), usage(2))]);
+                let cells = d.items.counters.cells.len();
+                (d, (cells, skipped))
+            })
+            .await
+            .expect("queued");
+        assert_eq!((delta_items, skipped), (1, 0));
+    }
+    wait_until("the usage on n1", || async {
+        total(c.node(1)).spend_micros == 60
+    })
+    .await;
+    let node = c.nodes[0].take().expect("running");
+    node.shutdown().await;
+    let back = c.start_node("n0", c.dirs[0].path(), Vec::new()).await;
+    assert_eq!(total(&back).spend_micros, 60);
+    assert_eq!(total(&back).requests, 40);
+}

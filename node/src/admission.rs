@@ -1,18 +1,19 @@
 //! Authentication and admission: the gate every request passes before it is routed.
 //!
-//! This is where governance plugs in. Today it checks the client key against the static list
-//! in the config; virtual keys, rate limits and budget reservations replace [`Admission`]'s
-//! internals without changing its callers: `authenticate` once, `admit` before the upstream
+//! A presented key is first looked up as a virtual key (when governance runs, i.e. clustering
+//! is on), then in the config's static list. Virtual keys are admitted by
+//! [`crate::governance`]: models, providers, rate limits and budget reservations; static keys
+//! and open access carry no limits. Callers `authenticate` once, admit before the upstream
 //! call, and [`Permit::settle`] with the real usage afterwards.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::api::validate::RequestMeta;
 use crate::api::{ApiError, ErrorKind};
+use crate::governance::{GovPermit, Governance, KeyEntry, secret};
 use crate::translate::Usage;
 
 /// Who is calling.
@@ -20,12 +21,15 @@ use crate::translate::Usage;
 pub struct Principal {
     /// A short, non-secret name for the key (its first characters), for logs.
     pub key_label: Option<Arc<str>>,
+    /// The virtual key, when the caller presented one.
+    pub virtual_key: Option<Arc<KeyEntry>>,
 }
 
 /// Decides whether requests may proceed.
 #[derive(Debug)]
 pub struct Admission {
     keys: HashSet<String>,
+    governance: OnceLock<Arc<Governance>>,
 }
 
 impl Admission {
@@ -33,7 +37,20 @@ impl Admission {
     pub fn with_static_keys(keys: &[String]) -> Self {
         Self {
             keys: keys.iter().cloned().collect(),
+            governance: OnceLock::new(),
         }
+    }
+
+    /// Turns on virtual keys (once the cluster member runs).
+    pub fn enable_governance(&self, governance: Arc<Governance>) {
+        if self.governance.set(governance).is_err() {
+            tracing::warn!("governance was already enabled");
+        }
+    }
+
+    /// The governance engine, when virtual keys are on.
+    pub fn governance(&self) -> Option<&Arc<Governance>> {
+        self.governance.get()
     }
 
     /// Whether any key is accepted.
@@ -44,8 +61,22 @@ impl Admission {
     /// Finds and checks the client's key: `Authorization: Bearer KEY` or `x-api-key: KEY`.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let presented = client_key(headers);
+        if let (Some(governance), Some(key)) = (self.governance.get(), presented) {
+            if let Some(entry) = governance.lookup(key) {
+                return Ok(Principal {
+                    key_label: Some(Arc::from(entry.key.id.as_str())),
+                    virtual_key: Some(entry),
+                });
+            }
+            if key.starts_with(secret::SECRET_PREFIX) {
+                return Err(unknown_key());
+            }
+        }
         if self.is_open() {
-            return Ok(Principal { key_label: None });
+            return Ok(Principal {
+                key_label: None,
+                virtual_key: None,
+            });
         }
         let Some(key) = presented else {
             return Err(ApiError::new(
@@ -55,22 +86,18 @@ impl Admission {
             .with_code("missing_api_key"));
         };
         if !self.keys.contains(key) {
-            return Err(
-                ApiError::new(ErrorKind::Authentication, "Incorrect API key provided")
-                    .with_code("invalid_api_key"),
-            );
+            return Err(unknown_key());
         }
         Ok(Principal {
             key_label: Some(Arc::from(crate::config::secrets::redact(key))),
+            virtual_key: None,
         })
     }
+}
 
-    /// Admits a request for `meta`, reserving what it may consume.
-    pub fn admit(&self, principal: &Principal, _meta: &RequestMeta) -> Result<Permit, ApiError> {
-        Ok(Permit {
-            _principal: principal.clone(),
-        })
-    }
+fn unknown_key() -> ApiError {
+    ApiError::new(ErrorKind::Authentication, "Incorrect API key provided")
+        .with_code("invalid_api_key")
 }
 
 /// The key from the request headers, if any.
@@ -95,14 +122,52 @@ pub fn client_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// What an admitted request holds until it settles.
-#[derive(Debug)]
 pub struct Permit {
-    _principal: Principal,
+    governed: Option<GovPermit>,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("governed", &self.governed.is_some())
+            .finish()
+    }
 }
 
 impl Permit {
+    /// A permit with nothing to enforce (static keys, open access).
+    pub fn unlimited() -> Self {
+        Self { governed: None }
+    }
+
+    /// A permit holding a virtual key's reservations.
+    pub fn governed(permit: GovPermit) -> Self {
+        Self {
+            governed: Some(permit),
+        }
+    }
+
+    /// Headers the response carries for a virtual key: rate-limit and budget figures.
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        self.governed.as_ref().map(GovPermit::headers)
+    }
+
     /// Settles the request at its real usage and cost, releasing what was reserved.
-    pub fn settle(self, _usage: &Usage, _cost_micros: u64) {}
+    pub fn settle(self, usage: &Usage, cost_micros: u64) {
+        if let Some(permit) = self.governed {
+            let tokens = usage.input_tokens
+                + usage.output_tokens
+                + usage.cached_input_tokens
+                + usage.cache_write_tokens;
+            permit.settle(tokens, cost_micros);
+        }
+    }
+
+    /// Ends a request that no upstream billed (every attempt was refused with an error
+    /// status or could not connect): nothing was spent.
+    pub fn release_unbilled(self) {
+        self.settle(&Usage::default(), 0);
+    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,8 @@ use starling_cluster::transport::MessageKind;
 use crate::config::secrets::{secret_from_env, secret_from_file};
 use crate::config::{ClusterSection, ConfigError};
 
-/// The replicated catalog's value: a JSON document, kept as text because the replication codec
-/// (bincode) cannot carry self-describing JSON values.
-pub type CatalogDoc = String;
+/// The replicated catalog's value: governance entities and generic documents.
+pub type CatalogDoc = crate::governance::model::Entry;
 
 /// A running cluster member.
 pub type Cluster = Arc<ClusterNode<CatalogDoc>>;

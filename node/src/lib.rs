@@ -6,13 +6,14 @@
 //! resolves models to deployments; [`providers`] talks to upstreams; [`proxy`] runs the request
 //! path; [`translate`] converts between OpenAI and Anthropic formats; [`pricing`] prices usage;
 //! [`metrics`] exports Prometheus metrics; [`cluster`] starts the cluster member from the config;
-//! [`admin`] serves `/admin/v1`.
+//! [`admin`] serves `/admin/v1`; [`governance`] owns virtual keys, budgets and rate limits.
 
 pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod governance;
 pub mod metrics;
 pub mod pricing;
 pub mod providers;

@@ -13,6 +13,8 @@ use starling::proxy::Gateway;
 use starling::server::RunningServer;
 use tracing_subscriber::EnvFilter;
 
+mod admin_client;
+mod governance_cli;
 mod status;
 
 /// Starling: an LLM gateway.
@@ -30,6 +32,14 @@ enum Command {
     /// Cluster credentials.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Virtual keys, through a node's admin API.
+    Keys(governance_cli::KeysArgs),
+    /// Teams, through a node's admin API.
+    Teams(governance_cli::AccountArgs),
+    /// Customers, through a node's admin API.
+    Customers(governance_cli::AccountArgs),
+    /// Cluster-wide usage and budgets of a key, team or customer.
+    Usage(governance_cli::UsageArgs),
 }
 
 #[derive(Subcommand)]
@@ -113,6 +123,10 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Cluster(command) => cluster(command),
+        Command::Keys(args) => governance_cli::run(governance_cli::Command::Keys(args)),
+        Command::Teams(args) => governance_cli::run(governance_cli::Command::Teams(args)),
+        Command::Customers(args) => governance_cli::run(governance_cli::Command::Customers(args)),
+        Command::Usage(args) => governance_cli::run(governance_cli::Command::Usage(args)),
     }
 }
 

@@ -225,6 +225,18 @@ impl RunningServer {
         admin: AdminState,
     ) -> std::io::Result<Self> {
         let metrics = crate::metrics::install();
+        // With a cluster member, virtual keys, budgets and rate limits are enforced.
+        if let Some(cluster) = &admin.cluster
+            && gateway.admission.governance().is_none()
+        {
+            let config = &gateway.config;
+            let governance = crate::governance::Governance::start(
+                cluster.clone(),
+                config.governance.clone(),
+                !config.cluster.seeds.is_empty(),
+            );
+            gateway.admission.enable_governance(governance);
+        }
         let addr = listener.local_addr()?;
         let metrics_addr = metrics_listener
             .as_ref()

@@ -1,29 +1,15 @@
 //! `starling cluster status`: a node's view of the cluster, as a table.
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use serde_json::Value;
+
+use crate::admin_client::AdminClient;
 
 /// Fetches `/admin/v1/cluster` from `node` and prints it.
 pub async fn print(node: &str, token: &str) -> Result<()> {
-    starling::providers::ensure_crypto_provider();
-    let url = format!("{}/admin/v1/cluster", node.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .get(&url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .with_context(|| format!("cannot read {url}"))?;
-    let body: Value =
-        serde_json::from_slice(&bytes).with_context(|| format!("{url} did not answer JSON"))?;
-    if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("unknown error");
-        bail!("{url}: HTTP {status}: {message}");
-    }
+    let body = AdminClient::new(node, token)?
+        .get(&["cluster"], &[])
+        .await?;
     println!(
         "node {} (incarnation {}), digest {}",
         body["node_id"].as_str().unwrap_or("?"),

@@ -80,7 +80,7 @@ fn parse(
             message: "at least one message is required".into(),
         });
     }
-    let mut count = InputCount::default();
+    let mut count = InputCount::new(model);
     if let Some(system) = f.get("system") {
         count.message();
         system_text(system, &mut count)?;
@@ -221,8 +221,7 @@ fn content(
             }
             "tool_result" => {
                 bf.str_req("tool_use_id")?;
-                let text = tool_result_text(&bf)?;
-                count.text(&text);
+                let text = tool_result_text(&bf, count)?;
                 results.get_or_insert_with(Vec::new).push(text);
             }
             "thinking" => count.text(bf.str_opt("thinking")?.unwrap_or("")),
@@ -233,15 +232,24 @@ fn content(
     Ok((texts.join("\n"), results.map(|r| r.join("\n"))))
 }
 
-fn tool_result_text(bf: &Fields<'_, '_>) -> Result<String, FieldError> {
+/// The text of a `tool_result` block, counting each part's tokens on its own.
+fn tool_result_text(bf: &Fields<'_, '_>, count: &mut InputCount) -> Result<String, FieldError> {
     match bf.get("content") {
         None => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(parts)) => Ok(parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n")),
+        Some(Value::String(s)) => {
+            count.text(s);
+            Ok(s.clone())
+        }
+        Some(Value::Array(parts)) => {
+            let texts: Vec<&str> = parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect();
+            for t in &texts {
+                count.text(t);
+            }
+            Ok(texts.join("\n"))
+        }
         Some(other) => Err(FieldError::WrongType {
             field: bf.path("content"),
             expected: "string",

@@ -15,7 +15,7 @@ use super::ids::{openai_id, unix_secs};
 use super::openai::{FINGERPRINT, logprob_of};
 use super::script::{self, GenRequest, Output, Plan};
 use super::sse::{self, DONE, Frame, Kind};
-use super::tokens::text_tokens;
+use super::tokens::encoding_for;
 
 /// The API's documented default for `max_tokens`.
 const DEFAULT_MAX_TOKENS: u64 = 16;
@@ -41,20 +41,23 @@ pub(crate) async fn create(
     let model = f.model_or_deployment(deployment)?;
     let (prompts, n, base, mut opts) = parse(&obj, &model)?;
     opts.azure = call.flavor == Flavor::Azure;
-    let (d, _) = directives::parse(&prompts.join("\n"));
+    let all: Vec<&str> = prompts.iter().map(|p| p.text.as_str()).collect();
+    let (d, _) = directives::parse(&all.join("\n"));
     let drop_after = call.gate(&model, opts.stream, Some(&d)).await?;
 
     // One plan per prompt; choice index = prompt index × n + j, as the API numbers them.
     let default_tokens = call.state.cfg.default_output_tokens;
     let mut plans = Vec::with_capacity(prompts.len());
+    let encoding = encoding_for(&model);
     let mut input = 0;
     for p in &prompts {
         let mut req = base.clone();
-        req.user_text = p.clone();
+        req.user_text = p.text.clone();
         req.n = n;
-        req.input_tokens = text_tokens(p);
+        // Token ids are billed one each, as given.
+        req.input_tokens = p.token_ids.unwrap_or_else(|| encoding.count(&p.text));
         input += req.input_tokens;
-        let (pd, stripped) = directives::parse(p);
+        let (pd, stripped) = directives::parse(&p.text);
         plans.push(script::plan(&req, &pd, &stripped, default_tokens));
     }
     let output: u64 = plans.iter().map(Plan::output_tokens).sum();
@@ -69,7 +72,7 @@ pub(crate) async fn create(
         .iter()
         .enumerate()
         .flat_map(|(pi, plan)| {
-            let prompt = &prompts[pi];
+            let prompt = &prompts[pi].text;
             plan.choices.iter().map(move |c| {
                 let pieces = match &c.output {
                     Output::Text(p) => p.clone(),
@@ -122,7 +125,25 @@ pub(crate) async fn create(
     }
 }
 
-type Parsed = (Vec<String>, usize, GenRequest, Opts);
+type Parsed = (Vec<Prompt>, usize, GenRequest, Opts);
+
+/// One prompt.
+#[derive(Debug, Clone, PartialEq)]
+struct Prompt {
+    /// Its text; token ids are written out as `"<id> "` each (for directives and echo).
+    text: String,
+    /// How many token ids it was given as, if it was.
+    token_ids: Option<u64>,
+}
+
+impl Prompt {
+    fn text(s: &str) -> Self {
+        Self {
+            text: s.to_owned(),
+            token_ids: None,
+        }
+    }
+}
 
 fn parse(obj: &Map<String, Value>, model: &str) -> Result<Parsed, FieldError> {
     let f = Fields::new(obj, "");
@@ -146,24 +167,29 @@ fn parse(obj: &Map<String, Value>, model: &str) -> Result<Parsed, FieldError> {
 }
 
 /// `prompt` may be a string, strings, a token array or token arrays.
-fn prompts(v: &Value) -> Result<Vec<String>, FieldError> {
+fn prompts(v: &Value) -> Result<Vec<Prompt>, FieldError> {
     let wrong = |v: &Value| FieldError::WrongType {
         field: "prompt".into(),
         expected: "string",
         got: type_name(v),
     };
-    let tokens = |a: &[Value]| -> Result<String, FieldError> {
+    let tokens = |a: &[Value]| -> Result<Prompt, FieldError> {
         // Token ids stand for themselves: one token each, text "<id>".
-        a.iter()
+        let text = a
+            .iter()
             .map(|t| {
                 t.as_u64()
                     .map(|id| format!("{id} "))
                     .ok_or_else(|| wrong(t))
             })
-            .collect()
+            .collect::<Result<String, _>>()?;
+        Ok(Prompt {
+            text,
+            token_ids: Some(a.len() as u64),
+        })
     };
     match v {
-        Value::String(s) => Ok(vec![s.clone()]),
+        Value::String(s) => Ok(vec![Prompt::text(s)]),
         Value::Array(a) if a.is_empty() => Err(FieldError::Invalid {
             field: "prompt".into(),
             message: "empty array.".into(),
@@ -172,7 +198,7 @@ fn prompts(v: &Value) -> Result<Vec<String>, FieldError> {
         Value::Array(a) => a
             .iter()
             .map(|p| match p {
-                Value::String(s) => Ok(s.clone()),
+                Value::String(s) => Ok(Prompt::text(s)),
                 Value::Array(t) => tokens(t),
                 other => Err(wrong(other)),
             })
@@ -270,9 +296,15 @@ mod tests {
 
     #[test]
     fn prompt_shapes() {
-        assert_eq!(prompts(&json!("a")).ok(), Some(vec!["a".to_owned()]));
+        assert_eq!(prompts(&json!("a")).ok(), Some(vec![Prompt::text("a")]));
         assert_eq!(prompts(&json!(["a", "b"])).map(|v| v.len()).ok(), Some(2));
-        assert_eq!(prompts(&json!([1, 2])).ok(), Some(vec!["1 2 ".to_owned()]));
+        assert_eq!(
+            prompts(&json!([1, 2])).ok(),
+            Some(vec![Prompt {
+                text: "1 2 ".to_owned(),
+                token_ids: Some(2)
+            }])
+        );
         assert_eq!(prompts(&json!([[1], [2]])).map(|v| v.len()).ok(), Some(2));
         assert!(prompts(&json!([])).is_err());
         assert!(prompts(&json!([{}])).is_err());

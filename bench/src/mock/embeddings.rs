@@ -15,7 +15,7 @@ use super::call::{Abort, Call, Usage};
 use super::detrand::{SplitMix, fnv1a};
 use super::fields::{FieldError, Fields, type_name};
 use super::http::{Resp, to_json};
-use super::tokens::text_tokens;
+use super::tokens::{Encoding, encoding_for};
 
 /// The API's limit on inputs per request.
 const MAX_INPUTS: usize = 2048;
@@ -30,9 +30,9 @@ enum Input {
 }
 
 impl Input {
-    fn tokens(&self) -> u64 {
+    fn tokens(&self, encoding: Encoding) -> u64 {
         match self {
-            Input::Text(s) => text_tokens(s),
+            Input::Text(s) => encoding.count(s),
             Input::Tokens(t) => t.len() as u64,
         }
     }
@@ -122,7 +122,8 @@ pub(crate) async fn create(
         .unwrap_or(default_dims) as usize;
     call.gate(&model, false, None).await?;
 
-    let tokens: u64 = inputs.iter().map(Input::tokens).sum();
+    let encoding = encoding_for(&model);
+    let tokens: u64 = inputs.iter().map(|i| i.tokens(encoding)).sum();
     let data = inputs
         .iter()
         .enumerate()

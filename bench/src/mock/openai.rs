@@ -86,7 +86,7 @@ pub(crate) fn parse(
             message: "empty array. Expected an array with minimum length 1, but got an empty array instead.".into(),
         });
     }
-    let mut count = InputCount::default();
+    let mut count = InputCount::new(model);
     let mut roles = Vec::with_capacity(messages.len());
     let mut texts = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
@@ -104,9 +104,10 @@ pub(crate) fn parse(
             });
         }
         count.message();
+        count.text(role);
         let text = content_text(&mf, &mut count)?;
         if let Some(name) = mf.str_opt("name")? {
-            count.text(name);
+            count.name(name);
         }
         if role == "assistant" {
             for (j, tc) in mf
@@ -123,6 +124,13 @@ pub(crate) fn parse(
                 let fprefix = format!("{fpath}.");
                 let ff = Fields::new(func, &fprefix);
                 count.text(ff.str_req("name")?);
+                count.text(ff.str_opt("arguments")?.unwrap_or(""));
+            }
+            // The legacy single `function_call`.
+            if let Some(fc) = mf.object_opt("function_call")? {
+                let fprefix = format!("{prefix}function_call.");
+                let ff = Fields::new(fc, &fprefix);
+                count.text(ff.str_opt("name")?.unwrap_or(""));
                 count.text(ff.str_opt("arguments")?.unwrap_or(""));
             }
         }
@@ -150,7 +158,12 @@ pub(crate) fn parse(
         for (i, t) in tools.iter().enumerate() {
             req.tools.push(tool_spec(t, i)?);
         }
-        count.tools(&Value::Array(tools.clone()));
+    }
+    // Tool definitions, and legacy `functions`, are billed as their JSON.
+    for key in ["tools", "functions"] {
+        if let Some(defs @ Value::Array(_)) = f.get(key) {
+            count.tools(defs);
+        }
     }
     req.tool_choice = tool_choice(f.get("tool_choice"))?;
     req.parallel_tools = f.bool_opt("parallel_tool_calls")?.unwrap_or(true);

@@ -229,23 +229,70 @@ pub(crate) fn chunk_chars(s: &str, n: usize) -> Vec<String> {
 const MAX_TOTAL_PIECES: usize = 1_000_000;
 
 /// Computes the answer. `stripped` is the user text without its directives.
+///
+/// Like the real APIs, no choice generates more than `max_tokens`, reasoning included (it
+/// counts toward OpenAI's `max_completion_tokens` and Anthropic's `max_tokens`): thinking is
+/// cut at the limit and each choice gets what is left, ending with `Finish::Length` when it
+/// is cut.
 pub(crate) fn plan(req: &GenRequest, d: &Directives, stripped: &str, default_tokens: u32) -> Plan {
     let target = (d.tokens.unwrap_or(default_tokens) as usize).min(MAX_TOTAL_PIECES / req.n.max(1));
+    let limit = req
+        .max_tokens
+        .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let mut thinking = (d.thinking || req.thinking).then(|| thinking(stripped));
+    if let Some(t) = &mut thinking {
+        t.pieces.truncate(limit);
+    }
+    let left = limit - thinking.as_ref().map_or(0, |t| t.pieces.len());
     let calls = tool_calls(req, d);
     let choices = (0..req.n.max(1))
         .map(|i| match &calls {
-            Some(calls) => Choice {
-                output: Output::Tools(calls.clone()),
-                finish: Finish::ToolCalls,
-            },
-            None => text_choice(req, stripped, target, i),
+            Some(calls) => tools_choice(calls, left),
+            None => text_choice(req, stripped, target, i, left),
         })
         .collect();
     Plan {
         choices,
-        thinking: (d.thinking || req.thinking).then(|| thinking(stripped)),
+        thinking,
         input_tokens: req.input_tokens,
         cached_tokens: d.cached.unwrap_or(0).min(req.input_tokens),
+    }
+}
+
+/// Tool calls within `limit` output tokens: the calls that fit, then as much of the next
+/// one as fits (its arguments cut short, as a real API leaves them at `max_tokens`).
+fn tools_choice(calls: &[ToolCall], limit: usize) -> Choice {
+    let mut left = limit as u64;
+    let mut kept = Vec::with_capacity(calls.len());
+    for call in calls {
+        let tokens = call.tokens();
+        if tokens <= left {
+            left -= tokens;
+            kept.push(call.clone());
+            continue;
+        }
+        let name = text_tokens(&call.name);
+        if name <= left {
+            let chars = usize::try_from((left - name).saturating_mul(4)).unwrap_or(usize::MAX);
+            kept.push(ToolCall {
+                name: call.name.clone(),
+                input: json!({}),
+                arguments: call.arguments.chars().take(chars).collect(),
+            });
+        }
+        let output = if kept.is_empty() {
+            Output::Text(Vec::new())
+        } else {
+            Output::Tools(kept)
+        };
+        return Choice {
+            output,
+            finish: Finish::Length,
+        };
+    }
+    Choice {
+        output: Output::Tools(kept),
+        finish: Finish::ToolCalls,
     }
 }
 
@@ -276,7 +323,13 @@ fn tool_calls(req: &GenRequest, d: &Directives) -> Option<Vec<ToolCall>> {
     (!calls.is_empty()).then_some(calls)
 }
 
-fn text_choice(req: &GenRequest, stripped: &str, target: usize, index: usize) -> Choice {
+fn text_choice(
+    req: &GenRequest,
+    stripped: &str,
+    target: usize,
+    index: usize,
+    limit: usize,
+) -> Choice {
     let mut pieces = reply_pieces(req, stripped, target, index);
     if let Some(mode) = &req.json {
         let value = match mode {
@@ -288,9 +341,6 @@ fn text_choice(req: &GenRequest, stripped: &str, target: usize, index: usize) ->
         };
         pieces = chunk_chars(&value.to_string(), 4);
     }
-    let limit = req
-        .max_tokens
-        .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
     let truncated = pieces.len() > limit;
     pieces.truncate(limit);
     let finish = match cut_at_stop(&mut pieces, &req.stop) {
@@ -426,6 +476,59 @@ mod tests {
             Some("Mock reply to: alpha beta ")
         );
         assert_eq!(p.output_tokens(), 6);
+    }
+
+    #[test]
+    fn max_tokens_bounds_thinking_and_tool_calls() {
+        let (mut r, d, s) = req("think about this [mock:thinking] [mock:tokens 50]");
+        r.n = 2;
+        r.max_tokens = Some(6);
+        let p = plan(&r, &d, &s, 16);
+        let t = p.thinking_tokens();
+        assert!(t > 0 && t <= 6, "{t}");
+        for c in &p.choices {
+            assert!(c.tokens() <= 6 - t);
+            assert_eq!(c.finish, Finish::Length);
+        }
+        assert!(p.output_tokens() <= 2 * 6);
+        // Thinking can use up the whole limit.
+        r.max_tokens = Some(2);
+        let p = plan(&r, &d, &s, 16);
+        assert_eq!(p.thinking_tokens(), 2);
+        assert!(
+            p.choices
+                .iter()
+                .all(|c| c.tokens() == 0 && c.finish == Finish::Length)
+        );
+
+        let (mut r, d, s) = req(r#"go [mock:call a {"q":"a rather long argument"}] [mock:call b]"#);
+        r.tools = vec![
+            ToolSpec {
+                name: "a".into(),
+                schema: json!({}),
+            },
+            ToolSpec {
+                name: "b".into(),
+                schema: json!({}),
+            },
+        ];
+        r.max_tokens = Some(100);
+        let p = plan(&r, &d, &s, 16);
+        assert!(matches!(&p.choices[0].output, Output::Tools(c) if c.len() == 2));
+        assert_eq!(p.choices[0].finish, Finish::ToolCalls);
+        r.max_tokens = Some(3);
+        let p = plan(&r, &d, &s, 16);
+        let Output::Tools(calls) = &p.choices[0].output else {
+            panic!("a cut call expected")
+        };
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].arguments, r#"{"q":"a "#);
+        assert_eq!(p.choices[0].finish, Finish::Length);
+        assert_eq!(p.output_tokens(), 3);
+        r.max_tokens = Some(0);
+        let p = plan(&r, &d, &s, 16);
+        assert!(matches!(&p.choices[0].output, Output::Text(t) if t.is_empty()));
+        assert_eq!(p.output_tokens(), 0);
     }
 
     #[test]

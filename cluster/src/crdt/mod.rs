@@ -42,8 +42,8 @@ pub use counters::{
 };
 pub use period::{FloorCell, FloorItem, Floors, Period, PeriodUnit};
 pub use rights::{
-    BudgetKey, Insufficient, MintError, MintId, Rights, RightsDelta, RightsItem, RightsItems, Row,
-    TransferError,
+    BudgetKey, Insufficient, MintError, MintId, ReclaimRefused, RefundError, Rights, RightsDelta,
+    RightsItem, RightsItems, Row, TransferError,
 };
 pub use transfer::{DonorPolicy, RightsGrant, RightsRequest};
 pub use version::{CausalContext, Dot, DotRanges, VersionVector};

@@ -7,26 +7,58 @@
 //! * `minted` — rights it created (only the deterministic mint node mints);
 //! * `sent[to]` — rights it transferred to `to` (the `transferred[w][to]` of the paper);
 //! * `spent` — rights it consumed by admitting requests;
+//! * `refunded` — rights it spent and then handed back unused (at most `spent`);
 //! * `received[from]` — how much of `from`'s transfers to it the writer had seen when it last
 //!   wrote the row (see below);
+//! * `reclaimed[dead]` — rights it took over from a writer declared dead (see below);
 //! * `mints` — the identities of its mints, so minting is idempotent per key and mint id.
 //!
 //! The rights a writer holds are
-//! `rights(w) = minted[w] + Σ_x in[x→w] − Σ_y sent[w][y] − spent[w]`, where
-//! `in[x→w] = max(sent[x][w], received[w][x])`: the best known lower bound of what `x`
+//!
+//! ```text
+//! rights(w) = minted[w] + Σ_x in[x→w] − Σ_y sent[w][y] − spent[w] + refunded[w]
+//!           + Σ_x reclaimed[w][x] − Σ_h reclaimed[h][w]
+//! ```
+//!
+//! where `in[x→w] = max(sent[x][w], received[w][x])` is the best known lower bound of what `x`
 //! transferred to `w`. A writer spends or transfers only rights it holds, so on every node, at
-//! every moment, **no writer's rights are negative and Σ spent ≤ Σ minted**: zero overspend under
-//! any partition. A side without rights refuses (strict mode); it asks a peer for a transfer
-//! ([`super::transfer`]).
+//! every moment, **no writer's rights are negative and Σ consumed ≤ Σ minted**, where a writer's
+//! consumption is `spent − refunded`: zero overspend under any partition. A side without rights
+//! refuses (strict mode); it asks a peer for a transfer ([`super::transfer`]).
+//!
+//! **Refunds.** The node debits rights in chunks into an in-memory pool ahead of use, so that a
+//! crash can only underspend; [`Rights::refund`] hands an unused part of the pool back as rights
+//! of the same writer. A refund never exceeds what the writer spent, so `spent − refunded` never
+//! goes negative. [`Rights::total_spent`] is Σ spent (rights ever debited, refunds included);
+//! [`Rights::total_consumed`] is Σ (spent − refunded), what the budget really used.
+//!
+//! **Reclaiming a dead writer's rights.** When an operator declares a node gone for good, a
+//! surviving writer takes over the rights the dead writer held ([`Rights::reclaim`]): it records
+//! `reclaimed[dead] += rights(dead)` in its own row, which moves them from `dead` to itself in
+//! every replica's formula. Once any row has reclaimed from `dead` for a key, `dead` itself (if
+//! it comes back after all) refuses to spend, transfer or refund for that key, its
+//! [`Rights::local_rights`] read 0, and nobody transfers to it any more. Rights that reach
+//! `dead` later anyway (a transfer sent before its sender saw the reclaim) show in
+//! [`Rights::rights`] and can be reclaimed by a second reclaim, which takes only what is left.
+//! Two hazards remain, both operational:
+//!
+//! * the reclaimer must have seen every write the dead writer made (the runtime syncs with every
+//!   live peer first): a spend of the dead writer that reached some node but not the reclaimer
+//!   makes the dead writer's rights negative there, an overspend of at most that spend;
+//! * two operators reclaiming the same dead writer on two nodes **concurrently**, each before
+//!   seeing the other's reclaim, both take its rights, which doubles them. Run the reclaim once,
+//!   on one node (a reclaim that has seen an earlier one takes 0).
 //!
 //! Why `received` and whole-key deltas: rows of different writers travel independently. Without
 //! care a node could see `w`'s spend of rights that `x` transferred to `w` before it sees `x`'s
-//! transfer, and compute a negative balance for `w` (or Σ spent > Σ minted). So (1) a writer folds
-//! every transfer it has seen into its own `received` before it spends or transfers, making its own
-//! row self-sufficient (`minted + Σ received − Σ sent − spent ≥ 0`), and (2) a delta always carries
-//! **all** rows of a budget key it touches, so every replica's view of a key is a join of views
-//! that were each consistent (`received[w][x] ≤ sent[x][w]`), which is again consistent. Hence
-//! `Σ_w rights(w) + Σ spent = Σ minted` holds in every replica at every step, not only after
+//! transfer, and compute a negative balance for `w` (or Σ consumed > Σ minted). So (1) a writer
+//! folds every transfer it has seen into its own `received` before it spends or transfers, making
+//! its own row self-sufficient (`minted + Σ received − Σ sent − spent + refunded + Σ reclaimed
+//! ≥ 0`), and (2) a delta always carries **all** rows of a budget key it touches, so every
+//! replica's view of a key is a join of views that were each consistent
+//! (`received[w][x] ≤ sent[x][w]`, and a reclaim's amount covers the dead writer's row as the
+//! reclaimer saw it), which is again consistent. Hence
+//! `Σ_w rights(w) + Σ consumed = Σ minted` holds in every replica at every step, not only after
 //! convergence.
 //!
 //! Merge is the maximum per cell (and union of mint ids); a row carries the seq of its owner's
@@ -86,6 +118,13 @@ pub struct Row {
     pub mints: BTreeSet<MintId>,
     /// The seq of the writer's last update to this row (its dot).
     pub seq: u64,
+    /// Rights this writer spent and then handed back unused (never more than `spent`).
+    #[serde(default)]
+    pub refunded: u64,
+    /// Rights this writer took over from writers declared dead, per dead writer. A key present
+    /// (even with 0) marks that writer as reclaimed for this budget key.
+    #[serde(default)]
+    pub reclaimed: BTreeMap<WriterId, u64>,
 }
 
 impl Row {
@@ -97,6 +136,8 @@ impl Row {
         merge_max(&mut self.received, &other.received);
         self.mints.extend(other.mints.iter().copied());
         self.seq = self.seq.max(other.seq);
+        self.refunded = self.refunded.max(other.refunded);
+        merge_max(&mut self.reclaimed, &other.reclaimed);
         *self != before
     }
 
@@ -153,6 +194,43 @@ pub enum TransferError {
     /// A writer cannot transfer to itself.
     #[error("cannot transfer rights to oneself")]
     ToSelf,
+    /// The recipient's rights for this key were reclaimed (it was declared dead); rights sent
+    /// to it would be stranded until reclaimed again.
+    #[error("the recipient's rights for the budget were reclaimed")]
+    ToReclaimed,
+}
+
+/// Why a refund was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefundError {
+    /// The refund would exceed what the local writer spent and has not yet refunded.
+    #[error("cannot refund {requested}: only {refundable} spent and not yet refunded")]
+    Excess {
+        /// `spent − refunded` of the local writer's row.
+        refundable: u64,
+        /// The amount asked for.
+        requested: u64,
+    },
+    /// The local writer's rights for this key were reclaimed by another writer.
+    #[error("this writer's rights for the budget were reclaimed")]
+    Reclaimed,
+    /// The key's period was dropped.
+    #[error(transparent)]
+    PeriodDropped(#[from] PeriodDropped),
+}
+
+/// Why a reclaim was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReclaimRefused {
+    /// A writer cannot reclaim its own rights.
+    #[error("cannot reclaim one's own rights")]
+    FromSelf,
+    /// The local writer was itself reclaimed for this key.
+    #[error("this writer's rights for the budget were reclaimed")]
+    Reclaimed,
+    /// The key's period was dropped.
+    #[error(transparent)]
+    PeriodDropped(#[from] PeriodDropped),
 }
 
 /// Why a mint was refused.
@@ -198,9 +276,19 @@ impl Rights {
         self.keys.get(key).map_or(0, |rows| rights_in(rows, writer))
     }
 
-    /// Rights held by the local writer.
+    /// Rights the local writer may use: [`Self::rights`] of the local writer, or 0 once its
+    /// rights for `key` were reclaimed (it refuses to use them from then on).
     pub fn local_rights(&self, key: &BudgetKey) -> u64 {
+        if self.is_reclaimed(key, &self.me) {
+            return 0;
+        }
         self.rights(key, &self.me)
+    }
+
+    /// Whether some row reclaimed `writer`'s rights for `key` (it was declared dead).
+    pub fn is_reclaimed(&self, key: &BudgetKey, writer: &WriterId) -> bool {
+        self.rows(key)
+            .any(|(_, r)| r.reclaimed.contains_key(writer))
     }
 
     /// Σ minted over writers.
@@ -208,9 +296,15 @@ impl Rights {
         self.sum(key, |r| r.minted)
     }
 
-    /// Σ spent over writers.
+    /// Σ spent over writers: every right ever debited, including those later refunded.
     pub fn total_spent(&self, key: &BudgetKey) -> u64 {
         self.sum(key, |r| r.spent)
+    }
+
+    /// Σ (spent − refunded) over writers: the rights the budget really consumed. Always at
+    /// most [`Self::total_minted`]; `total_minted − total_consumed` is what the writers hold.
+    pub fn total_consumed(&self, key: &BudgetKey) -> u64 {
+        self.sum(key, |r| r.spent.saturating_sub(r.refunded))
     }
 
     fn sum(&self, key: &BudgetKey, f: impl Fn(&Row) -> u64) -> u64 {
@@ -219,14 +313,16 @@ impl Rights {
         })
     }
 
-    /// Every writer holding or owed rights for `key` with its rights (owners of rows and
-    /// recipients of transfers), in writer order.
+    /// Every writer holding or owed rights for `key` with its rights (owners of rows,
+    /// recipients of transfers and reclaimed writers), in writer order, as [`Self::rights`]
+    /// computes them (a reclaimed writer shows what reached it after the reclaim).
     pub fn holders(&self, key: &BudgetKey) -> Vec<(WriterId, u64)> {
         let Some(rows) = self.keys.get(key) else {
             return Vec::new();
         };
         let mut who: BTreeSet<&WriterId> = rows.keys().collect();
         who.extend(rows.values().flat_map(|r| r.sent.keys()));
+        who.extend(rows.values().flat_map(|r| r.reclaimed.keys()));
         who.into_iter()
             .map(|w| (w.clone(), rights_in(rows, w)))
             .collect()
@@ -323,6 +419,9 @@ impl Rights {
             return Err(TransferError::ToSelf);
         }
         self.check(key, amount)?;
+        if self.is_reclaimed(key, to) {
+            return Err(TransferError::ToReclaimed);
+        }
         let to = self.ctx.intern(to).unwrap_or_else(|| to.clone());
         Ok(self.write_own(key, dot, |row| {
             let cur = row.sent.entry(to).or_insert(0);
@@ -330,9 +429,88 @@ impl Rights {
         }))
     }
 
+    /// Hands `amount` of what we spent on `key` back as our rights (an unused pool returned).
+    /// Refused if it exceeds what we spent and have not refunded yet, or if our rights for
+    /// `key` were reclaimed.
+    pub fn refund(&mut self, key: &BudgetKey, amount: u64) -> Result<RightsDelta, RefundError> {
+        let dot = self.ctx.next_dot(&self.me);
+        self.refund_at(key, amount, dot)
+    }
+
+    pub(crate) fn refund_at(
+        &mut self,
+        key: &BudgetKey,
+        amount: u64,
+        dot: Dot,
+    ) -> Result<RightsDelta, RefundError> {
+        if self.floors.is_dropped(&key.period) {
+            return Err(PeriodDropped(key.period).into());
+        }
+        if self.is_reclaimed(key, &self.me) {
+            return Err(RefundError::Reclaimed);
+        }
+        let refundable = self
+            .keys
+            .get(key)
+            .and_then(|rows| rows.get(&self.me))
+            .map_or(0, |r| r.spent.saturating_sub(r.refunded));
+        if amount > refundable {
+            return Err(RefundError::Excess {
+                refundable,
+                requested: amount,
+            });
+        }
+        Ok(self.write_own(key, dot, |row| {
+            row.refunded = row.refunded.saturating_add(amount);
+        }))
+    }
+
+    /// Takes over every right `dead` holds for `key` (as this replica sees them) into our own
+    /// row, and returns the delta and the amount taken. From then on `dead` refuses to use
+    /// rights for `key`. A second reclaim of the same writer takes only what reached it since.
+    ///
+    /// Run it only for a writer that is gone for good, after having seen all its writes, and on
+    /// one node only (see the module docs for why).
+    pub fn reclaim(
+        &mut self,
+        key: &BudgetKey,
+        dead: &WriterId,
+    ) -> Result<(RightsDelta, u64), ReclaimRefused> {
+        let dot = self.ctx.next_dot(&self.me);
+        self.reclaim_at(key, dead, dot)
+    }
+
+    pub(crate) fn reclaim_at(
+        &mut self,
+        key: &BudgetKey,
+        dead: &WriterId,
+        dot: Dot,
+    ) -> Result<(RightsDelta, u64), ReclaimRefused> {
+        if *dead == self.me {
+            return Err(ReclaimRefused::FromSelf);
+        }
+        if self.floors.is_dropped(&key.period) {
+            return Err(PeriodDropped(key.period).into());
+        }
+        if self.is_reclaimed(key, &self.me) {
+            return Err(ReclaimRefused::Reclaimed);
+        }
+        let amount = self.rights(key, dead);
+        let dead = self.ctx.intern(dead).unwrap_or_else(|| dead.clone());
+        let delta = self.write_own(key, dot, |row| {
+            let cur = row.reclaimed.entry(dead).or_insert(0);
+            *cur = cur.saturating_add(amount);
+        });
+        Ok((delta, amount))
+    }
+
+    /// Refuses `amount` unless the local writer holds it. A dropped period or a reclaimed
+    /// writer holds nothing, and refuses even an amount of 0: a write to its row would
+    /// resurrect a dropped key locally, or keep a writer declared dead writing.
     fn check(&self, key: &BudgetKey, amount: u64) -> Result<(), Insufficient> {
         let available = self.local_rights(key);
-        if amount > available {
+        let blocked = self.floors.is_dropped(&key.period) || self.is_reclaimed(key, &self.me);
+        if amount > available || blocked {
             return Err(Insufficient {
                 available,
                 requested: amount,
@@ -543,8 +721,14 @@ impl Rights {
 /// could have made inconsistent.
 fn rights_in(rows: &BTreeMap<WriterId, Row>, w: &WriterId) -> u64 {
     let own = rows.get(w);
-    let mut plus: u128 = own.map_or(0, |r| u128::from(r.minted));
+    let mut plus: u128 = own.map_or(0, |r| {
+        u128::from(r.minted)
+            + u128::from(r.refunded)
+            + r.reclaimed.values().map(|&v| u128::from(v)).sum::<u128>()
+    });
+    let mut minus: u128 = own.map_or(0, |r| u128::from(r.spent) + r.sent_total());
     for (x, r) in rows {
+        minus += u128::from(r.reclaimed.get(w).copied().unwrap_or(0));
         if x == w {
             continue;
         }
@@ -559,6 +743,5 @@ fn rights_in(rows: &BTreeMap<WriterId, Row>, w: &WriterId) -> u64 {
             }
         }
     }
-    let minus = own.map_or(0, |r| u128::from(r.spent) + r.sent_total());
     u64::try_from(plus.saturating_sub(minus)).unwrap_or(u64::MAX)
 }

@@ -16,6 +16,22 @@
 //! merges are short and synchronous, and encoding happens under the lock only for the delta
 //! being produced. Deltas are idempotent and commutative, so the order in which they reach
 //! disk or peers does not matter for correctness.
+//!
+//! A local change is pushed to peers only once it is on disk ([`ClusterNode::mutate`] waits
+//! for the fsync; [`ClusterNode::mutate_nowait`] returns at once and pushes after the fsync):
+//! a node restarted on its data dir reuses its writer slot, which is safe only if no peer
+//! ever saw a dot the disk does not hold (see [`crate::hlc`]). The one exception, for both, is
+//! an anti-entropy pull answered inside that group commit's window (a few ms), which carries
+//! the replica as it is.
+//!
+//! Besides replication the node offers governance a few services: a catalog observer
+//! ([`ClusterNode::set_catalog_observer`]), staleness ([`ClusterNode::last_heard`]), one-way
+//! messages of its own kinds ([`ClusterNode::broadcast`], [`ClusterNode::subscribe`], e.g.
+//! [`RATE_REPORT`]), and the operator's reclaim of a dead node's budget rights
+//! ([`ClusterNode::reclaim_node`]).
+//!
+//! Lock order: the replica lock, then the observer slot; the chitchat lock is never taken
+//! while the replica lock is held.
 
 mod config;
 mod gc;
@@ -23,19 +39,25 @@ mod rights;
 mod sync;
 mod view;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chitchat::{ChitchatId, NodeState};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use config::ClusterConfig;
+pub use sync::SyncError;
 pub use view::CatalogView;
+
+use crate::crdt::BudgetKey;
+use crate::transport::Inbound;
 
 use crate::codec::{self, CodecError, Kind};
 use crate::hlc::{HlcClock, NodeId, WriterId};
@@ -50,6 +72,17 @@ pub const SYNC_PULL: MessageKind = MessageKind(10);
 pub const SYNC_PUSH: MessageKind = MessageKind(11);
 /// Transport kind of a budget-rights request (request/response stream).
 pub const SYNC_RIGHTS: MessageKind = MessageKind(12);
+/// Transport kind reserved for the node's rate-limit demand reports (one-way, via
+/// [`ClusterNode::broadcast`] and [`ClusterNode::subscribe`]).
+pub const RATE_REPORT: MessageKind = MessageKind(13);
+
+/// Kinds the cluster itself uses; [`ClusterNode::broadcast`] and [`ClusterNode::subscribe`]
+/// refuse them.
+const RESERVED_KINDS: [MessageKind; 4] = [MessageKind::GOSSIP, SYNC_PULL, SYNC_PUSH, SYNC_RIGHTS];
+
+/// Called with `(id, Some(value))` when a catalog entry becomes live or changes and
+/// `(id, None)` when it is deleted; see [`ClusterNode::set_catalog_observer`].
+pub type CatalogObserver<V> = Arc<dyn Fn(&str, Option<&V>) + Send + Sync>;
 
 /// What the catalog may hold.
 pub trait CatalogValue: Clone + Eq + Serialize + DeserializeOwned + Send + Sync + 'static {}
@@ -73,6 +106,32 @@ pub enum ClusterError {
     /// Gossip could not start.
     #[error("membership: {0}")]
     Membership(String),
+    /// The message kind belongs to the cluster's own protocols.
+    #[error("message kind {0} is reserved by the cluster")]
+    ReservedKind(MessageKind),
+}
+
+/// Why [`ClusterNode::reclaim_node`] refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReclaimError {
+    /// The node named is this node.
+    #[error("{0:?} is this node; a node cannot reclaim its own rights")]
+    SelfNode(String),
+    /// The node named is live in gossip: it is not dead, and could still be spending.
+    #[error("{0:?} is live in gossip; reclaim only a node that is gone for good")]
+    Live(String),
+    /// A live peer could not be synced with first, so a write of the dead node that reached
+    /// only that peer could be missed (and its rights taken twice). Retry when it answers.
+    #[error("cannot catch up with live peer {peer:?} before reclaiming: {source}")]
+    CatchUp {
+        /// The peer's node id.
+        peer: String,
+        /// Why the exchange failed.
+        source: SyncError,
+    },
+    /// The reclaim could not be persisted.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// Replication counters, exported as metrics by the node.
@@ -113,6 +172,13 @@ pub(crate) struct Shared<V> {
     /// The newest version vector each peer (by address) has shown us: in its pull requests
     /// and its pull replies. Everything at or below it, the peer has.
     pub acked: Mutex<BTreeMap<SocketAddr, crate::crdt::VersionVector>>,
+    /// The catalog observer; only called, set and read under the replica lock.
+    pub observer: Mutex<Option<CatalogObserver<V>>>,
+    /// When this node last heard from a peer, as nanoseconds after `started` plus one
+    /// (0: never). An atomic so the request path can read it without a lock.
+    pub last_heard: AtomicU64,
+    /// The origin of `last_heard`.
+    pub started: Instant,
 }
 
 /// A member of a member's view of the cluster.
@@ -136,6 +202,11 @@ pub struct ClusterNode<V: CatalogValue> {
     membership: Option<Membership>,
     tasks: Vec<JoinHandle<()>>,
     writer: WriterId,
+    /// Live members as gossip last computed them (self included), readable without awaiting
+    /// the chitchat lock.
+    live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
+    /// The runtime the node started on, for the tasks `mutate_nowait` spawns.
+    runtime: tokio::runtime::Handle,
 }
 
 impl<V: CatalogValue> ClusterNode<V> {
@@ -176,6 +247,9 @@ impl<V: CatalogValue> ClusterNode<V> {
             since_snapshot: AtomicU64::new(recovered.records.len() as u64),
             snapshotting: Arc::new(AtomicBool::new(false)),
             acked: Mutex::new(BTreeMap::new()),
+            observer: Mutex::new(None),
+            last_heard: AtomicU64::new(0),
+            started: Instant::now(),
             config,
         });
         let mut tasks = sync::spawn_handlers(&shared)?;
@@ -200,10 +274,10 @@ impl<V: CatalogValue> ClusterNode<V> {
         let membership = spawn_membership(&endpoint, membership_config, key_values)
             .await
             .map_err(|e| ClusterError::Membership(e.to_string()))?;
-        let peers = membership.chitchat().lock().await.live_nodes_watcher();
+        let live = membership.chitchat().lock().await.live_nodes_watcher();
         tasks.push(tokio::spawn(sync::anti_entropy(
             shared.clone(),
-            peers,
+            live.clone(),
             writer.node.as_str().to_owned(),
         )));
         tasks.push(tokio::spawn(gc::collect_tombstones(
@@ -216,6 +290,8 @@ impl<V: CatalogValue> ClusterNode<V> {
             membership: Some(membership),
             tasks,
             writer,
+            live,
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -265,25 +341,71 @@ impl<V: CatalogValue> ClusterNode<V> {
         &self,
         f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
     ) -> Result<R, ClusterError> {
-        let (record, result) = {
-            let mut replica = self
-                .shared
-                .replica
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let (delta, result) = f(&mut replica);
-            if delta.is_empty() {
-                return Ok(result);
-            }
-            for (id, entry) in &delta.items.catalog {
-                self.shared.view.set(id, entry.value.clone());
-            }
-            (codec::encode(Kind::LogRecord, &delta)?, result)
+        let (record, result) = self.apply_local(f)?;
+        let Some(record) = record else {
+            return Ok(result);
         };
         self.shared.store.append(record.clone()).await?;
         sync::after_persist(&self.shared);
-        sync::push_to_peers(&self.shared, self.live_peers().await, &record);
+        sync::push_to_peers(&self.shared, self.live_peers(), &record);
         Ok(result)
+    }
+
+    /// Like [`Self::mutate`], but returns as soon as the delta is applied and queued for disk
+    /// (group commit), without waiting for the fsync. The delta is pushed to peers once its
+    /// batch is fsynced (a few ms later), as `mutate` does, so that peers do not learn of a
+    /// write this node's disk could still lose. For usage counters on the request path: a
+    /// crash may lose the changes of the last few milliseconds (an undercount). Never use it
+    /// for budget rights or the catalog, whose writes must be durable before the caller acts
+    /// on them. Completes without waiting for anything (it is `async` only to mirror
+    /// `mutate`); the push runs on the runtime the node started on.
+    pub async fn mutate_nowait<R>(
+        &self,
+        f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
+    ) -> Result<R, ClusterError> {
+        let (record, result) = self.apply_local(f)?;
+        let Some(record) = record else {
+            return Ok(result);
+        };
+        let done = self.shared.store.append_queued(record.clone())?;
+        sync::after_persist(&self.shared);
+        let shared = self.shared.clone();
+        let live = self.live.clone();
+        let self_id = self.writer.node.as_str().to_owned();
+        self.runtime.spawn(async move {
+            match done.wait().await {
+                Ok(()) => {
+                    let peers = sync::peers_of(live.borrow().keys(), &self_id);
+                    sync::push_to_peers(&shared, peers, &record);
+                }
+                // Not durable, so not shipped: peers must never see a dot we could lose.
+                Err(e) => tracing::error!("cannot persist a local change: {e}"),
+            }
+        });
+        Ok(result)
+    }
+
+    /// Runs `f` under the replica lock, mirrors its catalog changes and encodes its delta
+    /// (`None` when the delta is empty: nothing to persist or ship).
+    fn apply_local<R>(
+        &self,
+        f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
+    ) -> Result<(Option<Bytes>, R), ClusterError> {
+        let mut replica = self
+            .shared
+            .replica
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (delta, result) = f(&mut replica);
+        if delta.is_empty() {
+            return Ok((None, result));
+        }
+        let observer = self.shared.observer();
+        for (id, entry) in &delta.items.catalog {
+            self.shared
+                .catalog_changed(observer.as_ref(), id, entry.value.as_ref());
+        }
+        Ok((Some(codec::encode(Kind::LogRecord, &delta)?), result))
     }
 
     /// Puts a catalog entry, durably, and replicates it.
@@ -345,13 +467,140 @@ impl<V: CatalogValue> ClusterNode<V> {
         }
     }
 
-    async fn live_peers(&self) -> Vec<(String, SocketAddr)> {
-        let Some(membership) = &self.membership else {
-            return Vec::new();
+    /// Live peers (self excluded), from gossip's last liveness update.
+    fn live_peers(&self) -> Vec<(String, SocketAddr)> {
+        sync::peers_of(self.live.borrow().keys(), self.writer.node.as_str())
+    }
+
+    /// Every live peer (this node excluded) as `(node id, gossip and sync address)`, as the
+    /// failure detector last judged them. A node restarted moments ago may briefly show twice
+    /// (its previous process, under another gossip generation, until that one is judged dead).
+    pub fn live_peers_info(&self) -> Vec<(String, SocketAddr)> {
+        let mut peers = self.live_peers();
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
+    /// How many distinct nodes are live, this node included.
+    pub fn member_count_live(&self) -> usize {
+        let peers = self.live_peers();
+        let ids: BTreeSet<&str> = peers.iter().map(|(id, _)| id.as_str()).collect();
+        ids.len() + 1
+    }
+
+    /// The latest instant at which this node completed a sync exchange with a peer, merged a
+    /// delta a peer pushed, answered a peer's pull or received a rights transfer from a peer;
+    /// `None` if it never has. Governance fails closed when this is too old.
+    pub fn last_heard(&self) -> Option<Instant> {
+        self.shared.last_heard()
+    }
+
+    /// Calls `f` for every change of the live catalog view: `(id, Some(value))` for an entry
+    /// written, `(id, None)` for one deleted, from local mutations and merged deltas alike,
+    /// under the replica lock and in the order the changes are applied. On registration, `f`
+    /// is first called once for every live entry, under the same lock, so no change is missed
+    /// or seen out of order. A second call replaces the observer.
+    ///
+    /// `f` runs on the write path with the replica locked: keep it short, and never call back
+    /// into this node from it (that would deadlock).
+    pub fn set_catalog_observer(&self, f: CatalogObserver<V>) {
+        let replica = self
+            .shared
+            .replica
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (id, value) in replica.catalog().iter() {
+            f(id, Some(value));
+        }
+        *self
+            .shared
+            .observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    /// Sends `payload` as a one-way message of `kind` to every live peer, without waiting
+    /// (fire and forget: a peer that is down, or has nobody subscribed to `kind`, misses it;
+    /// sends beyond the endpoint's limit of detached sends are dropped and counted). The
+    /// cluster's own kinds (gossip and sync) are refused: nothing is sent and an error is
+    /// logged.
+    pub fn broadcast(&self, kind: MessageKind, payload: Bytes) {
+        if RESERVED_KINDS.contains(&kind) {
+            tracing::error!(%kind, "refusing to broadcast on a kind reserved by the cluster");
+            return;
+        }
+        for (_, addr) in self.live_peers_info() {
+            self.shared
+                .endpoint
+                .send_detached(addr, kind, payload.clone());
+        }
+    }
+
+    /// Receives the one-way messages of `kind` that peers send this node, up to `max_size`
+    /// bytes each (larger ones are refused and counted); each carries its sender's address.
+    /// May be called at any time after start; messages of `kind` that arrive while nobody
+    /// receives them are dropped (and counted as of unknown kind). One receiver per kind: a
+    /// second call takes the kind over, and the earlier receiver sees the end of its queue.
+    ///
+    /// For the cluster's own kinds (gossip and sync), or once the node is shut down, the
+    /// receiver is already closed (its `recv` returns `None` at once) and an error is logged.
+    pub fn subscribe(&self, kind: MessageKind, max_size: usize) -> mpsc::Receiver<Inbound> {
+        let refused = if RESERVED_KINDS.contains(&kind) {
+            ClusterError::ReservedKind(kind)
+        } else {
+            match self.shared.endpoint.resubscribe(kind, max_size) {
+                Ok(inbox) => return inbox,
+                Err(e) => ClusterError::Transport(e),
+            }
         };
-        let chitchat = membership.chitchat();
-        let chitchat = chitchat.lock().await;
-        sync::peers_of(chitchat.live_nodes(), self.writer.node.as_str())
+        tracing::error!(%kind, "cannot subscribe: {refused}");
+        let (_, closed) = mpsc::channel(1);
+        closed
+    }
+
+    /// An operator declares node `dead_node` gone for good: for every budget key where a
+    /// writer of that node (any incarnation) holds rights, this node's writer takes them over,
+    /// durably (one write, fsynced, then replicated). Returns what was taken, per key.
+    ///
+    /// Refused for this node itself and for a node gossip considers live. First syncs with
+    /// every live peer, so that every write of the dead node that reached any live node is
+    /// seen before its rights are computed; fails if one of them cannot be reached. Run it
+    /// once, on one node: two concurrent reclaims of the same node on two nodes would both
+    /// take its rights (see [`crate::crdt::rights`]).
+    pub async fn reclaim_node(
+        &self,
+        dead_node: &str,
+    ) -> Result<Vec<(BudgetKey, u64)>, ReclaimError> {
+        if dead_node == self.writer.node.as_str() {
+            return Err(ReclaimError::SelfNode(dead_node.to_owned()));
+        }
+        if let Some(membership) = &self.membership {
+            let chitchat = membership.chitchat();
+            let chitchat = chitchat.lock().await;
+            if chitchat.live_nodes().any(|id| &*id.node_id == dead_node) {
+                return Err(ReclaimError::Live(dead_node.to_owned()));
+            }
+        }
+        for (peer, addr) in self.live_peers_info() {
+            sync::exchange(&self.shared, addr)
+                .await
+                .map_err(|source| ReclaimError::CatchUp { peer, source })?;
+        }
+        let taken = self.mutate(|r| r.reclaim_node(dead_node)).await?;
+        let mut per_key: BTreeMap<BudgetKey, u64> = BTreeMap::new();
+        for (key, _, amount) in taken {
+            let total = per_key.entry(key).or_insert(0);
+            *total = total.saturating_add(amount);
+        }
+        if !per_key.is_empty() {
+            tracing::warn!(
+                dead_node,
+                keys = per_key.len(),
+                "reclaimed a dead node's budget rights"
+            );
+        }
+        Ok(per_key.into_iter().collect())
     }
 
     /// Asks `peer` for `amount` budget rights of `key` (the escrow transfer protocol). On a
@@ -395,6 +644,22 @@ impl<V: CatalogValue> ClusterNode<V> {
     }
 }
 
+impl<V: Clone + Send + Sync> Shared<V> {
+    /// Mirrors one catalog change into the view and tells the observer (call under the
+    /// replica lock, so both see changes in the order they are applied).
+    pub(crate) fn catalog_changed(
+        &self,
+        observer: Option<&CatalogObserver<V>>,
+        id: &str,
+        value: Option<&V>,
+    ) {
+        self.view.set(id, value.cloned());
+        if let Some(f) = observer {
+            f(id, value);
+        }
+    }
+}
+
 impl<V: CatalogValue> Drop for ClusterNode<V> {
     fn drop(&mut self) {
         for task in &self.tasks {
@@ -406,6 +671,29 @@ impl<V: CatalogValue> Drop for ClusterNode<V> {
 
 /// Shared access for [`sync`].
 impl<V> Shared<V> {
+    /// Records that a peer was heard from just now.
+    pub(crate) fn heard(&self) {
+        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last_heard
+            .fetch_max(nanos.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// See [`ClusterNode::last_heard`].
+    pub(crate) fn last_heard(&self) -> Option<Instant> {
+        match self.last_heard.load(Ordering::Relaxed) {
+            0 => None,
+            n => self.started.checked_add(Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// The current catalog observer (call under the replica lock).
+    pub(crate) fn observer(&self) -> Option<CatalogObserver<V>> {
+        self.observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub(crate) fn count_sent(&self, bytes: usize) {
         self.stats
             .bytes_sent

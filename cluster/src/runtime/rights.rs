@@ -123,9 +123,14 @@ pub(super) async fn request<V: CatalogValue>(
     )?;
     Ok(match grant {
         Some((grant, delta)) => {
-            sync::merge(shared, delta, None);
+            if sync::merge(shared, delta, None) {
+                shared.heard();
+            }
             Some(grant)
         }
-        None => None,
+        None => {
+            shared.heard();
+            None
+        }
     })
 }

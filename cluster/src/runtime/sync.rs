@@ -98,7 +98,9 @@ fn answer_pull<V: CatalogValue>(shared: &Shared<V>, request: IncomingRequest) {
     match reply {
         Ok(bytes) => {
             shared.count_sent(bytes.len());
-            request.respond(bytes);
+            if request.respond(bytes) {
+                shared.heard();
+            }
         }
         Err(e) => tracing::error!("cannot encode a pull reply: {e}"),
     }
@@ -107,7 +109,11 @@ fn answer_pull<V: CatalogValue>(shared: &Shared<V>, request: IncomingRequest) {
 fn merge_push<V: CatalogValue>(shared: &Shared<V>, message: Inbound) {
     shared.count_received(message.payload.len());
     match decode_delta::<V>(&message.payload, shared.config.max_sync_bytes) {
-        Ok(delta) => merge(shared, delta, Some(message.payload)),
+        Ok(delta) => {
+            if merge(shared, delta, Some(message.payload)) {
+                shared.heard();
+            }
+        }
         Err(e) => {
             shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
             shared.endpoint.record_decode_error(SYNC_PUSH);
@@ -130,8 +136,13 @@ pub(super) fn decode_delta<V: CatalogValue>(
     codec::decode_kind(bytes, expected, max)
 }
 
-/// Merges a peer's delta and queues it for disk if it changed anything.
-pub(super) fn merge<V: CatalogValue>(shared: &Shared<V>, delta: Delta<V>, raw: Option<Bytes>) {
+/// Merges a peer's delta and queues it for disk if it changed anything. Returns `false` if
+/// the delta was refused (clock skew).
+pub(super) fn merge<V: CatalogValue>(
+    shared: &Shared<V>,
+    delta: Delta<V>,
+    raw: Option<Bytes>,
+) -> bool {
     let record = {
         let mut replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
         // Encode before applying only when there are no raw bytes to reuse.
@@ -141,8 +152,9 @@ pub(super) fn merge<V: CatalogValue>(shared: &Shared<V>, delta: Delta<V>, raw: O
         };
         match replica.apply(delta) {
             Ok(outcome) => {
+                let observer = shared.observer();
                 for id in &outcome.catalog_changed {
-                    shared.view.set(id, replica.catalog().get(id).cloned());
+                    shared.catalog_changed(observer.as_ref(), id, replica.catalog().get(id));
                 }
                 let changed = !outcome.catalog_changed.is_empty()
                     || outcome.counters_changed > 0
@@ -152,7 +164,7 @@ pub(super) fn merge<V: CatalogValue>(shared: &Shared<V>, delta: Delta<V>, raw: O
             Err(e) => {
                 shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("refusing a delta: {e}");
-                None
+                return false;
             }
         }
     };
@@ -166,6 +178,7 @@ pub(super) fn merge<V: CatalogValue>(shared: &Shared<V>, delta: Delta<V>, raw: O
         Some(Err(e)) => tracing::error!("cannot encode a merged delta: {e}"),
         None => {}
     }
+    true
 }
 
 /// One pull-push exchange with `peer`.
@@ -189,8 +202,8 @@ pub(super) async fn exchange<V: CatalogValue>(
     if let Ok(mut acked) = shared.acked.lock() {
         acked.insert(peer, version.clone());
     }
-    if !delta.is_empty() {
-        merge(shared, delta, None);
+    if delta.is_empty() || merge(shared, delta, None) {
+        shared.heard();
     }
     let back = {
         let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());

@@ -97,6 +97,17 @@ impl SnapshotDone {
     }
 }
 
+/// The outcome of a queued append.
+#[derive(Debug)]
+pub struct AppendDone(oneshot::Receiver<Result<(), StoreError>>);
+
+impl AppendDone {
+    /// Waits until the batch holding the record is fsynced.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        Store::wait(self.0).await
+    }
+}
+
 /// Handle to the store's writer thread. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -137,12 +148,19 @@ impl Store {
 
     /// Appends `record` and waits until the batch holding it is fsynced.
     pub async fn append(&self, record: Bytes) -> Result<(), StoreError> {
+        self.append_queued(record)?.wait().await
+    }
+
+    /// Queues `record` now (never blocks) and returns a handle that resolves once the batch
+    /// holding it is fsynced: for callers that must not wait but must know when the record is
+    /// durable (to ship it only then).
+    pub fn append_queued(&self, record: Bytes) -> Result<AppendDone, StoreError> {
         let (ack, done) = oneshot::channel();
         self.send(Command::Append {
             record,
             ack: Some(ack),
         })?;
-        Self::wait(done).await
+        Ok(AppendDone(done))
     }
 
     /// Waits until everything queued so far is fsynced.

@@ -241,6 +241,22 @@ impl ClusterEndpoint {
         self.register(&self.inner.messages, kind, max_size)
     }
 
+    /// Like [`ClusterEndpoint::subscribe`], but takes the kind over from a receiver that
+    /// already holds it (that receiver then sees the end of its queue).
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`].
+    pub fn resubscribe(
+        &self,
+        kind: MessageKind,
+        max_size: usize,
+    ) -> Result<mpsc::Receiver<Inbound>, TransportError> {
+        if let Ok(mut routes) = self.inner.messages.write() {
+            routes.remove(&kind);
+        }
+        self.subscribe(kind, max_size)
+    }
+
     /// Receives the requests of `kind` (see [`ClusterEndpoint::request`]), up to `max_size`
     /// bytes each. Same rules as [`ClusterEndpoint::subscribe`]; request kinds are a separate
     /// namespace from message kinds.

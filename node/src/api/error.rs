@@ -89,6 +89,9 @@ impl ErrorKind {
 #[derive(Debug, Clone)]
 pub struct ApiError(Box<Inner>);
 
+/// Response header carrying the error's code (e.g. `budget_exceeded`), in every dialect.
+pub const ERROR_CODE_HEADER: &str = "x-starling-error-code";
+
 #[derive(Debug, Clone)]
 struct Inner {
     kind: ErrorKind,
@@ -98,6 +101,8 @@ struct Inner {
     /// OpenAI's `param`: the offending field.
     param: Option<String>,
     retry_after_secs: Option<u64>,
+    /// Extra response headers (e.g. `x-ratelimit-*` on a 429).
+    headers: Option<http::HeaderMap>,
     /// An upstream error body, passed through with its status (translated if dialects differ).
     upstream: Option<UpstreamErrorBody>,
 }
@@ -118,8 +123,18 @@ impl ApiError {
             code: None,
             param: None,
             retry_after_secs: None,
+            headers: None,
             upstream: None,
         }))
+    }
+
+    /// Adds response headers.
+    pub fn with_headers(mut self, headers: http::HeaderMap) -> Self {
+        match &mut self.0.headers {
+            Some(existing) => existing.extend(headers),
+            None => self.0.headers = Some(headers),
+        }
+        self
     }
 
     /// A 400 naming the offending field.
@@ -170,12 +185,18 @@ impl ApiError {
             code: None,
             param: None,
             retry_after_secs,
+            headers: None,
             upstream: Some(UpstreamErrorBody {
                 status,
                 format,
                 body,
             }),
         }))
+    }
+
+    /// OpenAI's `code`, when set.
+    pub fn code(&self) -> Option<&'static str> {
+        self.0.code
     }
 
     /// The error class.
@@ -257,6 +278,13 @@ impl ApiError {
         );
         if let Some(secs) = self.0.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(code) = self.0.code {
+            // Anthropic's error body has no `code`; the header carries it in both dialects.
+            headers.insert(ERROR_CODE_HEADER, HeaderValue::from_static(code));
+        }
+        if let Some(extra) = self.0.headers {
+            headers.extend(extra);
         }
         if format == ApiFormat::Anthropic && status == StatusCode::UNAUTHORIZED {
             // Anthropic answers 401 with this header too; SDKs ignore it, curl users read it.

@@ -64,6 +64,14 @@ impl Endpoint {
         }
     }
 
+    /// Whether the endpoint generates output tokens (and so has a `max_tokens` to bound).
+    pub fn has_output(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Messages
+        )
+    }
+
     /// Whether the request body may ask for a stream.
     pub fn can_stream(self) -> bool {
         matches!(

@@ -88,6 +88,54 @@ pub struct Config {
     /// The admin API.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Virtual keys, budgets and rate limits (active when clustering is on).
+    #[serde(default)]
+    pub governance: GovernanceConfig,
+}
+
+/// How virtual keys, budgets and rate limits are enforced (see docs/governance.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GovernanceConfig {
+    /// A node that has not heard from any peer for this long refuses keys in strict mode
+    /// (fail-closed), so that revocations and budgets it cannot see are not bypassed.
+    pub stale_after_ms: u64,
+    /// The `max_tokens` a request gets when it sets none and a budget applies: its reservation
+    /// needs an output bound. Lower if the budget's remainder allows less.
+    pub default_max_tokens: u64,
+    /// How far ahead, in spend time, a node keeps budget rights debited for its own use.
+    pub refill_horizon_ms: u64,
+    /// Smallest debit of budget rights, in micro-dollars (fewer, larger durable writes).
+    pub min_chunk_micros: u64,
+    /// A node hands its unused debited rights back after this long without traffic on them.
+    pub idle_refund_ms: u64,
+    /// How long before a period starts its budget is minted.
+    pub mint_lead_ms: u64,
+    /// How long a request waits at most for rights from peers on a cold start.
+    pub rights_wait_ms: u64,
+    /// How often nodes exchange rate-limit demand and shares.
+    pub rate_report_interval_ms: u64,
+    /// How often usage counters are flushed into the replica.
+    pub usage_flush_ms: u64,
+    /// Label budget metrics per key, team and customer (unbounded label cardinality).
+    pub per_key_metrics: bool,
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        Self {
+            stale_after_ms: 10_000,
+            default_max_tokens: 4_096,
+            refill_horizon_ms: 2_000,
+            min_chunk_micros: 1_000,
+            idle_refund_ms: 10_000,
+            mint_lead_ms: 300_000,
+            rights_wait_ms: 500,
+            rate_report_interval_ms: 100,
+            usage_flush_ms: 100,
+            per_key_metrics: false,
+        }
+    }
 }
 
 /// Clustering settings. The node joins a cluster when `node_id` is set.

@@ -149,6 +149,23 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
+    let g = &config.governance;
+    for (name, value) in [
+        ("stale_after_ms", g.stale_after_ms),
+        ("default_max_tokens", g.default_max_tokens),
+        ("refill_horizon_ms", g.refill_horizon_ms),
+        ("min_chunk_micros", g.min_chunk_micros),
+        ("idle_refund_ms", g.idle_refund_ms),
+        ("rate_report_interval_ms", g.rate_report_interval_ms),
+        ("usage_flush_ms", g.usage_flush_ms),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::invalid(
+                format!("governance.{name}"),
+                "must be greater than 0",
+            ));
+        }
+    }
     if config.admin.token_env.is_some() && config.admin.token_file.is_some() {
         return Err(ConfigError::invalid(
             "admin.token_file",

@@ -62,7 +62,9 @@ pub(super) struct Success<'a> {
     pub deadline: Instant,
 }
 
-/// Runs attempts until one succeeds or every candidate is exhausted.
+/// Runs attempts until one succeeds or every candidate is exhausted. A request that ends
+/// without a usable answer gives its reservations back, unless an attempt may have been
+/// billed (a timeout or a broken connection after sending): then they count as spent.
 pub(super) async fn run(
     gw: &Arc<Gateway>,
     ctx: RequestCtx,
@@ -72,11 +74,42 @@ pub(super) async fn run(
     permit: Permit,
     in_flight: InFlight,
 ) -> Result<Response, ApiError> {
+    let mut permit = Some(permit);
+    let mut maybe_billed = false;
+    let result = run_attempts(
+        gw,
+        ctx,
+        route,
+        raw,
+        body,
+        &mut permit,
+        in_flight,
+        &mut maybe_billed,
+    )
+    .await;
+    if let Some(permit) = permit.take()
+        && !maybe_billed
+    {
+        permit.release_unbilled();
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_attempts(
+    gw: &Arc<Gateway>,
+    ctx: RequestCtx,
+    route: Arc<ModelRoute>,
+    raw: Bytes,
+    body: Value,
+    permit: &mut Option<Permit>,
+    in_flight: InFlight,
+    maybe_billed: &mut bool,
+) -> Result<Response, ApiError> {
     let settings = &gw.router.settings;
     let mut waited = Duration::ZERO;
     let mut last_error: Option<ApiError> = None;
     let mut current = route.clone();
-    let mut permit = Some(permit);
     let mut in_flight = Some(in_flight);
     let candidates = route.fallbacks.len() + 1;
     for candidate in 0..candidates {
@@ -103,7 +136,20 @@ pub(super) async fn run(
             return count_tokens::local(&ctx, &body);
         }
         let last_candidate = candidate + 1 == candidates;
-        let mut tried: Vec<usize> = Vec::new();
+        // Deployments of providers the key may not use count as tried from the start.
+        let mut tried: Vec<usize> = current
+            .deployments
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| {
+                !ctx.allowed_providers.is_empty()
+                    && !ctx
+                        .allowed_providers
+                        .iter()
+                        .any(|p| **p == *d.provider.name)
+            })
+            .map(|(i, _)| i)
+            .collect();
         for attempt in 0..=settings.retries {
             let Some(index) = current.pick(&tried, attempt > 0 || last_candidate) else {
                 break;
@@ -165,13 +211,22 @@ pub(super) async fn run(
                             );
                             return Ok(ready.into_response(&ctx, settlement));
                         }
-                        Err(failure) => failure,
+                        Err(failure) => {
+                            // The upstream accepted the request; it may bill what it began.
+                            *maybe_billed = true;
+                            failure
+                        }
                     }
                 }
                 Ok(response) => {
                     error_response(&ctx, response, prepared.endpoint.format(), deadline).await
                 }
-                Err(failure) => Failure::from_upstream(&failure),
+                Err(failure) => {
+                    if !matches!(failure, crate::providers::UpstreamFailure::Connect { .. }) {
+                        *maybe_billed = true;
+                    }
+                    Failure::from_upstream(&failure)
+                }
             };
             waited += attempt_started.elapsed();
             let (error, retry_after) = match failure {

@@ -12,17 +12,21 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::Response;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request};
 use tokio::time::Instant;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Permit};
+use crate::api::ErrorKind;
 use crate::api::validate::{RequestMeta, validate};
 use crate::api::{ApiError, ApiFormat, Endpoint, request};
 use crate::config::secrets::ResolvedKey;
 use crate::config::{Config, ConfigError, secrets};
+use crate::governance::estimate::{Tokenizer, tokenizer_for};
+use crate::governance::{AdmitRequest, ReservePrice};
 use crate::pricing::PriceTable;
 use crate::providers::Provider;
-use crate::routing::Router;
+use crate::routing::{ModelRoute, Router};
 
 pub use settle::{InFlight, in_flight_now};
 
@@ -66,6 +70,8 @@ pub(crate) struct RequestCtx {
     pub started: Instant,
     pub meta: RequestMeta,
     pub headers: HeaderMap,
+    /// Providers a virtual key restricts the request to (empty: any).
+    pub allowed_providers: Vec<String>,
 }
 
 impl RequestCtx {
@@ -144,21 +150,106 @@ impl Gateway {
         let (parts, body) = request.into_parts();
         let principal = self.admission.authenticate(&parts.headers)?;
         let server = &self.config.server;
-        let raw = request::read_body(body, &parts.headers, server.max_body_bytes).await?;
-        let object = request::parse_json_object(&raw, server.max_json_depth)?;
+        let mut raw = request::read_body(body, &parts.headers, server.max_body_bytes).await?;
+        let mut object = request::parse_json_object(&raw, server.max_json_depth)?;
         let meta = validate(endpoint, &object)?;
         let route = self.router.resolve(&meta.model)?;
         // From here on, failures are labelled with the resolved (bounded) model name.
         *model = Some(route.name.clone());
-        let permit = self.admission.admit(&principal, &meta)?;
+        let (permit, allowed_providers) =
+            match (&principal.virtual_key, self.admission.governance()) {
+                (Some(key), Some(governance)) => {
+                    let candidates = self.candidates(&route);
+                    let providers: Vec<&str> = route
+                        .deployments
+                        .iter()
+                        .map(|d| d.provider.name.as_ref())
+                        .collect();
+                    let admitted = governance
+                        .admit(
+                            key,
+                            AdmitRequest {
+                                endpoint,
+                                requested_model: &meta.model,
+                                route_name: &route.name,
+                                route_providers: &providers,
+                                price: reserve_price(&candidates),
+                                tokenizer: tokenizer_of(&candidates),
+                                body: &mut object,
+                            },
+                        )
+                        .await?;
+                    if admitted.body_changed {
+                        raw = Bytes::from(serde_json::to_vec(&object).map_err(|e| {
+                            ApiError::new(
+                                ErrorKind::Internal,
+                                format!("cannot encode the request: {e}"),
+                            )
+                        })?);
+                    }
+                    (
+                        Permit::governed(admitted.permit),
+                        admitted.allowed_providers,
+                    )
+                }
+                _ => (Permit::unlimited(), Vec::new()),
+            };
+        let limit_headers = permit.headers().cloned();
         let ctx = RequestCtx {
             id: id.to_owned(),
             endpoint,
             started,
             meta,
             headers: parts.headers,
+            allowed_providers,
         };
         let body = serde_json::Value::Object(object);
-        attempt::run(self, ctx, route, raw, body, permit, in_flight).await
+        let mut response = attempt::run(self, ctx, route, raw, body, permit, in_flight).await?;
+        if let Some(extra) = limit_headers {
+            response.headers_mut().extend(extra);
+        }
+        Ok(response)
     }
+
+    /// The route and its configured fallbacks: every deployment that may serve the request.
+    fn candidates(&self, route: &Arc<ModelRoute>) -> Vec<Arc<ModelRoute>> {
+        std::iter::once(route.clone())
+            .chain(
+                route
+                    .fallbacks
+                    .iter()
+                    .filter_map(|name| self.router.resolve(name).ok()),
+            )
+            .collect()
+    }
+}
+
+/// The dearest prices among the candidates: a reservation must cover whichever serves.
+fn reserve_price(candidates: &[Arc<ModelRoute>]) -> ReservePrice {
+    let mut price = ReservePrice::default();
+    for d in candidates.iter().flat_map(|r| r.deployments.iter()) {
+        let p = d.price;
+        price.input_nanos = price
+            .input_nanos
+            .max(p.input)
+            .max(p.cached_input)
+            .max(p.cache_write);
+        price.output_nanos = price.output_nanos.max(p.output);
+    }
+    price
+}
+
+/// The tokenizer to bound input with: a real one only if every candidate uses it, else the
+/// byte bound, which holds for any byte-level tokenizer.
+fn tokenizer_of(candidates: &[Arc<ModelRoute>]) -> Tokenizer {
+    let mut chosen = None;
+    for d in candidates.iter().flat_map(|r| r.deployments.iter()) {
+        let t = tokenizer_for(&d.upstream_model);
+        match chosen {
+            None => chosen = Some(t),
+            Some(c) if c == t => {}
+            Some(_) => return Tokenizer::Bytes,
+        }
+    }
+    chosen.unwrap_or(Tokenizer::Bytes)
 }

@@ -143,10 +143,12 @@ impl Settlement {
 
 impl Drop for Settlement {
     fn drop(&mut self) {
-        // A request dropped before settling (a bug or a panic elsewhere) still settles, at
-        // zero usage, so its permit is released.
-        if self.permit.is_some() {
-            self.settle(&Usage::default(), 499, Ending::ClientGone);
+        // A request dropped before settling (a bug or a panic elsewhere): its usage is
+        // unknown, so the permit is dropped unsettled and keeps its reservations as spent,
+        // the conservative choice (see `governance::permit`).
+        if let Some(permit) = self.permit.take() {
+            tracing::warn!(request_id = %self.request_id, "request dropped before settling");
+            drop(permit);
         }
     }
 }

@@ -1,0 +1,197 @@
+//! The admin API under `/admin/v1`, guarded by a bearer token that is separate from client keys:
+//!
+//! - cluster status and state digests (here);
+//! - generic catalog documents ([`catalog`]);
+//! - governance: virtual keys ([`keys`]), teams and customers ([`accounts`]) and their usage
+//!   ([`usage`]), read from and written to the replicated catalog and counters.
+//!
+//! Every error has the shape `{"error":{"type","message"}}` ([`error`]); request bodies are
+//! bounded and strict, and errors name the field ([`body`]). See docs/governance.md.
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use crate::cluster::Cluster;
+use crate::config::secrets::{Secret, secret_from_env, secret_from_file};
+use crate::config::{AdminConfig, ConfigError};
+use crate::governance::model::EntityKind;
+
+mod accounts;
+mod body;
+mod catalog;
+mod error;
+mod input;
+mod keys;
+mod money;
+mod render;
+mod store;
+mod time;
+mod usage;
+
+use error::{AdminError, AdminResult, error};
+
+/// Environment variable read for the admin token when the config names no source.
+pub const DEFAULT_TOKEN_ENV: &str = "STARLING_ADMIN_TOKEN";
+
+/// Default page size of listings.
+const DEFAULT_PAGE: usize = 100;
+/// Largest page size of listings.
+const MAX_PAGE: usize = 1_000;
+
+/// What the admin routes need.
+#[derive(Clone, Default)]
+pub struct AdminState {
+    /// The bearer token; `None` turns the admin API off.
+    pub token: Option<Secret>,
+    /// The cluster member, when clustering is on.
+    pub cluster: Option<Cluster>,
+}
+
+impl AdminState {
+    /// Reads the admin token named by the config (or `STARLING_ADMIN_TOKEN`).
+    pub fn token_from_config(config: &AdminConfig) -> Result<Option<Secret>, ConfigError> {
+        if let Some(path) = &config.token_file {
+            return secret_from_file(path).map_err(|e| {
+                ConfigError::invalid(
+                    "admin.token_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            });
+        }
+        Ok(secret_from_env(
+            config.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV),
+        ))
+    }
+}
+
+/// The `/admin/v1` routes.
+pub fn routes(state: AdminState) -> Router {
+    Router::new()
+        .route("/admin/v1/cluster", get(cluster_status))
+        .route("/admin/v1/state/digest", get(digest))
+        .route("/admin/v1/catalog", get(catalog::list))
+        .route(
+            "/admin/v1/catalog/{id}",
+            get(catalog::read)
+                .put(catalog::write)
+                .delete(catalog::remove),
+        )
+        .route("/admin/v1/keys", post(keys::create).get(keys::list))
+        .route(
+            "/admin/v1/keys/{id}",
+            get(keys::show).patch(keys::update).delete(keys::revoke),
+        )
+        .route("/admin/v1/keys/{id}/revoke", post(keys::revoke))
+        .route("/admin/v1/keys/{id}/rotate", post(keys::rotate))
+        .merge(accounts::routes(EntityKind::Team, "/admin/v1/teams"))
+        .merge(accounts::routes(
+            EntityKind::Customer,
+            "/admin/v1/customers",
+        ))
+        .route("/admin/v1/usage", get(usage::usage))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+/// A listing's page size: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when not given.
+fn page_limit(limit: Option<usize>) -> usize {
+    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much matched.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorize(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = &state.token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            format!(
+                "the admin API is off: set {DEFAULT_TOKEN_ENV} (or admin.token_env / admin.token_file)"
+            ),
+        )
+        .into_response();
+    };
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(p) if same(p.as_bytes(), token.expose().as_bytes()) => next.run(request).await,
+        _ => error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "missing or wrong admin token",
+        )
+        .into_response(),
+    }
+}
+
+fn cluster_of(state: &AdminState) -> Result<&Cluster, AdminError> {
+    state.cluster.as_ref().ok_or_else(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_off",
+            "clustering is off: set cluster.node_id (or --node-id)",
+        )
+    })
+}
+
+async fn cluster_status(State(state): State<AdminState>) -> AdminResult {
+    let cluster = cluster_of(&state)?;
+    let members = cluster.members().await;
+    let digest = cluster.digest().map(|d| d.to_string()).unwrap_or_default();
+    let writer = cluster.writer();
+    let members: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            json!({
+                "node_id": m.node_id,
+                "gossip_addr": m.gossip_addr.to_string(),
+                "live": m.live,
+                "http": m.metadata.get("http"),
+                "version": m.metadata.get("version"),
+                "ready": m.metadata.get("ready").map(|v| v == "true"),
+                "load": m.metadata.get("load").and_then(|l| l.parse::<u64>().ok()),
+                "digest": m.metadata.get("digest"),
+                "replication_lag_ms": m.last_sync_ms_ago,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "node_id": writer.node.as_str(),
+        "incarnation": writer.incarnation,
+        "digest": digest,
+        "members": members,
+    }))
+    .into_response())
+}
+
+async fn digest(State(state): State<AdminState>) -> AdminResult {
+    let cluster = cluster_of(&state)?;
+    let digest = cluster.digest().map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    })?;
+    Ok(axum::Json(json!({
+        "node_id": cluster.writer().node.as_str(),
+        "digest": digest.to_string(),
+    }))
+    .into_response())
+}

@@ -1,0 +1,486 @@
+//! Admission of one request under a virtual key: status, models and providers, then for the
+//! key, its team and its customer in that order: concurrency, requests per minute, tokens per
+//! minute and budgets. The first limit hit refuses the request and names itself; whatever was
+//! taken before it is given back.
+//!
+//! Everything here is local: in-memory checks against the replica's mirror, the node's
+//! buckets and its pools of debited rights. Only a pool that runs dry waits, for a durable
+//! debit of local rights or, on a cold start, for a bounded transfer from a peer.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue};
+use serde_json::{Map, Value};
+use starling_cluster::crdt::Period;
+
+use super::Governance;
+use super::budget::{BudgetState, Reserve};
+use super::estimate::{self, EndpointKind, Tokenizer};
+use super::index::{Governed, KeyEntry};
+use super::model::{BudgetMode, EntityKind};
+use super::permit::{GovPermit, Held};
+use super::ratelimit::SharedLimit;
+use crate::api::{ApiError, Endpoint, ErrorKind};
+use crate::pricing::micros_to_usd_string;
+use crate::providers::glob_match;
+
+/// Header naming the `max_tokens` the gateway set because the budget allows no more.
+pub const CLAMPED_HEADER: &str = "x-starling-max-tokens-clamped";
+/// Header with the tightest budget's remainder, in USD.
+pub const BUDGET_REMAINING_HEADER: &str = "x-starling-budget-remaining-usd";
+
+/// Prices a reservation is made at: the most expensive candidate deployment's, nano-dollars
+/// per token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReservePrice {
+    /// Per input token (the dearest of input, cached input and cache write).
+    pub input_nanos: u64,
+    /// Per output token.
+    pub output_nanos: u64,
+}
+
+/// What admission needs to know about the request.
+pub struct AdmitRequest<'a> {
+    /// The endpoint called.
+    pub endpoint: Endpoint,
+    /// The model as the client named it.
+    pub requested_model: &'a str,
+    /// The resolved public model.
+    pub route_name: &'a str,
+    /// Providers of the route's deployments.
+    pub route_providers: &'a [&'a str],
+    /// Reservation prices.
+    pub price: ReservePrice,
+    /// The tokenizer of the upstream models.
+    pub tokenizer: Tokenizer,
+    /// The request body; `max_tokens` may be clamped in it.
+    pub body: &'a mut Map<String, Value>,
+}
+
+/// An admitted request.
+pub struct Admitted {
+    /// What it holds until it settles.
+    pub permit: GovPermit,
+    /// Whether the body was changed (clamped), so the raw bytes must not be forwarded.
+    pub body_changed: bool,
+    /// Providers the key allows (empty: all).
+    pub allowed_providers: Vec<String>,
+}
+
+fn forbidden(code: &'static str, message: String) -> ApiError {
+    ApiError::new(ErrorKind::Permission, message).with_code(code)
+}
+
+impl Governance {
+    /// Admits a request under `key`, or refuses it naming the first limit hit.
+    pub async fn admit(
+        self: &Arc<Self>,
+        key: &Arc<KeyEntry>,
+        req: AdmitRequest<'_>,
+    ) -> Result<Admitted, ApiError> {
+        let started = std::time::Instant::now();
+        let now = super::now_ms();
+        let result = self.admit_inner(key, req, now).await;
+        let reason = match &result {
+            Ok(_) => "admitted",
+            Err(e) => e.code().unwrap_or("rejected"),
+        };
+        super::metrics::admission(reason, started.elapsed());
+        result
+    }
+
+    async fn admit_inner(
+        self: &Arc<Self>,
+        entry: &Arc<KeyEntry>,
+        req: AdmitRequest<'_>,
+        now: u64,
+    ) -> Result<Admitted, ApiError> {
+        let key = &entry.key;
+        if key.revoked_at_ms.is_some() {
+            return Err(forbidden(
+                "key_revoked",
+                format!("API key {} was revoked", key.id),
+            ));
+        }
+        if !key.enabled {
+            return Err(forbidden(
+                "key_disabled",
+                format!("API key {} is disabled", key.id),
+            ));
+        }
+        if key.expires_at_ms.is_some_and(|at| at <= now) {
+            return Err(forbidden(
+                "key_expired",
+                format!("API key {} has expired", key.id),
+            ));
+        }
+        let mut chain: Vec<Arc<Governed>> = Vec::with_capacity(3);
+        for (kind, id) in [
+            (EntityKind::Team, key.team.as_deref()),
+            (EntityKind::Customer, key.customer.as_deref()),
+        ] {
+            let Some(id) = id else { continue };
+            let Some(account) = self.index.account(kind, id) else {
+                return Err(forbidden(
+                    "account_missing",
+                    format!(
+                        "the {} {id} of API key {} does not exist",
+                        kind.noun(),
+                        key.id
+                    ),
+                ));
+            };
+            if !account.enabled {
+                return Err(forbidden(
+                    if kind == EntityKind::Team {
+                        "team_disabled"
+                    } else {
+                        "customer_disabled"
+                    },
+                    format!("the {} {id} of API key {} is disabled", kind.noun(), key.id),
+                ));
+            }
+            chain.push(account);
+        }
+        for governed in std::iter::once(&entry.governed).chain(chain.iter().map(|a| a.as_ref())) {
+            if !model_allowed(&governed.models, req.requested_model, req.route_name) {
+                return Err(forbidden(
+                    "model_not_allowed",
+                    format!(
+                        "{} {} may not use model `{}`",
+                        governed.kind.noun(),
+                        governed.id,
+                        req.requested_model
+                    ),
+                )
+                .with_param("model"));
+            }
+        }
+        if !key.providers.is_empty()
+            && !req
+                .route_providers
+                .iter()
+                .any(|p| key.providers.iter().any(|a| a == p))
+        {
+            return Err(forbidden(
+                "provider_not_allowed",
+                format!(
+                    "API key {} may not use the providers serving model `{}`",
+                    key.id, req.requested_model
+                ),
+            )
+            .with_param("model"));
+        }
+        let governed: Vec<&Governed> = std::iter::once(&entry.governed)
+            .chain(chain.iter().map(|a| a.as_ref()))
+            .collect();
+        let strict = is_strict(&governed);
+        if strict && self.is_stale() {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "this gateway node has lost contact with its cluster and refuses keys with strict budgets until it reconnects",
+            )
+            .with_code("cluster_unreachable")
+            .with_retry_after(1));
+        }
+        let mut permit = GovPermit::new(self.clone(), now);
+        let mut headers = HeaderMap::new();
+        let has_budgets = governed.iter().any(|g| !g.budgets.is_empty());
+        let has_tpm = governed.iter().any(|g| g.limiters.tpm.is_some());
+        // Token bounds are only worth counting when something is charged by them.
+        let kind = endpoint_kind(req.endpoint);
+        let (input_tokens, mut output) = if has_budgets || has_tpm {
+            (
+                estimate::input_tokens_upper_bound(kind, req.body, req.tokenizer),
+                estimate::output_tokens_cap(kind, req.body),
+            )
+        } else {
+            (
+                0,
+                estimate::OutputCap {
+                    requested: None,
+                    choices: 0,
+                },
+            )
+        };
+        let mut body_changed = false;
+        if has_budgets && req.endpoint.has_output() {
+            let requested = output.requested;
+            let choices = output.choices.max(1);
+            let input_cost = cost_ceil(input_tokens, req.price.input_nanos);
+            let room = governed
+                .iter()
+                .flat_map(|g| g.budgets.iter())
+                .map(|b| {
+                    let (period, _, _) = b.budget.period.current(now);
+                    b.state.room(b.budget.mode, b.budget.amount_micros, period)
+                })
+                .min()
+                .unwrap_or(u64::MAX);
+            let affordable = room
+                .saturating_sub(input_cost + RESERVE_SLACK)
+                .saturating_mul(1_000)
+                .checked_div(req.price.output_nanos)
+                .map_or(u64::MAX, |tokens| tokens / choices);
+            let wanted = requested.unwrap_or(self.config.default_max_tokens);
+            let max = wanted.min(affordable);
+            if max == 0 {
+                return Err(self.budget_error(&governed, now));
+            }
+            if requested.is_none_or(|r| r > max) {
+                estimate::clamp_max_tokens(kind, req.body, max);
+                body_changed = true;
+                if let Ok(v) = HeaderValue::from_str(&max.to_string()) {
+                    headers.insert(CLAMPED_HEADER, v);
+                }
+            }
+            output.requested = Some(max);
+        }
+        let out_tokens = output
+            .requested
+            .unwrap_or(0)
+            .saturating_mul(output.choices.max(1));
+        let tokens_estimate = input_tokens.saturating_add(out_tokens);
+        let reservation = cost_ceil(input_tokens, req.price.input_nanos)
+            + cost_ceil(out_tokens, req.price.output_nanos)
+            + RESERVE_SLACK;
+        for g in &governed {
+            if let Some(limiter) = &g.limiters.concurrency {
+                acquire(limiter, 1, now, g, "concurrent requests")?;
+                permit.hold(Held::Slot(limiter.clone()));
+            }
+            if let Some(limiter) = &g.limiters.rpm {
+                let ok = acquire(limiter, 1, now, g, "requests per minute")?;
+                permit.hold(Held::Request(limiter.clone()));
+                if g.kind == EntityKind::Key {
+                    rate_headers(
+                        &mut headers,
+                        "requests",
+                        limiter.limit(),
+                        ok.remaining,
+                        ok.reset_ms,
+                    );
+                }
+            }
+            if let Some(limiter) = &g.limiters.tpm {
+                let ok = acquire(limiter, tokens_estimate, now, g, "tokens per minute")?;
+                permit.hold(Held::Tokens(limiter.clone(), tokens_estimate));
+                if g.kind == EntityKind::Key {
+                    rate_headers(
+                        &mut headers,
+                        "tokens",
+                        limiter.limit(),
+                        ok.remaining,
+                        ok.reset_ms,
+                    );
+                }
+            }
+            for b in &g.budgets {
+                let (period, _, _) = b.budget.period.current(now);
+                self.reserve(
+                    &b.state,
+                    b.budget.mode,
+                    b.budget.amount_micros,
+                    period,
+                    reservation,
+                    now,
+                )
+                .await
+                .map_err(|()| self.budget_error(&governed, now))?;
+                permit.hold(Held::Budget {
+                    state: b.state.clone(),
+                    mode: b.budget.mode,
+                    period,
+                    reserved: reservation,
+                });
+            }
+        }
+        if has_budgets {
+            let remaining = governed
+                .iter()
+                .flat_map(|g| g.budgets.iter())
+                .map(|b| {
+                    let (period, _, _) = b.budget.period.current(now);
+                    b.state
+                        .remaining(b.budget.mode, b.budget.amount_micros, period)
+                })
+                .min()
+                .unwrap_or(0);
+            if let Ok(v) = HeaderValue::from_str(&micros_to_usd_string(remaining)) {
+                headers.insert(BUDGET_REMAINING_HEADER, v);
+            }
+        }
+        permit.set_usage_scopes(&governed, now);
+        permit.set_headers(headers);
+        Ok(Admitted {
+            permit,
+            body_changed,
+            allowed_providers: key.providers.clone(),
+        })
+    }
+
+    /// Reserves from a budget, refilling the pool (durable debit, or a transfer from a peer on
+    /// a cold start) when it is short. `Err` when the budget cannot cover it.
+    async fn reserve(
+        &self,
+        state: &Arc<BudgetState>,
+        mode: BudgetMode,
+        amount: u64,
+        period: Period,
+        reservation: u64,
+        now: u64,
+    ) -> Result<(), ()> {
+        match state.reserve(mode, amount, period, reservation, now) {
+            Reserve::Done => return Ok(()),
+            Reserve::Exhausted => return Err(()),
+            Reserve::NeedRights { deficit } => {
+                super::metrics::slow_path();
+                self.refill(state, period, deficit).await;
+            }
+        }
+        match state.reserve(mode, amount, period, reservation, now) {
+            Reserve::Done => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    fn budget_error(&self, governed: &[&Governed], now: u64) -> ApiError {
+        // Name the budget with the least room left.
+        let tightest = governed
+            .iter()
+            .flat_map(|g| g.budgets.iter().map(move |b| (g, b)))
+            .min_by_key(|(_, b)| {
+                let (period, _, _) = b.budget.period.current(now);
+                b.state
+                    .remaining(b.budget.mode, b.budget.amount_micros, period)
+            });
+        let message = match tightest {
+            Some((g, b)) => format!(
+                "Budget exceeded: the {} budget of {} {} (${}, {}) is spent",
+                b.budget.period.label(),
+                g.kind.noun(),
+                g.id,
+                micros_to_usd_string(b.budget.amount_micros),
+                b.budget.mode.as_str(),
+            ),
+            None => "Budget exceeded".to_owned(),
+        };
+        ApiError::new(ErrorKind::RateLimit, message).with_code("budget_exceeded")
+    }
+}
+
+fn endpoint_kind(endpoint: Endpoint) -> EndpointKind {
+    match endpoint {
+        Endpoint::ChatCompletions => EndpointKind::ChatCompletions,
+        Endpoint::Completions => EndpointKind::Completions,
+        Endpoint::Embeddings => EndpointKind::Embeddings,
+        Endpoint::Messages => EndpointKind::Messages,
+        Endpoint::CountTokens => EndpointKind::CountTokens,
+    }
+}
+
+/// Micro-dollars of rounding slack per reservation: the real cost rounds each of its four
+/// token classes up on its own.
+const RESERVE_SLACK: u64 = 4;
+
+/// `tokens × nanos / 1000`, rounded up.
+fn cost_ceil(tokens: u64, nanos: u64) -> u64 {
+    tokens.saturating_mul(nanos).div_ceil(1_000)
+}
+
+fn model_allowed(patterns: &[String], requested: &str, resolved: &str) -> bool {
+    patterns.is_empty()
+        || patterns
+            .iter()
+            .any(|p| glob_match(p, requested) || glob_match(p, resolved))
+}
+
+/// A key is in strict mode unless every budget that applies to it is `available`.
+fn is_strict(governed: &[&Governed]) -> bool {
+    let mut budgets = governed.iter().flat_map(|g| g.budgets.iter()).peekable();
+    budgets.peek().is_none() || budgets.any(|b| b.budget.mode == BudgetMode::Strict)
+}
+
+fn acquire(
+    limiter: &SharedLimit,
+    amount: u64,
+    now: u64,
+    g: &Governed,
+    what: &str,
+) -> Result<super::ratelimit::Admitted, ApiError> {
+    limiter.try_acquire(amount, now).map_err(|rejected| {
+        let secs = rejected.retry_after_ms.div_ceil(1_000).max(1);
+        ApiError::new(
+            ErrorKind::RateLimit,
+            format!(
+                "Rate limit reached for {} {}: {} {what}. Retry in {secs}s.",
+                g.kind.noun(),
+                g.id,
+                rejected.limit
+            ),
+        )
+        .with_code("rate_limit_exceeded")
+        .with_retry_after(secs)
+    })
+}
+
+fn rate_headers(headers: &mut HeaderMap, what: &str, limit: u64, remaining: u64, reset_ms: u64) {
+    let pairs = [
+        (format!("x-ratelimit-limit-{what}"), limit.to_string()),
+        (
+            format!("x-ratelimit-remaining-{what}"),
+            remaining.to_string(),
+        ),
+        (format!("x-ratelimit-reset-{what}"), format_reset(reset_ms)),
+    ];
+    for (name, value) in pairs {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+}
+
+/// OpenAI's reset format: `1s`, `6m0s`, `250ms`.
+fn format_reset(ms: u64) -> String {
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms.div_ceil(1_000);
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m{}s", secs / 60, secs % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_format_follows_openai() {
+        assert_eq!(format_reset(250), "250ms");
+        assert_eq!(format_reset(1_000), "1s");
+        assert_eq!(format_reset(59_001), "1m0s");
+        assert_eq!(format_reset(360_000), "6m0s");
+    }
+
+    #[test]
+    fn models_match_by_name_alias_or_pattern() {
+        assert!(model_allowed(&[], "x", "y"));
+        let allowed = vec!["gpt-4o*".to_owned(), "fast".to_owned()];
+        assert!(model_allowed(&allowed, "gpt-4o-mini", "gpt-4o-mini"));
+        assert!(model_allowed(&allowed, "fast", "claude-haiku"));
+        assert!(!model_allowed(&allowed, "claude-haiku", "claude-haiku"));
+    }
+
+    #[test]
+    fn costs_round_up() {
+        assert_eq!(cost_ceil(3, 333), 1);
+        assert_eq!(cost_ceil(0, 333), 0);
+        assert_eq!(cost_ceil(1_000, 2_500), 2_500);
+    }
+}

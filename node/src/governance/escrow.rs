@@ -1,0 +1,271 @@
+//! This node's side of the strict-budget escrow: minting, debiting rights into the local pool,
+//! fetching rights from peers, and refunding idle pools.
+//!
+//! * **Mint.** Each budget has a mint node (recorded on its key, team or customer). Only it
+//!   mints, under mint id 0 for a period's amount and new ids for top-ups, from
+//!   `mint_lead_ms` before the period starts, so the rights are there when it begins. A mint
+//!   id is used once, so a retried mint creates nothing.
+//! * **Debit.** The pool is refilled with a durable spend of local rights, sized to
+//!   `refill_horizon_ms` of this node's own spend rate (at least `min_chunk_micros`), and the
+//!   refill starts at half that, so requests rarely find the pool empty.
+//! * **Fetch.** Short of local rights, the node asks the peers holding the most for a transfer
+//!   (the donor persists the transfer before it answers). On a cold start the request waits
+//!   for this, at most `rights_wait_ms`; after that it is refused.
+//! * **Refund.** A pool unused for `idle_refund_ms`, or any pool once the budget is nearly
+//!   spent, is handed back to the escrow, where peers can ask for it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use starling_cluster::crdt::{BudgetKey, Period};
+use starling_cluster::state::Delta;
+
+use super::Governance;
+use super::budget::BudgetState;
+use super::model::{BudgetMode, Entry};
+
+impl Governance {
+    /// Refills the pool of `period` by at least `deficit` if the cluster has the rights.
+    pub(super) async fn refill(&self, state: &BudgetState, period: Period, deficit: u64) {
+        let _one_at_a_time = state.refill.lock().await;
+        let snapshot = state.snapshot(period);
+        // Another request may have refilled while we waited for the lock.
+        let short = i64::try_from(deficit).unwrap_or(i64::MAX);
+        if snapshot.pool_available >= short {
+            return;
+        }
+        let need = u64::try_from(short - snapshot.pool_available.max(0)).unwrap_or(0);
+        let chunk = need.max(self.chunk_for(snapshot.rate_per_sec));
+        let key = state.key(period);
+        let mut local = self.cluster.read(|r| r.rights().local_rights(&key));
+        if local < need {
+            local = self
+                .fetch_rights(&key, chunk.saturating_sub(local).max(need - local))
+                .await;
+        }
+        let amount = chunk.min(local);
+        if amount >= need.min(local) && amount > 0 {
+            self.debit(state, period, amount).await;
+        }
+    }
+
+    /// How much to debit at a time, given a spend rate in micro-dollars per second.
+    fn chunk_for(&self, rate_per_sec: u64) -> u64 {
+        let horizon = rate_per_sec.saturating_mul(self.config.refill_horizon_ms) / 1_000;
+        horizon.max(self.config.min_chunk_micros)
+    }
+
+    /// Spends `amount` of our rights into the pool, durably. Returns what was credited.
+    pub(super) async fn debit(&self, state: &BudgetState, period: Period, amount: u64) -> u64 {
+        let key = state.key(period);
+        let spent = self
+            .cluster
+            .mutate(|r| match r.spend(&key, amount) {
+                Ok(delta) => (delta, true),
+                Err(_) => (Delta::<Entry>::default(), false),
+            })
+            .await;
+        match spent {
+            Ok(true) => {
+                state.credit(period, amount);
+                super::metrics::debited(amount);
+                amount
+            }
+            Ok(false) => 0,
+            Err(e) => {
+                tracing::error!(budget = %state.rights_scope, "cannot persist a budget debit: {e}");
+                0
+            }
+        }
+    }
+
+    /// Asks peers for `want` rights of `key`, richest first, until satisfied or out of time.
+    /// Returns the local rights afterwards.
+    async fn fetch_rights(&self, key: &BudgetKey, want: u64) -> u64 {
+        let holders = self.cluster.read(|r| r.rights().holders(key));
+        let me = self.cluster.writer().clone();
+        let peers: BTreeMap<String, std::net::SocketAddr> =
+            self.cluster.live_peers_info().into_iter().collect();
+        let mut donors: Vec<(u64, std::net::SocketAddr)> = holders
+            .into_iter()
+            .filter(|(w, rights)| *w != me && *rights > 0)
+            .filter_map(|(w, rights)| peers.get(w.node.as_str()).map(|addr| (rights, *addr)))
+            .collect();
+        donors.sort_by_key(|d| std::cmp::Reverse(d.0));
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.rights_wait_ms);
+        let mut got = 0u64;
+        for (_, addr) in donors {
+            if got >= want {
+                break;
+            }
+            let started = std::time::Instant::now();
+            let asked = tokio::time::timeout_at(
+                deadline,
+                self.cluster.request_rights(addr, key, want - got),
+            )
+            .await;
+            match asked {
+                Ok(Ok(Some(grant))) => {
+                    got = got.saturating_add(grant.amount);
+                    super::metrics::transfer("granted", started.elapsed());
+                }
+                Ok(Ok(None)) => super::metrics::transfer("refused", started.elapsed()),
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %addr, "rights request failed: {e}");
+                    super::metrics::transfer("failed", started.elapsed());
+                }
+                Err(_) => {
+                    super::metrics::transfer("timeout", started.elapsed());
+                    break;
+                }
+            }
+        }
+        self.cluster.read(|r| r.rights().local_rights(key))
+    }
+
+    /// Mints the current and (within the lead) next period of every strict budget this node
+    /// is the mint node of, and tops up raised amounts.
+    pub(super) async fn mint_due(&self, now: u64) {
+        let me = self.cluster.writer().node.as_str().to_owned();
+        for state in self.index.budget_states() {
+            let Some((budget, mint_node)) = state.budget() else {
+                continue;
+            };
+            if budget.mode != BudgetMode::Strict || mint_node != me {
+                continue;
+            }
+            let (period, _, end) = budget.period.current(now);
+            let mut due = vec![period];
+            if end.saturating_sub(now) <= self.config.mint_lead_ms {
+                let (next, _, _) = budget.period.current(end);
+                if next != period {
+                    due.push(next);
+                }
+            }
+            for period in due {
+                let key = state.key(period);
+                let minted = self.cluster.read(|r| {
+                    let rows: Vec<_> = r
+                        .rights()
+                        .rows(&key)
+                        .map(|(_, row)| row.mints.len())
+                        .collect();
+                    (
+                        r.rights().total_minted(&key),
+                        rows.into_iter().sum::<usize>(),
+                    )
+                });
+                let (total, mints) = minted;
+                if total >= budget.amount_micros {
+                    continue;
+                }
+                let mint_id = u32::try_from(mints).unwrap_or(u32::MAX);
+                let amount = budget.amount_micros - total;
+                let result = self
+                    .cluster
+                    .mutate(|r| match r.mint(&key, mint_id, amount) {
+                        Ok(delta) => (delta, Ok(())),
+                        Err(e) => (Delta::<Entry>::default(), Err(e)),
+                    })
+                    .await;
+                match result {
+                    Ok(Ok(())) => {
+                        tracing::info!(budget = %state.rights_scope, period = ?period, amount, mint_id, "minted budget rights")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(budget = %state.rights_scope, "mint skipped: {e}")
+                    }
+                    Err(e) => {
+                        tracing::error!(budget = %state.rights_scope, "cannot persist a mint: {e}")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refreshes every budget's escrow figures, tops pools up ahead of use, and refunds pools
+    /// that sit idle or strand the last of a budget.
+    pub(super) async fn maintain_budgets(&self, now: u64) {
+        let me = self.cluster.writer().clone();
+        for state in self.index.budget_states() {
+            let Some((budget, _)) = state.budget() else {
+                continue;
+            };
+            let (period, _, _) = budget.period.current(now);
+            state.forget_before(period);
+            let key = state.key(period);
+            match budget.mode {
+                BudgetMode::Strict => {
+                    let (local, cluster) = self.cluster.read(|r| {
+                        let rights = r.rights();
+                        let cluster = rights
+                            .holders(&key)
+                            .iter()
+                            .fold(0u64, |acc, (_, v)| acc.saturating_add(*v));
+                        (rights.local_rights(&key), cluster)
+                    });
+                    state.set_rights(local, cluster);
+                    let snap = state.snapshot(period);
+                    let idle = now.saturating_sub(snap.last_used_ms) >= self.config.idle_refund_ms;
+                    // Nearly spent: hold nothing back that another node could use.
+                    let scarce = cluster < self.chunk_for(snap.rate_per_sec);
+                    for p in state.pooled_periods() {
+                        if p != period || idle || (scarce && snap.reserved == 0) {
+                            self.refund(&state, p).await;
+                        }
+                    }
+                    let target = self.chunk_for(snap.rate_per_sec);
+                    if !idle && snap.last_used_ms > 0 && snap.pool_available < (target / 2) as i64 {
+                        let deficit = u64::try_from(
+                            i64::try_from(target).unwrap_or(i64::MAX) - snap.pool_available,
+                        )
+                        .unwrap_or(0);
+                        if local > 0 {
+                            self.debit(&state, period, deficit.min(local)).await;
+                        } else if cluster > 0 && !scarce {
+                            self.refill(&state, period, deficit).await;
+                        }
+                    }
+                }
+                BudgetMode::Available => {
+                    let (total, mine) = self.cluster.read(|r| {
+                        let counters = r.counters();
+                        let key = starling_cluster::crdt::CounterKey::new(
+                            state.usage_scope.as_str(),
+                            period,
+                        );
+                        let total = counters.total(&key).spend_micros;
+                        let mine = counters
+                            .slots(&key)
+                            .filter(|(w, _)| w.node == me.node)
+                            .map(|(_, c)| c.usage.spend_micros)
+                            .sum::<u64>();
+                        (total, mine)
+                    });
+                    state.set_spend_seen(period, total.saturating_sub(mine), mine);
+                }
+            }
+        }
+    }
+
+    /// Hands the unreserved pool of `period` back to the escrow.
+    async fn refund(&self, state: &BudgetState, period: Period) {
+        let amount = state.take_idle_pool(period);
+        if amount == 0 {
+            return;
+        }
+        let key = state.key(period);
+        let result = self
+            .cluster
+            .mutate(|r| match r.refund(&key, amount) {
+                Ok(delta) => (delta, true),
+                Err(_) => (Delta::<Entry>::default(), false),
+            })
+            .await;
+        if !matches!(result, Ok(true)) {
+            // Not refunded: it stays debited, which only ever underspends.
+            tracing::warn!(budget = %state.rights_scope, amount, "could not refund an idle pool");
+        }
+    }
+}

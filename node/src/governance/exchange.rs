@@ -1,0 +1,174 @@
+//! The rate-limit share exchange: every `rate_report_interval_ms`, each node sends every live
+//! peer one message with the report (demand, share, intent) of each limiter in use here, and
+//! recomputes its own shares from the latest reports it received.
+//!
+//! Reports are ephemeral, not replicated state: a lost report only delays a share change, and
+//! the demarcation rule in [`super::ratelimit`] treats a stale report conservatively.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use starling_cluster::runtime::RATE_REPORT;
+
+use super::Governance;
+use super::model::LimitName;
+use super::ratelimit::{PeerReport, ShareReport};
+
+/// Demand below this (units per window) counts as idle.
+const IDLE_DEMAND: f64 = 1e-3;
+
+/// Largest report message accepted from a peer.
+const MAX_REPORT_BYTES: usize = 1024 * 1024;
+
+/// One node's reports, as sent.
+#[derive(Debug, Serialize, Deserialize)]
+struct Reports {
+    node: String,
+    limits: Vec<(String, WireLimit, WireReport)>,
+}
+
+/// A [`ShareReport`] on the wire: demand, share, intent, seq, tiebreak.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct WireReport(f64, f64, f64, u64, u64);
+
+impl From<ShareReport> for WireReport {
+    fn from(r: ShareReport) -> Self {
+        Self(r.demand, r.share, r.intent, r.seq, r.tiebreak)
+    }
+}
+
+impl WireReport {
+    /// The report, if its numbers are sane: a peer's garbage must not poison our shares.
+    fn checked(self) -> Option<ShareReport> {
+        let Self(demand, share, intent, seq, tiebreak) = self;
+        [demand, share, intent]
+            .iter()
+            .all(|v| v.is_finite() && *v >= 0.0)
+            .then_some(ShareReport {
+                demand,
+                share,
+                intent,
+                seq,
+                tiebreak,
+            })
+    }
+}
+
+/// Which limiter, on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+enum WireLimit {
+    Rpm,
+    Tpm,
+    Concurrency,
+}
+
+impl WireLimit {
+    fn of(name: LimitName) -> Option<Self> {
+        match name {
+            LimitName::Rpm => Some(Self::Rpm),
+            LimitName::Tpm => Some(Self::Tpm),
+            LimitName::Concurrency => Some(Self::Concurrency),
+            LimitName::Budget => None,
+        }
+    }
+}
+
+/// The latest reports of each peer: node → (scope, limit) → report.
+type Received = HashMap<String, HashMap<(String, WireLimit), PeerReport>>;
+
+/// Starts the sender and the receiver.
+pub(super) fn spawn(gov: &Arc<Governance>) {
+    let received: Arc<Mutex<Received>> = Arc::default();
+    let inbox = gov.cluster.subscribe(RATE_REPORT, MAX_REPORT_BYTES);
+    tokio::spawn(receive(inbox, received.clone()));
+    tokio::spawn(send(Arc::downgrade(gov), received));
+}
+
+async fn receive(
+    mut inbox: tokio::sync::mpsc::Receiver<starling_cluster::transport::Inbound>,
+    received: Arc<Mutex<Received>>,
+) {
+    while let Some(message) = inbox.recv().await {
+        let Ok(reports) = serde_json::from_slice::<Reports>(&message.payload) else {
+            tracing::debug!(from = %message.from, "malformed rate-limit report dropped");
+            continue;
+        };
+        let now = super::now_ms();
+        let table: HashMap<_, _> = reports
+            .limits
+            .into_iter()
+            .filter_map(|(scope, limit, report)| {
+                let report = report.checked()?;
+                Some((
+                    (scope, limit),
+                    PeerReport {
+                        report,
+                        received_ms: now,
+                    },
+                ))
+            })
+            .collect();
+        received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(reports.node, table);
+    }
+}
+
+async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
+    let Some(interval) = gov.upgrade().map(|g| g.config.rate_report_interval_ms) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(interval));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(gov) = gov.upgrade() else {
+            return;
+        };
+        let now = super::now_ms();
+        let peers: Vec<String> = gov
+            .cluster
+            .live_peers_info()
+            .into_iter()
+            .map(|(node, _)| node)
+            .collect();
+        let live_nodes = peers.len() + 1;
+        let mut out = Vec::new();
+        {
+            let mut table = received.lock().unwrap_or_else(|p| p.into_inner());
+            table.retain(|node, _| peers.contains(node));
+            for ((scope, name), limiter) in gov.index.limiters() {
+                let Some(wire) = WireLimit::of(name) else {
+                    continue;
+                };
+                let key = (scope, wire);
+                let theirs: Vec<(&str, PeerReport)> = table
+                    .iter()
+                    .filter_map(|(node, reports)| reports.get(&key).map(|r| (node.as_str(), *r)))
+                    .collect();
+                limiter.update_share(&theirs, live_nodes, now);
+                let report = limiter.report(now);
+                // Report what is in use anywhere: a silent peer would hold everyone's shares
+                // down (the demarcation rule treats it as stale).
+                if report.demand > IDLE_DEMAND || !theirs.is_empty() {
+                    out.push((key.0, key.1, WireReport::from(report)));
+                }
+            }
+        }
+        if out.is_empty() || peers.is_empty() {
+            continue;
+        }
+        let message = Reports {
+            node: gov.cluster.writer().node.as_str().to_owned(),
+            limits: out,
+        };
+        match serde_json::to_vec(&message) {
+            Ok(bytes) => gov.cluster.broadcast(RATE_REPORT, Bytes::from(bytes)),
+            Err(e) => tracing::error!("cannot encode rate-limit reports: {e}"),
+        }
+    }
+}

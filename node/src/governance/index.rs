@@ -1,0 +1,261 @@
+//! The request path's view of governance: keys by secret hash, teams and customers by id, each
+//! with its live budget and limiter state, readable without locks.
+//!
+//! The replica calls [`Index::apply`] for every catalog change, local or replicated, under its
+//! lock and in order; here each change rebuilds one small entry. Budget and limiter state is
+//! kept in registries keyed by scope, so an entry rebuilt by an update (a new name, a raised
+//! limit) keeps the pools and buckets of the old one.
+
+use std::sync::Arc;
+
+use papaya::HashMap;
+
+use super::budget::BudgetState;
+use super::model::{
+    Account, Budget, EntityKind, Entry, LimitName, Limits, VirtualKey, budget_scope, scope,
+};
+use super::ratelimit::{LimitKind, SharedLimit};
+use super::secret::{self, SecretHash};
+
+/// How many live nodes new limiters assume until the first membership figure arrives.
+const INITIAL_NODES: usize = 1;
+
+/// One budget of an entity, with its cluster-wide state.
+#[derive(Debug, Clone)]
+pub struct BudgetRef {
+    /// The budget as configured.
+    pub budget: Budget,
+    /// Pools, reservations and figures.
+    pub state: Arc<BudgetState>,
+}
+
+/// The rate limiters of one entity; `None` where no limit is set.
+#[derive(Debug, Clone, Default)]
+pub struct Limiters {
+    /// Requests per minute.
+    pub rpm: Option<Arc<SharedLimit>>,
+    /// Tokens per minute.
+    pub tpm: Option<Arc<SharedLimit>>,
+    /// Requests in flight.
+    pub concurrency: Option<Arc<SharedLimit>>,
+}
+
+/// What admission needs of a key, a team or a customer.
+#[derive(Debug)]
+pub struct Governed {
+    /// Which kind of entity.
+    pub kind: EntityKind,
+    /// Its id.
+    pub id: String,
+    /// Its usage scope (`key/<id>`, ...).
+    pub scope: Arc<str>,
+    /// Allowed models (empty: all).
+    pub models: Vec<String>,
+    /// Enabled flag.
+    pub enabled: bool,
+    /// Budgets with their state.
+    pub budgets: Vec<BudgetRef>,
+    /// Rate limiters.
+    pub limiters: Limiters,
+}
+
+/// A virtual key as the request path sees it.
+#[derive(Debug)]
+pub struct KeyEntry {
+    /// The stored key.
+    pub key: VirtualKey,
+    /// Budgets and limits of the key itself.
+    pub governed: Governed,
+}
+
+/// Lock-free lookups for the request path, plus the registries behind them.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// This node's rank for splitting whole concurrency slots (stable per node).
+    tiebreak: u64,
+    keys_by_hash: HashMap<SecretHash, Arc<KeyEntry>>,
+    hash_by_key_id: HashMap<String, SecretHash>,
+    accounts: HashMap<(EntityKind, String), Arc<Governed>>,
+    budgets: HashMap<String, Arc<BudgetState>>,
+    limiters: HashMap<(String, LimitName), Arc<SharedLimit>>,
+}
+
+impl Index {
+    /// An empty index for the node ranked `tiebreak`.
+    pub fn new(tiebreak: u64) -> Self {
+        Self {
+            tiebreak,
+            ..Self::default()
+        }
+    }
+
+    /// The key whose secret hashes to `hash`.
+    pub fn key(&self, hash: &SecretHash) -> Option<Arc<KeyEntry>> {
+        self.keys_by_hash.pin().get(hash).cloned()
+    }
+
+    /// A team or customer.
+    pub fn account(&self, kind: EntityKind, id: &str) -> Option<Arc<Governed>> {
+        self.accounts.pin().get(&(kind, id.to_owned())).cloned()
+    }
+
+    /// Every budget state known, for the background tasks.
+    pub fn budget_states(&self) -> Vec<Arc<BudgetState>> {
+        self.budgets.pin().values().cloned().collect()
+    }
+
+    /// Every limiter with its scope, for the background share exchange.
+    pub fn limiters(&self) -> Vec<((String, LimitName), Arc<SharedLimit>)> {
+        self.limiters
+            .pin()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The limiter of `scope` and `name`, if any entity has one.
+    pub fn limiter(&self, scope: &str, name: LimitName) -> Option<Arc<SharedLimit>> {
+        self.limiters.pin().get(&(scope.to_owned(), name)).cloned()
+    }
+
+    /// Every live key, for metrics and the background tasks (not for the request path).
+    pub fn keys(&self) -> Vec<Arc<KeyEntry>> {
+        self.keys_by_hash.pin().values().cloned().collect()
+    }
+
+    /// Every team and customer.
+    pub fn accounts(&self) -> Vec<Arc<Governed>> {
+        self.accounts.pin().values().cloned().collect()
+    }
+
+    /// Applies one catalog change (the replica's observer).
+    pub fn apply(&self, catalog_id: &str, entry: Option<&Entry>, now_ms: u64) {
+        let Some((kind, id)) = EntityKind::parse_catalog_id(catalog_id) else {
+            return;
+        };
+        match (kind, entry) {
+            (EntityKind::Key, Some(Entry::Key(key))) => self.put_key(key, now_ms),
+            (EntityKind::Key, _) => self.remove_key(id),
+            (EntityKind::Team, Some(Entry::Team(account)))
+            | (EntityKind::Customer, Some(Entry::Customer(account))) => {
+                let governed = self.governed(kind, &account.id, account, now_ms);
+                self.accounts
+                    .pin()
+                    .insert((kind, account.id.clone()), Arc::new(governed));
+            }
+            (_, _) => {
+                self.accounts.pin().remove(&(kind, id.to_owned()));
+            }
+        }
+    }
+
+    fn put_key(&self, key: &VirtualKey, now_ms: u64) {
+        let Some(hash) = secret::from_hex(&key.secret_sha256) else {
+            tracing::warn!(key = %key.id, "virtual key with a malformed hash ignored");
+            return;
+        };
+        let governed = Governed {
+            kind: EntityKind::Key,
+            id: key.id.clone(),
+            scope: Arc::from(scope(EntityKind::Key, &key.id)),
+            models: key.models.clone(),
+            enabled: key.enabled,
+            budgets: self.budget_refs(EntityKind::Key, &key.id, &key.limits, &key.mint_node),
+            limiters: self.limiters_for(EntityKind::Key, &key.id, &key.limits, now_ms),
+        };
+        let entry = Arc::new(KeyEntry {
+            key: key.clone(),
+            governed,
+        });
+        // A rotation changes the hash: the old secret must stop working with this change.
+        if let Some(old) = self.hash_by_key_id.pin().insert(key.id.clone(), hash)
+            && *old != hash
+        {
+            self.keys_by_hash.pin().remove(old);
+        }
+        self.keys_by_hash.pin().insert(hash, entry);
+    }
+
+    fn remove_key(&self, id: &str) {
+        if let Some(hash) = self.hash_by_key_id.pin().remove(id) {
+            self.keys_by_hash.pin().remove(hash);
+        }
+    }
+
+    fn governed(&self, kind: EntityKind, id: &str, account: &Account, now_ms: u64) -> Governed {
+        Governed {
+            kind,
+            id: id.to_owned(),
+            scope: Arc::from(scope(kind, id)),
+            models: account.models.clone(),
+            enabled: account.enabled,
+            budgets: self.budget_refs(kind, id, &account.limits, &account.mint_node),
+            limiters: self.limiters_for(kind, id, &account.limits, now_ms),
+        }
+    }
+
+    fn budget_refs(
+        &self,
+        kind: EntityKind,
+        id: &str,
+        limits: &Limits,
+        mint_node: &str,
+    ) -> Vec<BudgetRef> {
+        let budgets = self.budgets.pin();
+        limits
+            .budgets
+            .iter()
+            .map(|budget| {
+                let rights_scope = budget_scope(kind, id, &budget.period);
+                let state = budgets
+                    .get_or_insert_with(rights_scope.clone(), || {
+                        Arc::new(BudgetState::new(rights_scope, scope(kind, id)))
+                    })
+                    .clone();
+                state.set_budget(budget.clone(), mint_node);
+                BudgetRef {
+                    budget: budget.clone(),
+                    state,
+                }
+            })
+            .collect()
+    }
+
+    fn limiters_for(&self, kind: EntityKind, id: &str, limits: &Limits, now_ms: u64) -> Limiters {
+        let entity = scope(kind, id);
+        let make = |name: LimitName, limit: Option<u64>, limit_kind: LimitKind| {
+            let map = self.limiters.pin();
+            let key = (entity.clone(), name);
+            match limit {
+                None => {
+                    map.remove(&key);
+                    None
+                }
+                Some(limit) => {
+                    let limiter = map
+                        .get_or_insert_with(key, || {
+                            Arc::new(
+                                SharedLimit::new(limit_kind, limit, INITIAL_NODES, now_ms)
+                                    .with_tiebreak(self.tiebreak),
+                            )
+                        })
+                        .clone();
+                    if limiter.limit() != limit {
+                        limiter.set_limit(limit, now_ms);
+                    }
+                    Some(limiter)
+                }
+            }
+        };
+        let minute = LimitKind::Rate { window_ms: 60_000 };
+        Limiters {
+            rpm: make(LimitName::Rpm, limits.rpm, minute),
+            tpm: make(LimitName::Tpm, limits.tpm, minute),
+            concurrency: make(
+                LimitName::Concurrency,
+                limits.max_concurrent,
+                LimitKind::Concurrency,
+            ),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Governance metrics. Labels stay bounded: per-key, team and customer figures are exported
+//! only with `governance.per_key_metrics`.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+use super::Governance;
+use super::model::BudgetMode;
+
+/// Admissions by result: `admitted`, or the refusal's code.
+pub const ADMISSIONS: &str = "starling_admissions_total";
+/// Time spent deciding admission.
+pub const ADMISSION_DURATION: &str = "starling_admission_duration_seconds";
+/// Admissions that found their budget pool short and waited for a refill.
+pub const SLOW_PATH: &str = "starling_budget_refill_waits_total";
+/// Budget rights debited into this node's pools.
+pub const DEBITED: &str = "starling_budget_rights_debited_usd_total";
+/// Rights transfers asked of peers, by result.
+pub const TRANSFERS: &str = "starling_budget_rights_transfers_total";
+/// How long rights transfers took.
+pub const TRANSFER_DURATION: &str = "starling_budget_rights_transfer_duration_seconds";
+/// Rights this node holds (escrow plus pools), all budgets.
+pub const RIGHTS_HELD: &str = "starling_budget_rights_held_usd";
+/// Rights held by members that are not live: stranded until they return or are reclaimed.
+pub const RIGHTS_STRANDED: &str = "starling_budget_rights_stranded_usd";
+/// Budgets at or above 90 % of their amount in the current period.
+pub const NEAR_EXHAUSTION: &str = "starling_budgets_near_exhaustion";
+/// Per budget (with `per_key_metrics`): spent in the current period.
+pub const BUDGET_SPENT: &str = "starling_budget_spent_usd";
+/// Per budget (with `per_key_metrics`): remaining in the current period.
+pub const BUDGET_REMAINING: &str = "starling_budget_remaining_usd";
+/// 1 while this node refuses strict keys because it lost contact with the cluster.
+pub const FAIL_CLOSED: &str = "starling_governance_fail_closed";
+
+pub(super) fn admission(result: &'static str, took: Duration) {
+    counter!(ADMISSIONS, "result" => result).increment(1);
+    histogram!(ADMISSION_DURATION).record(took.as_secs_f64());
+}
+
+pub(super) fn slow_path() {
+    counter!(SLOW_PATH).increment(1);
+}
+
+pub(super) fn debited(micros: u64) {
+    counter!(DEBITED).increment(micros);
+}
+
+pub(super) fn transfer(result: &'static str, took: Duration) {
+    counter!(TRANSFERS, "result" => result).increment(1);
+    histogram!(TRANSFER_DURATION).record(took.as_secs_f64());
+}
+
+pub(super) fn fail_closed(on: bool) {
+    gauge!(FAIL_CLOSED).set(if on { 1.0 } else { 0.0 });
+}
+
+fn usd(micros: u64) -> f64 {
+    micros as f64 / 1_000_000.0
+}
+
+/// Exports budget figures: rights held here and stranded, budgets near exhaustion, and per
+/// budget figures when enabled.
+pub(super) fn export_budgets(gov: &Governance, now: u64) {
+    let live: std::collections::BTreeSet<String> = gov
+        .cluster
+        .live_peers_info()
+        .into_iter()
+        .map(|(node, _)| node)
+        .chain(std::iter::once(
+            gov.cluster.writer().node.as_str().to_owned(),
+        ))
+        .collect();
+    let mut held = 0u64;
+    let mut stranded = 0u64;
+    let mut near = 0u64;
+    for state in gov.index.budget_states() {
+        let Some((budget, _)) = state.budget() else {
+            continue;
+        };
+        let (period, _, _) = budget.period.current(now);
+        let remaining = state.remaining(budget.mode, budget.amount_micros, period);
+        if budget.mode == BudgetMode::Strict {
+            let snap = state.snapshot(period);
+            held = held
+                .saturating_add(snap.local_rights)
+                .saturating_add(u64::try_from(snap.pool_available.max(0)).unwrap_or(0));
+            let key = state.key(period);
+            stranded = stranded.saturating_add(gov.cluster.read(|r| {
+                r.rights()
+                    .holders(&key)
+                    .iter()
+                    .filter(|(w, _)| !live.contains(w.node.as_str()))
+                    .fold(0u64, |acc, (_, v)| acc.saturating_add(*v))
+            }));
+        }
+        if remaining.saturating_mul(10) <= budget.amount_micros {
+            near += 1;
+        }
+        if gov.config.per_key_metrics {
+            let label = state.rights_scope.clone();
+            gauge!(BUDGET_REMAINING, "budget" => label.clone()).set(usd(remaining));
+            gauge!(BUDGET_SPENT, "budget" => label)
+                .set(usd(budget.amount_micros.saturating_sub(remaining)));
+        }
+    }
+    gauge!(RIGHTS_HELD).set(usd(held));
+    gauge!(RIGHTS_STRANDED).set(usd(stranded));
+    gauge!(NEAR_EXHAUSTION).set(near as f64);
+}

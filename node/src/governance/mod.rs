@@ -1,0 +1,165 @@
+//! Governance: virtual keys, teams and customers, their budgets and rate limits, enforced on
+//! the replicated state (see docs/governance.md and docs/guarantees.md).
+//!
+//! * [`model`]: what is stored in the catalog; [`secret`]: key secrets and their hashes.
+//! * [`index`]: the request path's lock-free view, kept current by the replica's observer.
+//! * [`admit`]: the admission cascade; [`permit`]: what a request holds until it settles.
+//! * [`budget`]: one budget's pools and figures; [`escrow`]: minting, debits, transfers and
+//!   refunds of strict-budget rights.
+//! * [`ratelimit`]: node-local buckets whose shares follow gossiped demand; [`exchange`]:
+//!   the share reports between nodes.
+//! * [`estimate`]: upper bounds of a request's tokens; [`usage`]: usage counters.
+
+pub mod admit;
+pub mod budget;
+mod escrow;
+pub mod estimate;
+mod exchange;
+pub mod index;
+mod metrics;
+pub mod model;
+pub mod permit;
+pub mod ratelimit;
+pub mod secret;
+pub mod usage;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cluster::Cluster;
+use crate::config::GovernanceConfig;
+
+pub use admit::{AdmitRequest, Admitted, ReservePrice};
+pub use index::KeyEntry;
+pub use permit::GovPermit;
+
+/// The node's governance engine.
+pub struct Governance {
+    index: Arc<index::Index>,
+    cluster: Cluster,
+    config: GovernanceConfig,
+    usage: usage::UsageSink,
+    stale: AtomicBool,
+    started: Instant,
+    has_seeds: bool,
+}
+
+impl std::fmt::Debug for Governance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governance").finish_non_exhaustive()
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch: budget periods and key expiry are calendar
+/// facts, so they follow the system clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Governance {
+    /// Starts governance on a running cluster member: mirrors the catalog into the index and
+    /// spawns the background tasks (minting, pool refills and refunds, usage flushes, the
+    /// staleness watch, the rate-limit share exchange).
+    pub fn start(cluster: Cluster, config: GovernanceConfig, has_seeds: bool) -> Arc<Self> {
+        // Any rank that differs between nodes will do; a random one is stable for the process.
+        let index = Arc::new(index::Index::new(rand::random()));
+        let observer_index = index.clone();
+        cluster.set_catalog_observer(Arc::new(move |id, entry| {
+            observer_index.apply(id, entry, now_ms());
+        }));
+        let gov = Arc::new(Self {
+            index,
+            cluster,
+            config,
+            usage: usage::UsageSink::default(),
+            stale: AtomicBool::new(false),
+            started: Instant::now(),
+            has_seeds,
+        });
+        tokio::spawn(housekeeping(Arc::downgrade(&gov)));
+        exchange::spawn(&gov);
+        gov
+    }
+
+    /// The key presented as `secret`, if it is a virtual key.
+    pub fn lookup(&self, secret: &str) -> Option<Arc<KeyEntry>> {
+        self.index.key(&secret::hash(secret))
+    }
+
+    /// Whether this node has been cut off from its peers for longer than the bound.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// The index (tests and the admin API).
+    pub fn index(&self) -> &index::Index {
+        &self.index
+    }
+
+    fn check_staleness(&self) {
+        let bound = Duration::from_millis(self.config.stale_after_ms);
+        let stale = match self.cluster.last_heard() {
+            Some(at) => at.elapsed() > bound,
+            // Never heard from anyone: stale only if there is someone to hear from.
+            None => self.has_seeds && self.started.elapsed() > bound,
+        };
+        let was = self.stale.swap(stale, Ordering::Relaxed);
+        if stale != was {
+            if stale {
+                tracing::warn!(
+                    bound_ms = self.config.stale_after_ms,
+                    "no word from the cluster: refusing keys in strict mode (fail-closed)"
+                );
+            } else {
+                tracing::info!("back in contact with the cluster: strict keys admitted again");
+            }
+        }
+        metrics::fail_closed(stale);
+    }
+
+    async fn flush_usage(&self) {
+        let cells = self.usage.drain();
+        if cells.is_empty() {
+            return;
+        }
+        let result = self
+            .cluster
+            .mutate_nowait(|r| {
+                let (delta, skipped) = r.add_usage_many(&cells);
+                (delta, skipped)
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!("cannot record usage: {e}");
+        }
+    }
+}
+
+/// The periodic work: usage flushes and the staleness watch every `usage_flush_ms`; budget
+/// upkeep and mints every fourth round.
+async fn housekeeping(gov: std::sync::Weak<Governance>) {
+    let Some(interval) = gov.upgrade().map(|g| g.config.usage_flush_ms) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(interval));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round: u64 = 0;
+    loop {
+        tick.tick().await;
+        let Some(gov) = gov.upgrade() else {
+            return;
+        };
+        gov.check_staleness();
+        gov.flush_usage().await;
+        if round % 4 == 0 {
+            let now = now_ms();
+            gov.mint_due(now).await;
+            gov.maintain_budgets(now).await;
+            metrics::export_budgets(&gov, now);
+        }
+        round = round.wrapping_add(1);
+    }
+}

@@ -1,0 +1,322 @@
+//! Governance on an in-process 5-node cluster: a strict $1.00 budget hammered by 200
+//! concurrent clients spread over every node is never overspent, as the mock's ledger (the
+//! ground truth of what upstream billed) shows, also with the cluster cut in two halves and
+//! with one node cut off during the load.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use starling::admin::AdminState;
+use starling::cluster::Cluster;
+use starling::config::Config;
+use starling::governance::model::{
+    Budget, BudgetMode, BudgetPeriod, Entry, Limits, Metadata, VirtualKey,
+};
+use starling::governance::secret;
+use starling::proxy::Gateway;
+use starling::server::RunningServer;
+use starling_bench::mock::{MockConfig, MockServer};
+use starling_cluster::runtime::{ClusterConfig, ClusterNode};
+use starling_cluster::tls::{ClusterCredentials, ClusterSecret, generate_secret};
+use starling_cluster::transport::{EndpointConfig, PartitionTable};
+use tokio::net::TcpListener;
+
+/// One cluster at a time in this binary: five gossiping nodes per test already fill 2 cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const BUDGET_MICROS: u64 = 1_000_000;
+const MODEL: &str = "claude-opus-4";
+
+struct Node {
+    cluster: Cluster,
+    server: RunningServer,
+    gateway: Arc<Gateway>,
+    base: String,
+}
+
+struct GatewayCluster {
+    nodes: Vec<Node>,
+    mock: MockServer,
+    partition: Arc<PartitionTable>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl GatewayCluster {
+    async fn start(n: usize) -> Self {
+        starling::providers::ensure_crypto_provider();
+        let mock = MockServer::bind(MockConfig::default()).await.expect("mock");
+        let secret = ClusterSecret::parse(&generate_secret().expect("secret")).expect("parse");
+        let partition = Arc::new(PartitionTable::new());
+        let mut dirs = Vec::new();
+        let mut nodes: Vec<Node> = Vec::new();
+        for i in 0..n {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let key_path = dir.path().join("provider.key");
+            std::fs::write(&key_path, "sk-upstream\n").expect("key file");
+            let id = format!("n{i}");
+            let credentials = ClusterCredentials::from_secret(&secret, &id).expect("creds");
+            let mut config = ClusterConfig::new(
+                id.as_str(),
+                "127.0.0.1:0".parse().expect("addr"),
+                dir.path().join("data"),
+                credentials,
+            );
+            if let Some(first) = nodes.first() {
+                config.seeds = vec![first.cluster.local_addr().to_string()];
+            }
+            config.gossip_interval = Duration::from_millis(50);
+            config.sync_interval = Duration::from_millis(100);
+            config.dead_node_grace = Duration::from_secs(30);
+            config.endpoint = EndpointConfig {
+                partition: Some(partition.clone()),
+                ..EndpointConfig::default()
+            };
+            let cluster = Arc::new(ClusterNode::start(config).await.expect("cluster node"));
+            let text = common::standard_config(
+                &mock.addr().to_string(),
+                &key_path.display().to_string(),
+                "",
+                "[governance]\nstale_after_ms = 60000\nrights_wait_ms = 300\n",
+            );
+            let gateway = Arc::new(
+                Gateway::from_config(Config::from_toml(&text).expect("config")).expect("gw"),
+            );
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let admin = AdminState {
+                token: None,
+                cluster: Some(cluster.clone()),
+            };
+            let server = RunningServer::start_with_admin(gateway.clone(), listener, None, admin)
+                .expect("server");
+            let base = format!("http://{}", server.addr);
+            nodes.push(Node {
+                cluster,
+                server,
+                gateway,
+                base,
+            });
+            dirs.push(dir);
+        }
+        let c = Self {
+            nodes,
+            mock,
+            partition,
+            _dirs: dirs,
+        };
+        c.wait("every node sees every other", |c| {
+            c.nodes
+                .iter()
+                .all(|n| n.cluster.live_peers_info().len() == c.nodes.len() - 1)
+        })
+        .await;
+        c
+    }
+
+    async fn wait(&self, what: &str, check: impl Fn(&Self) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !check(self) {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Creates a key with a strict budget on node 0 and waits until every node knows it and
+    /// the budget's rights are minted.
+    async fn key_with_budget(&self, micros: u64, mode: BudgetMode) -> String {
+        let secret_text = secret::generate();
+        let key = VirtualKey {
+            id: "vk_test".into(),
+            name: "load".into(),
+            secret_sha256: secret::to_hex(&secret::hash(&secret_text)),
+            secret_hint: secret::hint(&secret_text),
+            team: None,
+            customer: None,
+            models: Vec::new(),
+            providers: Vec::new(),
+            limits: Limits {
+                budgets: vec![Budget {
+                    amount_micros: micros,
+                    period: BudgetPeriod::Total,
+                    mode,
+                }],
+                ..Limits::default()
+            },
+            expires_at_ms: None,
+            enabled: true,
+            revoked_at_ms: None,
+            metadata: Metadata::default(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            mint_node: "n0".into(),
+        };
+        self.nodes[0]
+            .cluster
+            .catalog_put("key/vk_test", Entry::Key(key))
+            .await
+            .expect("put key");
+        self.wait("the key reaches every node", |c| {
+            c.nodes.iter().all(|n| {
+                n.gateway
+                    .admission
+                    .governance()
+                    .is_some_and(|g| g.lookup(&secret_text).is_some())
+            })
+        })
+        .await;
+        if mode == BudgetMode::Strict {
+            self.wait("the budget is minted everywhere", |c| {
+                c.nodes.iter().all(|n| {
+                    n.cluster.read(|r| {
+                        r.rights()
+                            .keys()
+                            .any(|k| k.scope.starts_with("key/vk_test#"))
+                    })
+                })
+            })
+            .await;
+        }
+        secret_text
+    }
+
+    fn gossip_addrs(&self, which: &[usize]) -> Vec<std::net::SocketAddr> {
+        which
+            .iter()
+            .map(|&i| self.nodes[i].cluster.local_addr())
+            .collect()
+    }
+
+    fn ledger_cost(&self) -> u64 {
+        self.mock.ledger().iter().map(|e| e.cost_micros).sum()
+    }
+}
+
+/// Outcome counts of a load run.
+#[derive(Default, Debug)]
+struct Counts {
+    ok: AtomicU64,
+    budget: AtomicU64,
+    other: AtomicU64,
+}
+
+/// `clients` concurrent clients, client `i` on node `i % n`, each sending until it has seen
+/// `give_up` budget refusals in a row or sent `max_each` requests.
+async fn hammer(c: &GatewayCluster, key: &str, clients: usize, max_each: usize) -> Counts {
+    let counts = Arc::new(Counts::default());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..clients {
+        let url = format!("{}/v1/messages", c.nodes[i % c.nodes.len()].base);
+        let http = http.clone();
+        let key = key.to_owned();
+        let counts = counts.clone();
+        tasks.spawn(async move {
+            let mut refusals = 0;
+            for _ in 0..max_each {
+                let body = json!({
+                    "model": MODEL,
+                    "max_tokens": 200,
+                    "messages": [{"role": "user", "content": "Write a short poem about budgets."}],
+                });
+                let Ok(r) = http
+                    .post(&url)
+                    .header("x-api-key", &key)
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    counts.other.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let status = r.status().as_u16();
+                let code = r
+                    .headers()
+                    .get("x-starling-error-code")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let text = r.text().await.unwrap_or_default();
+                if status == 200 {
+                    counts.ok.fetch_add(1, Ordering::Relaxed);
+                    refusals = 0;
+                } else if status == 429 && code == "budget_exceeded" {
+                    counts.budget.fetch_add(1, Ordering::Relaxed);
+                    refusals += 1;
+                    if refusals >= 3 {
+                        return;
+                    }
+                } else {
+                    if counts.other.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!("unexpected answer {status}: {text}");
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Arc::try_unwrap(counts).unwrap_or_default()
+}
+
+async fn run_budget_scenario(partition: impl Fn(&GatewayCluster)) -> (u64, Counts) {
+    let _serial = SERIAL.lock().await;
+    let c = GatewayCluster::start(5).await;
+    let key = c.key_with_budget(BUDGET_MICROS, BudgetMode::Strict).await;
+    partition(&c);
+    let counts = hammer(&c, &key, 200, 40).await;
+    c.partition.heal();
+    let spent = c.ledger_cost();
+    eprintln!(
+        "ledger ${:.6} of $1.00 ({:.1} %), {counts:?}",
+        spent as f64 / 1e6,
+        spent as f64 / BUDGET_MICROS as f64 * 100.0
+    );
+    for n in c.nodes {
+        n.server.shutdown(Duration::from_millis(200)).await;
+    }
+    (spent, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_budget_is_never_overspent_by_five_nodes() {
+    let (spent, counts) = run_budget_scenario(|_| {}).await;
+    assert!(spent <= BUDGET_MICROS, "overspent: {spent} µ$");
+    assert!(
+        counts.budget.load(Ordering::Relaxed) > 0,
+        "the budget ran out"
+    );
+    // Rights move to where the demand is: most of the budget is used before refusals.
+    assert!(
+        spent * 10 >= BUDGET_MICROS * 8,
+        "only {spent} µ$ of the budget was used"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_budget_holds_with_the_cluster_cut_in_halves() {
+    let (spent, counts) = run_budget_scenario(|c| {
+        c.partition
+            .split(&c.gossip_addrs(&[0, 1]), &c.gossip_addrs(&[2, 3, 4]));
+    })
+    .await;
+    assert!(spent <= BUDGET_MICROS, "overspent: {spent} µ$");
+    assert!(counts.ok.load(Ordering::Relaxed) > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_budget_holds_with_one_node_cut_off() {
+    let (spent, counts) = run_budget_scenario(|c| {
+        c.partition.isolate(
+            c.nodes[0].cluster.local_addr(),
+            &c.gossip_addrs(&[1, 2, 3, 4]),
+        );
+    })
+    .await;
+    assert!(spent <= BUDGET_MICROS, "overspent: {spent} µ$");
+    assert!(counts.ok.load(Ordering::Relaxed) > 0);
+}
