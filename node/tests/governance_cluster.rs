@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const BUDGET_MICROS: u64 = 1_000_000;
+const ADMIN_TOKEN: &str = "admin-token";
 const MODEL: &str = "claude-opus-4";
 
 struct Node {
@@ -87,7 +88,7 @@ impl GatewayCluster {
             );
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let admin = AdminState {
-                token: None,
+                token: Some(starling::config::secrets::Secret::new(ADMIN_TOKEN)),
                 cluster: Some(cluster.clone()),
             };
             let server = RunningServer::start_with_admin(gateway.clone(), listener, None, admin)
@@ -319,4 +320,158 @@ async fn a_strict_budget_holds_with_one_node_cut_off() {
     .await;
     assert!(spent <= BUDGET_MICROS, "overspent: {spent} µ$");
     assert!(counts.ok.load(Ordering::Relaxed) > 0);
+}
+
+impl GatewayCluster {
+    /// Creates a key through node `node`'s admin API; returns (id, secret).
+    async fn create_key(&self, node: usize, body: serde_json::Value) -> (String, String) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/admin/v1/keys", self.nodes[node].base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin answers");
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        let created: serde_json::Value = r.json().await.expect("json");
+        let id = created["id"].as_str().expect("id").to_owned();
+        let secret = created["key"].as_str().expect("secret").to_owned();
+        self.wait("the key reaches every node", |c| {
+            c.nodes.iter().all(|n| {
+                n.gateway
+                    .admission
+                    .governance()
+                    .is_some_and(|g| g.lookup(&secret).is_some())
+            })
+        })
+        .await;
+        (id, secret)
+    }
+
+    async fn admin_post(&self, node: usize, path: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.nodes[node].base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin answers")
+    }
+}
+
+async fn message(node: &str, key: &str, model: &str, max_tokens: u64) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{node}/v1/messages"))
+        .header("x-api-key", key)
+        .json(&json!({
+            "model": model,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "Hello there"}],
+        }))
+        .send()
+        .await
+        .expect("gateway answers")
+}
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_keys_are_authenticated_limited_and_revoked() {
+    let _serial = SERIAL.lock().await;
+    let c = GatewayCluster::start(1).await;
+    let base = c.nodes[0].base.clone();
+    let (id, key) = c
+        .create_key(0, json!({"name": "app", "models": ["claude-*"], "rpm": 3}))
+        .await;
+
+    let r = message(&base, &key, "claude-haiku-4-5", 16).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ratelimit-limit-requests"), "3");
+    assert!(!header(&r, "x-ratelimit-remaining-requests").is_empty());
+    assert!(!header(&r, "x-ratelimit-reset-requests").is_empty());
+
+    let unknown = format!("{}{}", secret::SECRET_PREFIX, "0".repeat(48));
+    let r = message(&base, &unknown, "claude-haiku-4-5", 16).await;
+    assert_eq!(r.status(), 401);
+
+    let r = message(&base, &key, "gpt-4o-mini", 16).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(header(&r, "x-starling-error-code"), "model_not_allowed");
+
+    // The limit is 3 a minute: at most two more get through, then a 429 with retry-after.
+    let mut limited = None;
+    for _ in 0..5 {
+        let r = message(&base, &key, "claude-haiku-4-5", 16).await;
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the rate limit refused a request");
+    assert_eq!(header(&r, "x-starling-error-code"), "rate_limit_exceeded");
+    assert!(header(&r, "retry-after").parse::<u64>().is_ok_and(|s| s >= 1));
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["type"], "error", "Anthropic's error shape: {body}");
+
+    let r = c.admin_post(0, &format!("/admin/v1/keys/{id}/revoke")).await;
+    assert!(r.status().is_success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = message(&base, &key, "claude-haiku-4-5", 16).await;
+        if r.status() == 403 {
+            assert_eq!(header(&r, "x-starling-error-code"), "key_revoked");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "revocation not seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in c.nodes {
+        n.server.shutdown(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_clamps_max_tokens_then_refuses_when_spent() {
+    let _serial = SERIAL.lock().await;
+    let c = GatewayCluster::start(1).await;
+    let base = c.nodes[0].base.clone();
+    let (_, key) = c
+        .create_key(
+            0,
+            json!({"name": "tight", "budgets": [{"amount_usd": 0.05, "period": "daily"}]}),
+        )
+        .await;
+    c.wait("the budget is minted", |c| {
+        c.nodes[0].cluster.read(|r| r.rights().keys().count() > 0)
+    })
+    .await;
+    // $0.05 at claude-opus-4's $75/M output tokens affords well under 100k tokens.
+    let r = message(&base, &key, MODEL, 100_000).await;
+    assert_eq!(r.status(), 200);
+    let clamped: u64 = header(&r, "x-starling-max-tokens-clamped")
+        .parse()
+        .expect("the clamp is announced");
+    assert!(clamped < 100_000);
+    assert!(!header(&r, "x-starling-budget-remaining-usd").is_empty());
+    let mut refused = false;
+    for _ in 0..200 {
+        let r = message(&base, &key, MODEL, 200).await;
+        if r.status() == 429 {
+            assert_eq!(header(&r, "x-starling-error-code"), "budget_exceeded");
+            refused = true;
+            break;
+        }
+        assert_eq!(r.status(), 200);
+    }
+    assert!(refused, "the budget ran out");
+    let spent = c.ledger_cost();
+    assert!(spent <= 50_000, "overspent: {spent} µ$");
+    for n in c.nodes {
+        n.server.shutdown(Duration::from_millis(200)).await;
+    }
 }

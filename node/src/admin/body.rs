@@ -19,8 +19,11 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, AdminError> 
     if body.len() > MAX_BODY_BYTES {
         return Err(AdminError::too_large(MAX_BODY_BYTES));
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(AdminError::invalid("the body is empty: send a JSON object"));
+    // Checked by hand because serde also reads a struct from an array of its fields.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(AdminError::invalid("the body is empty: send a JSON object")),
+        Some(b'{') => {}
+        Some(_) => return Err(AdminError::invalid("the body: send a JSON object")),
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -109,8 +112,12 @@ mod tests {
         assert!(message(r#"{"nmae": "x"}"#).contains("unknown field `nmae`"));
         let m = message(r#"{"items": [{"n": 1}, {"n": "2"}]}"#);
         assert!(m.starts_with("items[1].n: invalid type"), "{m}");
-        assert!(message(r#"{"items": [{"x": 1}]}"#).starts_with("items[0]: unknown field `x`"));
-        assert!(message("[]").starts_with("the body: invalid type"));
+        let m = message(r#"{"items": [{"x": 1}]}"#);
+        assert!(m.starts_with("items[0].x: unknown field `x`"), "{m}");
+        assert_eq!(message("[]"), "the body: send a JSON object");
+        assert!(message("{\"name\": 1").starts_with("name: invalid type"));
+        let m = message("{\"name\": \"x\"");
+        assert!(m.contains("EOF while parsing"), "{m}");
         assert!(message("{} {}").starts_with("the body: trailing"));
         assert!(message(" ").contains("empty"));
         let big = format!("{{\"name\": \"{}\"}}", "x".repeat(MAX_BODY_BYTES));
