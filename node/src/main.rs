@@ -40,6 +40,9 @@ enum Command {
     Customers(governance_cli::AccountArgs),
     /// Cluster-wide usage and budgets of a key, team or customer.
     Usage(governance_cli::UsageArgs),
+    /// Budget rights: hand back those of a node that is gone for good.
+    #[command(subcommand)]
+    Budget(governance_cli::BudgetCommand),
 }
 
 #[derive(Subcommand)]
@@ -52,7 +55,6 @@ enum ClusterCommand {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Issue a node certificate from an operator CA: writes node.pem, node.key and ca.pem.
     /// Print a node's view of the cluster as a table.
     Status {
         /// The node's HTTP base URL, e.g. http://10.0.0.1:8080.
@@ -62,6 +64,7 @@ enum ClusterCommand {
         #[arg(long, env = "STARLING_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: String,
     },
+    /// Issue a node certificate from an operator CA: writes node.pem, node.key and ca.pem.
     IssueCert {
         /// Directory holding ca.pem and ca.key.
         #[arg(long)]
@@ -127,6 +130,7 @@ fn main() -> Result<()> {
         Command::Teams(args) => governance_cli::run(governance_cli::Command::Teams(args)),
         Command::Customers(args) => governance_cli::run(governance_cli::Command::Customers(args)),
         Command::Usage(args) => governance_cli::run(governance_cli::Command::Usage(args)),
+        Command::Budget(command) => governance_cli::run(governance_cli::Command::Budget(command)),
     }
 }
 

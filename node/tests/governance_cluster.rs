@@ -46,8 +46,16 @@ struct GatewayCluster {
     _dirs: Vec<tempfile::TempDir>,
 }
 
+/// The governance settings of the test nodes, unless a test asks otherwise.
+const GOVERNANCE: &str = "[governance]\nstale_after_ms = 60000\nrights_wait_ms = 300\n";
+
 impl GatewayCluster {
     async fn start(n: usize) -> Self {
+        Self::start_with(n, GOVERNANCE).await
+    }
+
+    /// `n` nodes whose config ends with `governance` (TOML).
+    async fn start_with(n: usize, governance: &str) -> Self {
         starling::providers::ensure_crypto_provider();
         let mock = MockServer::bind(MockConfig::default()).await.expect("mock");
         let secret = ClusterSecret::parse(&generate_secret().expect("secret")).expect("parse");
@@ -81,7 +89,7 @@ impl GatewayCluster {
                 &mock.addr().to_string(),
                 &key_path.display().to_string(),
                 "",
-                "[governance]\nstale_after_ms = 60000\nrights_wait_ms = 300\n",
+                governance,
             );
             let gateway = Arc::new(
                 Gateway::from_config(Config::from_toml(&text).expect("config")).expect("gw"),
@@ -248,6 +256,9 @@ async fn hammer(c: &GatewayCluster, key: &str, clients: usize, max_each: usize) 
                     refusals = 0;
                 } else if status == 429 && code == "budget_exceeded" {
                     counts.budget.fetch_add(1, Ordering::Relaxed);
+                    if std::env::var_os("GOV_DEBUG").is_some() {
+                        eprintln!("client {i} refused on node {}: {text}", i % 5);
+                    }
                     refusals += 1;
                     if refusals >= 3 {
                         return;
@@ -414,11 +425,17 @@ async fn virtual_keys_are_authenticated_limited_and_revoked() {
     }
     let r = limited.expect("the rate limit refused a request");
     assert_eq!(header(&r, "x-starling-error-code"), "rate_limit_exceeded");
-    assert!(header(&r, "retry-after").parse::<u64>().is_ok_and(|s| s >= 1));
+    assert!(
+        header(&r, "retry-after")
+            .parse::<u64>()
+            .is_ok_and(|s| s >= 1)
+    );
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["type"], "error", "Anthropic's error shape: {body}");
 
-    let r = c.admin_post(0, &format!("/admin/v1/keys/{id}/revoke")).await;
+    let r = c
+        .admin_post(0, &format!("/admin/v1/keys/{id}/revoke"))
+        .await;
     assert!(r.status().is_success());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -427,7 +444,10 @@ async fn virtual_keys_are_authenticated_limited_and_revoked() {
             assert_eq!(header(&r, "x-starling-error-code"), "key_revoked");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "revocation not seen");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "revocation not seen"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for n in c.nodes {
@@ -471,6 +491,250 @@ async fn a_budget_clamps_max_tokens_then_refuses_when_spent() {
     assert!(refused, "the budget ran out");
     let spent = c.ledger_cost();
     assert!(spent <= 50_000, "overspent: {spent} µ$");
+    for n in c.nodes {
+        n.server.shutdown(Duration::from_millis(200)).await;
+    }
+}
+
+impl GatewayCluster {
+    async fn admin(
+        &self,
+        node: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.nodes[node].base))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let r = req.send().await.expect("admin answers");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_limit_hit_in_the_cascade_is_named() {
+    let _serial = SERIAL.lock().await;
+    let c = GatewayCluster::start(1).await;
+    let base = c.nodes[0].base.clone();
+    c.admin(
+        0,
+        reqwest::Method::POST,
+        "/admin/v1/teams",
+        Some(json!({"id": "t1", "name": "T", "rpm": 1})),
+    )
+    .await;
+    c.admin(
+        0,
+        reqwest::Method::POST,
+        "/admin/v1/customers",
+        Some(json!({"id": "c1", "name": "C"})),
+    )
+    .await;
+    let (_, key) = c
+        .create_key(
+            0,
+            json!({"name": "k", "team": "t1", "customer": "c1", "rpm": 100}),
+        )
+        .await;
+    let r = message(&base, &key, "claude-haiku-4-5", 16).await;
+    assert_eq!(r.status(), 200);
+    // The key allows 100 a minute; its team allows 1, so the team's limit answers.
+    let mut refusal = None;
+    for _ in 0..3 {
+        let r = message(&base, &key, "claude-haiku-4-5", 16).await;
+        if r.status() == 429 {
+            refusal = Some(r.text().await.expect("text"));
+            break;
+        }
+    }
+    let text = refusal.expect("refused");
+    assert!(text.contains("team t1"), "{text}");
+    // A disabled customer refuses every key that bills to it.
+    c.admin(
+        0,
+        reqwest::Method::PATCH,
+        "/admin/v1/customers/c1",
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = message(&base, &key, "claude-haiku-4-5", 16).await;
+        if r.status() == 403 {
+            assert_eq!(header(&r, "x-starling-error-code"), "customer_disabled");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still admitted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in c.nodes {
+        n.server.shutdown(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_stream_is_billed_for_what_was_generated() {
+    let _serial = SERIAL.lock().await;
+    let c = GatewayCluster::start(1).await;
+    let base = c.nodes[0].base.clone();
+    let (id, key) = c
+        .create_key(
+            0,
+            json!({"name": "s", "budgets": [{"amount_usd": 5, "period": "daily"}], "tpm": 1000000}),
+        )
+        .await;
+    let mut r = reqwest::Client::new()
+        .post(format!("{base}/v1/messages"))
+        .header("x-api-key", &key)
+        .json(&json!({
+            "model": MODEL,
+            "max_tokens": 400,
+            "stream": true,
+            "messages": [{"role": "user", "content": "[mock:tokens 300] [mock:slow-first-byte 0] tell me a long story"}],
+        }))
+        .send()
+        .await
+        .expect("stream starts");
+    assert_eq!(r.status(), 200, "{:?}", r.headers());
+    let first = r.chunk().await.expect("a chunk");
+    assert!(first.is_some());
+    drop(r);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let billed = loop {
+        let ledger = c.mock.ledger();
+        if let Some(entry) = ledger.first()
+            && entry.cost_micros > 0
+        {
+            break entry.cost_micros;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ledger entry: {ledger:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The usage the gateway recorded for the key is the ledger's cost, not zero and not the
+    // whole reservation.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let usage = c
+            .admin(
+                0,
+                reqwest::Method::GET,
+                &format!("/admin/v1/usage?scope=key:{id}"),
+                None,
+            )
+            .await;
+        let day = &usage["periods"]["daily"];
+        if day["requests"] == 1 {
+            let spent = day["spend_usd"].as_f64().expect("spend");
+            assert!(
+                (spent * 1e6 - billed as f64).abs() < 1.0,
+                "recorded {spent} vs ledger {billed} µ$"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no usage recorded: {usage}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in c.nodes {
+        n.server.shutdown(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_node_fails_closed_for_strict_keys_and_recovers() {
+    let _serial = SERIAL.lock().await;
+    let c = GatewayCluster::start_with(2, "[governance]\nstale_after_ms = 1000\n").await;
+    let (_, key) = c.create_key(0, json!({"name": "strict"})).await;
+    let (_, lenient) = c
+        .create_key(0, json!({"name": "lenient", "budgets": [{"amount_usd": 5, "period": "daily", "mode": "available"}]}))
+        .await;
+    let isolated = c.nodes[1].base.clone();
+    assert_eq!(
+        message(&isolated, &key, "claude-haiku-4-5", 16)
+            .await
+            .status(),
+        200
+    );
+    c.partition
+        .isolate(c.nodes[1].cluster.local_addr(), &c.gossip_addrs(&[0]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = message(&isolated, &key, "claude-haiku-4-5", 16).await;
+        if r.status() == 503 {
+            assert_eq!(header(&r, "x-starling-error-code"), "cluster_unreachable");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never failed closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Keys whose budgets are all `available` stay up on the isolated side.
+    assert_eq!(
+        message(&isolated, &lenient, "claude-haiku-4-5", 16)
+            .await
+            .status(),
+        200
+    );
+    let metrics = reqwest::get(format!("{isolated}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("starling_governance_fail_closed 1"),
+        "{metrics}"
+    );
+    c.partition.heal();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while message(&isolated, &key, "claude-haiku-4-5", 16)
+        .await
+        .status()
+        != 200
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for n in c.nodes {
+        n.server.shutdown(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn available_budgets_overspend_within_the_documented_bound() {
+    let _serial = SERIAL.lock().await;
+    let c = GatewayCluster::start(5).await;
+    let key = c
+        .key_with_budget(BUDGET_MICROS, BudgetMode::Available)
+        .await;
+    let counts = hammer(&c, &key, 200, 40).await;
+    let spent = c.ledger_cost();
+    let overspend = spent.saturating_sub(BUDGET_MICROS);
+    eprintln!(
+        "available mode: ledger ${:.6} of $1.00, overspend ${:.6} ({:.1} %), {counts:?}",
+        spent as f64 / 1e6,
+        overspend as f64 / 1e6,
+        overspend as f64 / BUDGET_MICROS as f64 * 100.0
+    );
+    assert!(
+        counts.budget.load(Ordering::Relaxed) > 0,
+        "the budget ran out"
+    );
+    // The worst case, with every node blind to the others for the whole period, is
+    // (N − 1) × the amount; connected nodes stay far below it.
+    assert!(overspend <= 4 * BUDGET_MICROS, "overspend {overspend} µ$");
     for n in c.nodes {
         n.server.shutdown(Duration::from_millis(200)).await;
     }

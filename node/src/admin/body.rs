@@ -29,7 +29,8 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, AdminError> 
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." {
+        // A syntax error has no meaningful field path (serde_path_to_error says "?").
+        if inner.is_syntax() || inner.is_eof() || path == "." || path == "?" {
             AdminError::invalid(format!("the body: {inner}"))
         } else {
             AdminError::field(&path, inner)
@@ -120,6 +121,8 @@ mod tests {
         assert!(m.contains("EOF while parsing"), "{m}");
         assert!(message("{} {}").starts_with("the body: trailing"));
         assert!(message(" ").contains("empty"));
+        let m = message("{not json");
+        assert!(m.starts_with("the body: key must be a string"), "{m}");
         let big = format!("{{\"name\": \"{}\"}}", "x".repeat(MAX_BODY_BYTES));
         assert!(message(&big).contains("limited"));
     }

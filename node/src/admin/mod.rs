@@ -28,6 +28,7 @@ mod error;
 mod input;
 mod keys;
 mod money;
+mod reclaim;
 mod render;
 mod store;
 mod time;
@@ -94,6 +95,7 @@ pub fn routes(state: AdminState) -> Router {
             "/admin/v1/customers",
         ))
         .route("/admin/v1/usage", get(usage::usage))
+        .route("/admin/v1/budget/reclaim", post(reclaim::reclaim))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
 }

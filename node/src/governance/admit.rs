@@ -208,6 +208,22 @@ impl Governance {
             let requested = output.requested;
             let choices = output.choices.max(1);
             let input_cost = cost_ceil(input_tokens, req.price.input_nanos);
+            let wanted = requested.unwrap_or(self.config.default_max_tokens);
+            let full_cost = input_cost
+                + cost_ceil(wanted.saturating_mul(choices), req.price.output_nanos)
+                + RESERVE_SLACK;
+            // A strict budget whose pool and known rights cannot cover the request gets a
+            // refill first (a cold start: the first request here, or a budget just minted),
+            // so that the clamp below works from what can really be had.
+            for b in governed.iter().flat_map(|g| g.budgets.iter()) {
+                let (period, _, _) = b.budget.period.current(now);
+                if b.budget.mode == BudgetMode::Strict
+                    && b.state.room(b.budget.mode, b.budget.amount_micros, period) < full_cost
+                {
+                    super::metrics::slow_path();
+                    self.refill(&b.state, period, full_cost).await;
+                }
+            }
             let room = governed
                 .iter()
                 .flat_map(|g| g.budgets.iter())
@@ -222,7 +238,6 @@ impl Governance {
                 .saturating_mul(1_000)
                 .checked_div(req.price.output_nanos)
                 .map_or(u64::MAX, |tokens| tokens / choices);
-            let wanted = requested.unwrap_or(self.config.default_max_tokens);
             let max = wanted.min(affordable);
             if max == 0 {
                 return Err(self.budget_error(&governed, now));
@@ -330,12 +345,18 @@ impl Governance {
         reservation: u64,
         now: u64,
     ) -> Result<(), ()> {
-        match state.reserve(mode, amount, period, reservation, now) {
-            Reserve::Done => return Ok(()),
-            Reserve::Exhausted => return Err(()),
-            Reserve::NeedRights { deficit } => {
-                super::metrics::slow_path();
-                self.refill(state, period, deficit).await;
+        // Concurrent requests may take a refill before this one does: retry a few times while
+        // refills succeed.
+        for _ in 0..REFILL_TRIES {
+            match state.reserve(mode, amount, period, reservation, now) {
+                Reserve::Done => return Ok(()),
+                Reserve::Exhausted => return Err(()),
+                Reserve::NeedRights { .. } => {
+                    super::metrics::slow_path();
+                    if !self.refill(state, period, reservation).await {
+                        return Err(());
+                    }
+                }
             }
         }
         match state.reserve(mode, amount, period, reservation, now) {
@@ -378,6 +399,9 @@ fn endpoint_kind(endpoint: Endpoint) -> EndpointKind {
         Endpoint::CountTokens => EndpointKind::CountTokens,
     }
 }
+
+/// How many refills one reservation waits for at most.
+const REFILL_TRIES: usize = 4;
 
 /// Micro-dollars of rounding slack per reservation: the real cost rounds each of its four
 /// token classes up on its own.

@@ -220,7 +220,9 @@ impl BudgetState {
         pool.available = pool
             .available
             .saturating_add(i64::try_from(amount).unwrap_or(i64::MAX));
+        // The debited rights left the escrow: the hints must not count them twice.
         inner.local_rights = inner.local_rights.saturating_sub(amount);
+        inner.cluster_rights = inner.cluster_rights.saturating_sub(amount);
     }
 
     /// Takes the unreserved pool of `period` out, for a refund to the escrow; returns it.

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use starling_cluster::crdt::{BudgetKey, Period};
+use starling_cluster::crdt::{BudgetKey, CounterKey, Period};
 use starling_cluster::state::Delta;
 
 use super::Governance;
@@ -25,28 +25,35 @@ use super::budget::BudgetState;
 use super::model::{BudgetMode, Entry};
 
 impl Governance {
-    /// Refills the pool of `period` by at least `deficit` if the cluster has the rights.
-    pub(super) async fn refill(&self, state: &BudgetState, period: Period, deficit: u64) {
+    /// Refills the pool of `period` up to at least `target` if the cluster has the rights.
+    /// Returns whether the pool covers `target` afterwards (another request may take it
+    /// before the caller does; callers retry a few times).
+    pub(super) async fn refill(&self, state: &BudgetState, period: Period, target: u64) -> bool {
         let _one_at_a_time = state.refill.lock().await;
-        let snapshot = state.snapshot(period);
+        let target_level = i64::try_from(target).unwrap_or(i64::MAX);
+        let pool = state.snapshot(period);
         // Another request may have refilled while we waited for the lock.
-        let short = i64::try_from(deficit).unwrap_or(i64::MAX);
-        if snapshot.pool_available >= short {
-            return;
+        if pool.pool_available >= target_level {
+            return true;
         }
-        let need = u64::try_from(short - snapshot.pool_available.max(0)).unwrap_or(0);
-        let chunk = need.max(self.chunk_for(snapshot.rate_per_sec));
+        let need = u64::try_from(target_level - pool.pool_available).unwrap_or(u64::MAX);
+        // Debit ahead: two of these requests, or the spend of the refill horizon.
+        let chunk = need
+            .max(self.chunk_for(pool.rate_per_sec))
+            .max(target.saturating_mul(2));
         let key = state.key(period);
         let mut local = self.cluster.read(|r| r.rights().local_rights(&key));
+        if local < need && self.mint_if_due(state, period).await {
+            local = self.cluster.read(|r| r.rights().local_rights(&key));
+        }
         if local < need {
-            local = self
-                .fetch_rights(&key, chunk.saturating_sub(local).max(need - local))
-                .await;
+            local = self.fetch_rights(&key, chunk - local).await;
         }
         let amount = chunk.min(local);
-        if amount >= need.min(local) && amount > 0 {
+        if amount > 0 {
             self.debit(state, period, amount).await;
         }
+        state.snapshot(period).pool_available >= target_level
     }
 
     /// How much to debit at a time, given a spend rate in micro-dollars per second.
@@ -127,123 +134,132 @@ impl Governance {
     /// Mints the current and (within the lead) next period of every strict budget this node
     /// is the mint node of, and tops up raised amounts.
     pub(super) async fn mint_due(&self, now: u64) {
-        let me = self.cluster.writer().node.as_str().to_owned();
         for state in self.index.budget_states() {
-            let Some((budget, mint_node)) = state.budget() else {
+            let Some((budget, _)) = state.budget() else {
                 continue;
             };
-            if budget.mode != BudgetMode::Strict || mint_node != me {
-                continue;
-            }
             let (period, _, end) = budget.period.current(now);
-            let mut due = vec![period];
+            self.mint_if_due(&state, period).await;
             if end.saturating_sub(now) <= self.config.mint_lead_ms {
                 let (next, _, _) = budget.period.current(end);
                 if next != period {
-                    due.push(next);
-                }
-            }
-            for period in due {
-                let key = state.key(period);
-                let minted = self.cluster.read(|r| {
-                    let rows: Vec<_> = r
-                        .rights()
-                        .rows(&key)
-                        .map(|(_, row)| row.mints.len())
-                        .collect();
-                    (
-                        r.rights().total_minted(&key),
-                        rows.into_iter().sum::<usize>(),
-                    )
-                });
-                let (total, mints) = minted;
-                if total >= budget.amount_micros {
-                    continue;
-                }
-                let mint_id = u32::try_from(mints).unwrap_or(u32::MAX);
-                let amount = budget.amount_micros - total;
-                let result = self
-                    .cluster
-                    .mutate(|r| match r.mint(&key, mint_id, amount) {
-                        Ok(delta) => (delta, Ok(())),
-                        Err(e) => (Delta::<Entry>::default(), Err(e)),
-                    })
-                    .await;
-                match result {
-                    Ok(Ok(())) => {
-                        tracing::info!(budget = %state.rights_scope, period = ?period, amount, mint_id, "minted budget rights")
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(budget = %state.rights_scope, "mint skipped: {e}")
-                    }
-                    Err(e) => {
-                        tracing::error!(budget = %state.rights_scope, "cannot persist a mint: {e}")
-                    }
+                    self.mint_if_due(&state, next).await;
                 }
             }
         }
     }
 
-    /// Refreshes every budget's escrow figures, tops pools up ahead of use, and refunds pools
-    /// that sit idle or strand the last of a budget.
-    pub(super) async fn maintain_budgets(&self, now: u64) {
+    /// Mints what `period` of a strict budget lacks, if this node is its mint node. Returns
+    /// whether it minted.
+    async fn mint_if_due(&self, state: &BudgetState, period: Period) -> bool {
+        let Some((budget, mint_node)) = state.budget() else {
+            return false;
+        };
+        if budget.mode != BudgetMode::Strict || mint_node != self.cluster.writer().node.as_str() {
+            return false;
+        }
+        let key = state.key(period);
+        let (total, mints) = self.cluster.read(|r| {
+            let mints: usize = r.rights().rows(&key).map(|(_, row)| row.mints.len()).sum();
+            (r.rights().total_minted(&key), mints)
+        });
+        if total >= budget.amount_micros {
+            return false;
+        }
+        // Mint ids are used once each: 0 for the period's amount, then one per top-up.
+        let mint_id = u32::try_from(mints).unwrap_or(u32::MAX);
+        let amount = budget.amount_micros - total;
+        let result = self
+            .cluster
+            .mutate(|r| match r.mint(&key, mint_id, amount) {
+                Ok(delta) => (delta, Ok(())),
+                Err(e) => (Delta::<Entry>::default(), Err(e)),
+            })
+            .await;
+        match result {
+            Ok(Ok(())) => {
+                tracing::info!(budget = %state.rights_scope, period = ?period, amount, mint_id, "minted budget rights");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(budget = %state.rights_scope, "mint skipped: {e}");
+                false
+            }
+            Err(e) => {
+                tracing::error!(budget = %state.rights_scope, "cannot persist a mint: {e}");
+                false
+            }
+        }
+    }
+
+    /// Refreshes the cluster-wide spend seen by every available-mode budget: the sooner it is
+    /// seen, the smaller the overspend (docs/guarantees.md).
+    pub(super) fn refresh_available(&self, now: u64) {
         let me = self.cluster.writer().clone();
+        for state in self.index.budget_states() {
+            let Some((budget, _)) = state.budget() else {
+                continue;
+            };
+            if budget.mode != BudgetMode::Available {
+                continue;
+            }
+            let (period, _, _) = budget.period.current(now);
+            let (total, mine) = self.cluster.read(|r| {
+                let counters = r.counters();
+                let key = CounterKey::new(state.usage_scope.as_str(), period);
+                let total = counters.total(&key).spend_micros;
+                let mine = counters
+                    .slots(&key)
+                    .filter(|(w, _)| w.node == me.node)
+                    .map(|(_, c)| c.usage.spend_micros)
+                    .sum::<u64>();
+                (total, mine)
+            });
+            state.set_spend_seen(period, total.saturating_sub(mine), mine);
+        }
+    }
+
+    /// Refreshes every strict budget's escrow figures, tops pools up ahead of use, and refunds
+    /// pools that sit idle or strand the last of a budget.
+    pub(super) async fn maintain_budgets(&self, now: u64) {
         for state in self.index.budget_states() {
             let Some((budget, _)) = state.budget() else {
                 continue;
             };
             let (period, _, _) = budget.period.current(now);
             state.forget_before(period);
+            if budget.mode != BudgetMode::Strict {
+                continue;
+            }
             let key = state.key(period);
-            match budget.mode {
-                BudgetMode::Strict => {
-                    let (local, cluster) = self.cluster.read(|r| {
-                        let rights = r.rights();
-                        let cluster = rights
-                            .holders(&key)
-                            .iter()
-                            .fold(0u64, |acc, (_, v)| acc.saturating_add(*v));
-                        (rights.local_rights(&key), cluster)
-                    });
-                    state.set_rights(local, cluster);
-                    let snap = state.snapshot(period);
-                    let idle = now.saturating_sub(snap.last_used_ms) >= self.config.idle_refund_ms;
-                    // Nearly spent: hold nothing back that another node could use.
-                    let scarce = cluster < self.chunk_for(snap.rate_per_sec);
-                    for p in state.pooled_periods() {
-                        if p != period || idle || (scarce && snap.reserved == 0) {
-                            self.refund(&state, p).await;
-                        }
-                    }
-                    let target = self.chunk_for(snap.rate_per_sec);
-                    if !idle && snap.last_used_ms > 0 && snap.pool_available < (target / 2) as i64 {
-                        let deficit = u64::try_from(
-                            i64::try_from(target).unwrap_or(i64::MAX) - snap.pool_available,
-                        )
-                        .unwrap_or(0);
-                        if local > 0 {
-                            self.debit(&state, period, deficit.min(local)).await;
-                        } else if cluster > 0 && !scarce {
-                            self.refill(&state, period, deficit).await;
-                        }
-                    }
+            let (local, cluster) = self.cluster.read(|r| {
+                let rights = r.rights();
+                let cluster = rights
+                    .holders(&key)
+                    .iter()
+                    .fold(0u64, |acc, (_, v)| acc.saturating_add(*v));
+                (rights.local_rights(&key), cluster)
+            });
+            state.set_rights(local, cluster);
+            let snap = state.snapshot(period);
+            let idle = now.saturating_sub(snap.last_used_ms) >= self.config.idle_refund_ms;
+            let target = self.chunk_for(snap.rate_per_sec);
+            // Nearly spent: hold nothing back that another node could use.
+            let scarce = cluster < target;
+            for p in state.pooled_periods() {
+                if p != period || idle || (scarce && snap.reserved == 0) {
+                    self.refund(&state, p).await;
                 }
-                BudgetMode::Available => {
-                    let (total, mine) = self.cluster.read(|r| {
-                        let counters = r.counters();
-                        let key = starling_cluster::crdt::CounterKey::new(
-                            state.usage_scope.as_str(),
-                            period,
-                        );
-                        let total = counters.total(&key).spend_micros;
-                        let mine = counters
-                            .slots(&key)
-                            .filter(|(w, _)| w.node == me.node)
-                            .map(|(_, c)| c.usage.spend_micros)
-                            .sum::<u64>();
-                        (total, mine)
-                    });
-                    state.set_spend_seen(period, total.saturating_sub(mine), mine);
+            }
+            let low_water = i64::try_from(target / 2).unwrap_or(i64::MAX);
+            if !idle && snap.last_used_ms > 0 && snap.pool_available < low_water {
+                let deficit =
+                    u64::try_from(i64::try_from(target).unwrap_or(i64::MAX) - snap.pool_available)
+                        .unwrap_or(0);
+                if local > 0 {
+                    self.debit(&state, period, deficit.min(local)).await;
+                } else if cluster > 0 && !scarce {
+                    self.refill(&state, period, deficit).await;
                 }
             }
         }

@@ -154,6 +154,7 @@ async fn housekeeping(gov: std::sync::Weak<Governance>) {
         };
         gov.check_staleness();
         gov.flush_usage().await;
+        gov.refresh_available(now_ms());
         if round % 4 == 0 {
             let now = now_ms();
             gov.mint_due(now).await;

@@ -234,8 +234,31 @@ impl Toggle {
     }
 }
 
+/// `starling budget …`.
+#[derive(Subcommand)]
+pub enum BudgetCommand {
+    /// Hand the budget rights of a node that is gone for good to the node you call, which also
+    /// takes over minting the budgets the dead node minted. Run it once, on one node.
+    Reclaim {
+        /// The id of the dead node.
+        #[arg(long = "node")]
+        dead_node: String,
+        /// The HTTP base URL of a live node to run it on.
+        #[arg(long, env = "STARLING_NODE", default_value = "http://127.0.0.1:8080")]
+        via: String,
+        /// The admin token (default: the STARLING_ADMIN_TOKEN environment variable).
+        #[arg(long, env = "STARLING_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// A governance command, as `main` dispatches it.
 pub enum Command {
+    /// `starling budget …`.
+    Budget(BudgetCommand),
     /// `starling keys …`.
     Keys(KeysArgs),
     /// `starling teams …`.
@@ -258,6 +281,12 @@ pub fn run(command: Command) -> Result<()> {
             Command::Teams(args) => accounts("teams", "team", args).await,
             Command::Customers(args) => accounts("customers", "customer", args).await,
             Command::Usage(args) => usage(args).await,
+            Command::Budget(BudgetCommand::Reclaim {
+                dead_node,
+                via,
+                admin_token,
+                json,
+            }) => reclaim(&dead_node, &via, &admin_token, json).await,
         }
     });
     if let Err(e) = result {
@@ -423,5 +452,30 @@ async fn usage(args: UsageArgs) -> Result<()> {
     }
     let report = api.get(&["usage"], &query).await?;
     output::usage(&report, args.remote.json);
+    Ok(())
+}
+
+async fn reclaim(dead_node: &str, via: &str, token: &str, json: bool) -> Result<()> {
+    let api = crate::admin_client::AdminClient::new(via, token)?;
+    let body = serde_json::json!({ "node": dead_node });
+    let answer = api
+        .call(
+            reqwest::Method::POST,
+            &["budget", "reclaim"],
+            &[],
+            Some(&body),
+        )
+        .await?;
+    if json {
+        println!("{answer:#}");
+    } else {
+        println!(
+            "reclaimed ${} from {dead_node} into {} ({} budgets; mint duty moved for {} entries)",
+            answer["reclaimed_usd"].as_str().unwrap_or("0"),
+            answer["reclaimed_by"].as_str().unwrap_or("?"),
+            answer["budgets"].as_array().map_or(0, Vec::len),
+            answer["mint_duty_moved"],
+        );
+    }
     Ok(())
 }

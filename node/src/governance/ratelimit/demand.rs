@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 
+use super::surprise::is_surprising;
+
 /// Periods kept at most, whatever their length, to bound memory if reports come very often.
 const MAX_PERIODS: usize = 512;
 
@@ -117,26 +119,72 @@ impl DemandMeter {
         period.duration_ms = now_ms - self.period_start_ms;
         self.period_start_ms = now_ms;
         self.closed.push_front(period);
+        self.forget_beyond(self.horizon.max_ms);
+        self.forget_before_a_shift();
+        self.largest = self
+            .closed
+            .iter()
+            .map(|period| period.largest)
+            .fold(0.0, f64::max);
+        self.estimate();
+    }
 
-        // Forget periods beyond the longest span an estimate may use (the newest one stays,
-        // however long it was).
+    /// Drops periods beyond `max_ms` back from now (the newest stays, however long it was).
+    fn forget_beyond(&mut self, max_ms: u64) {
         let mut kept_ms = 0;
         let mut keep = 0;
         for period in &self.closed {
-            if keep > 0 && kept_ms + period.duration_ms > self.horizon.max_ms {
+            if keep > 0 && kept_ms + period.duration_ms > max_ms {
                 break;
             }
             kept_ms += period.duration_ms;
             keep += 1;
         }
         self.closed.truncate(keep.min(MAX_PERIODS));
+    }
 
-        self.largest = self
-            .closed
-            .iter()
-            .map(|period| period.largest)
-            .fold(0.0, f64::max);
+    /// If the latest periods contradict the ones before them (far fewer or far more arrivals
+    /// than the older rate predicts), forgets the older ones. Without this, the estimate of a
+    /// node whose load collapsed would keep reaching back into its busy past for the minimum
+    /// number of arrivals, and fall only as fast as new arrivals at the low rate come in.
+    fn forget_before_a_shift(&mut self) {
+        let arrivals: u64 = self.closed.iter().map(|period| period.arrivals).sum();
+        if arrivals < self.horizon.min_arrivals {
+            // Too few arrivals for any older rate to judge by: nothing to test.
+            return;
+        }
+        // Detect with the newest 1, 2, 4, ... periods: a handful of tests covers every scale.
+        let mut length = 1;
+        while length < self.closed.len() {
+            if self.shifted_within(length) {
+                // Cut where the shift is first evident, so that as little as possible from
+                // before it stays in the estimate.
+                let cut = (1..=length)
+                    .find(|&shorter| self.shifted_within(shorter))
+                    .unwrap_or(length);
+                self.closed.truncate(cut);
+                return;
+            }
+            length *= 2;
+        }
+    }
 
+    /// Whether the newest `length` periods are surprising given the rate of the older ones.
+    fn shifted_within(&self, length: usize) -> bool {
+        let mut recent = Period::default();
+        self.closed.iter().take(length).for_each(|p| recent.add(p));
+        let mut past = Period::default();
+        self.closed.iter().skip(length).for_each(|p| past.add(p));
+        // A rate from fewer arrivals is itself too noisy to judge by.
+        if past.arrivals < self.horizon.min_arrivals || past.duration_ms == 0 {
+            return false;
+        }
+        let expected = past.arrivals as f64 * recent.duration_ms as f64 / past.duration_ms as f64;
+        is_surprising(recent.arrivals, expected)
+    }
+
+    /// Re-estimates over the newest periods spanning the minimum time and arrivals.
+    fn estimate(&mut self) {
         let mut span = Period::default();
         for period in &self.closed {
             if span.duration_ms >= self.horizon.min_ms && span.arrivals >= self.horizon.min_arrivals
@@ -270,6 +318,17 @@ mod tests {
             low >= 25.0 && high <= 40.0,
             "estimates between {low} and {high}"
         );
+    }
+
+    #[test]
+    fn a_collapse_of_load_is_followed_within_a_second() {
+        let mut meter = DemandMeter::new(HORIZON, 0);
+        let now = feed(&mut meter, 0, 5, 20);
+        // One arrival, then nothing: after a second the busy past is forgotten.
+        meter.arrival(1.0, true);
+        feed(&mut meter, now, 1, 0);
+        let after = meter.units_per_window(60_000);
+        assert!(after <= 60.0, "{after}");
     }
 
     #[test]

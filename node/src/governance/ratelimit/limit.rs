@@ -11,6 +11,9 @@ use super::report::{PeerReport, ShareReport};
 use super::tuning::Tuning;
 use super::view::{initial_share, survey};
 
+/// The longest wait suggested for a slot: holds are estimates, and a minute is long enough.
+const MAX_SLOT_WAIT_MS: u64 = 60_000;
+
 /// What a [`SharedLimit`] limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LimitKind {
@@ -38,7 +41,8 @@ pub struct Admitted {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rejected {
     /// When to try again: when this node's bucket will hold the request at its current share
-    /// (at most a window), or for slots the expected time until one frees up.
+    /// (at most a window), or for slots the expected time until one frees up; at most about a
+    /// staleness bound while this node's share is on its way up, and that long if it has none.
     pub retry_after_ms: u64,
     /// The cluster-wide limit.
     pub limit: u64,
@@ -168,7 +172,19 @@ impl SharedLimit {
         let mut state = self.lock();
         let state = &mut *state;
         let limit = state.limit;
-        let fallback = state.tuning.stale_after_ms();
+        // Shares move within about a staleness bound: the wait for a node without share, and
+        // the longest worth suggesting while a raise is already on its way.
+        let shares_move_ms = state.tuning.stale_after_ms();
+        let raising = state.demarcation.intent() > state.demarcation.share();
+        let hint = |wait: Option<u64>, longest: u64| {
+            let wait = wait.map_or(shares_move_ms, |ms| ms.min(longest));
+            let wait = if raising {
+                wait.min(shares_move_ms)
+            } else {
+                wait
+            };
+            wait.max(1)
+        };
         let units = amount as f64;
         match &mut state.meter {
             Meter::Bucket { bucket, window_ms } => match bucket.try_take(units, now_ms) {
@@ -182,9 +198,7 @@ impl SharedLimit {
                 Err(wait) => {
                     state.demand.arrival(units, false);
                     Err(Rejected {
-                        // A node without share waits for shares to move, which takes about
-                        // a staleness bound.
-                        retry_after_ms: wait.map_or(fallback, |ms| ms.min(*window_ms)).max(1),
+                        retry_after_ms: hint(wait, *window_ms),
                         limit,
                     })
                 }
@@ -201,12 +215,14 @@ impl SharedLimit {
                     })
                 } else {
                     state.demand.arrival(units, false);
-                    let next_free = match state.demand.mean_hold_ms() {
-                        Some(hold) if slots > 0 => (hold / (*in_use).max(1) as f64).ceil() as u64,
-                        _ => fallback,
-                    };
+                    // With slots held, one frees up after about a mean hold over their number.
+                    let next_free = state
+                        .demand
+                        .mean_hold_ms()
+                        .filter(|_| slots > 0)
+                        .map(|hold| (hold / (*in_use).max(1) as f64).ceil() as u64);
                     Err(Rejected {
-                        retry_after_ms: next_free.clamp(1, 60_000),
+                        retry_after_ms: hint(next_free, MAX_SLOT_WAIT_MS),
                         limit,
                     })
                 }
@@ -250,7 +266,7 @@ impl SharedLimit {
         let delivery_ms = state.tuning.max_delivery_delay_ms;
         state.demarcation.published(now_ms, held, delivery_ms);
         state.published_demand = demand;
-        // The mean request size moved with the arrivals since the last report.
+        // The largest recent request, and with it the bucket's capacity, may have changed.
         state.apply_share(now_ms);
         ShareReport {
             demand,

@@ -66,16 +66,23 @@ fn assert_shares_within_limit(outcome: &Outcome, limit: u64) {
     );
 }
 
-#[test]
-fn even_overload_stays_within_the_bound() {
-    let outcome = rpm(FIXED, even(RPM, 10.0, 1.0)).run();
+/// Prints and returns the most admitted in any window and the least in any window after the
+/// first.
+fn windows(label: &str, outcome: &Outcome, limit: u64) -> (u64, u64) {
     let max = outcome.max_window(MINUTE_MS);
     let min = outcome.min_window_from(MINUTE_MS, MINUTE_MS);
     eprintln!(
-        "[1] RPM {RPM}, even 10x, delay 50 ms: max per 60 s window {max} (+{}), min after warm-up {min} ({:.1} %)",
-        max.saturating_sub(RPM),
-        100.0 * min as f64 / RPM as f64
+        "{label}: most per window {max} ({:+.2} %), least after the first {min} ({:.1} %)",
+        100.0 * (max as f64 / limit as f64 - 1.0),
+        100.0 * min as f64 / limit as f64
     );
+    (max, min)
+}
+
+#[test]
+fn even_overload_stays_within_the_bound() {
+    let outcome = rpm(FIXED, even(RPM, 10.0, 1.0)).run();
+    let (max, _) = windows("[1] 600 RPM, 10x even, 50 ms", &outcome, RPM);
     assert_shares_within_limit(&outcome, RPM);
     assert!(max <= RPM_BOUND, "{max} admitted in one window");
 }
@@ -83,13 +90,7 @@ fn even_overload_stays_within_the_bound() {
 #[test]
 fn skewed_overload_stays_within_the_bound_and_uses_the_limit() {
     let outcome = rpm(FIXED, skewed(RPM, 10.0, 1.0, (0, 0), 0)).run();
-    let max = outcome.max_window(MINUTE_MS);
-    let min = outcome.min_window_from(MINUTE_MS, MINUTE_MS);
-    eprintln!(
-        "[2] RPM {RPM}, 90 % on one node, 10x, delay 50 ms: max per window {max} (+{}), min after warm-up {min} ({:.1} %)",
-        max.saturating_sub(RPM),
-        100.0 * min as f64 / RPM as f64
-    );
+    let (max, min) = windows("[2] 600 RPM, 10x, 90 % on one node, 50 ms", &outcome, RPM);
     assert_shares_within_limit(&outcome, RPM);
     assert!(max <= RPM_BOUND, "{max} admitted in one window");
     assert!(min * 100 >= RPM * 95, "only {min} admitted in one window");
@@ -100,21 +101,13 @@ fn over_admission_does_not_grow_with_attack_intensity() {
     let mut worst = 0;
     for overload in [2.0, 10.0, 100.0] {
         for (delay_name, delay) in [("50 ms", FIXED), ("20-150 ms", JITTERED)] {
-            for skew in [false, true] {
-                let load = if skew {
-                    skewed(RPM, overload, 1.0, (0, 0), 0)
-                } else {
-                    even(RPM, overload, 1.0)
-                };
+            for (load_name, load) in [
+                ("even", even(RPM, overload, 1.0)),
+                ("90 % on one node", skewed(RPM, overload, 1.0, (0, 0), 0)),
+            ] {
                 let outcome = rpm(delay, load).run();
-                let max = outcome.max_window(MINUTE_MS);
-                let min = outcome.min_window_from(MINUTE_MS, MINUTE_MS);
-                eprintln!(
-                    "[3] RPM {RPM}, {overload}x, {}, delay {delay_name}: max per window {max} (+{}), min after warm-up {min} ({:.1} %)",
-                    if skew { "skewed" } else { "even" },
-                    max.saturating_sub(RPM),
-                    100.0 * min as f64 / RPM as f64
-                );
+                let label = format!("[3] 600 RPM, {overload}x {load_name}, {delay_name}");
+                let (max, _) = windows(&label, &outcome, RPM);
                 assert_shares_within_limit(&outcome, RPM);
                 worst = worst.max(max);
             }
@@ -126,20 +119,24 @@ fn over_admission_does_not_grow_with_attack_intensity() {
 #[test]
 fn moving_skew_stays_within_the_bound_and_recovers() {
     const SWITCH_MS: u64 = 2 * MINUTE_MS;
-    /// The measured recovery is a little over 1 s; this bound leaves room for noise.
-    const RECOVERY_BOUND_MS: u64 = 20_000;
+    /// The measured recovery is about 1 s (see the printed figures); this leaves a margin.
+    const RECOVERY_BOUND_MS: u64 = 2_000;
     for (overload, delay_name, delay) in [
         (2.0, "50 ms", FIXED),
         (2.0, "20-150 ms", JITTERED),
         (10.0, "20-150 ms", JITTERED),
     ] {
-        let outcome = rpm(delay, skewed(RPM, overload, 1.0, (0, 3), SWITCH_MS)).run();
-        let max = outcome.max_window(MINUTE_MS);
-        let before = outcome.settles_after(0, 0.95);
-        let recovery = outcome.settles_after(SWITCH_MS, 0.95);
+        let load = skewed(RPM, overload, 1.0, (0, 3), SWITCH_MS);
+        let outcome = rpm(delay, load).run();
+        let label = format!("[4] 600 RPM, {overload}x, 90 % moving at 2 min, {delay_name}");
+        let (max, _) = windows(&label, &outcome, RPM);
+        let start = outcome.settles_after(0, SWITCH_MS, 0.95);
+        let recovery = outcome.settles_after(SWITCH_MS, RUN_MS, 0.95);
         eprintln!(
-            "[4] RPM {RPM}, 90 % moving from node 0 to node 3 at 2 min, {overload}x, delay {delay_name}: max per window {max} (+{}), usable share >= 95 % from {before:?} ms, again {recovery:?} ms after the move",
-            max.saturating_sub(RPM)
+            "    usable share >= 95 % after {start:?} ms, again {recovery:?} ms after the move; \
+             least {:.1} % before the move, {:.1} % from 5 s after it",
+            100.0 * outcome.min_usable(MINUTE_MS, SWITCH_MS),
+            100.0 * outcome.min_usable(SWITCH_MS + 5_000, RUN_MS)
         );
         assert_shares_within_limit(&outcome, RPM);
         assert!(max <= RPM_BOUND, "{max} admitted in one window");
@@ -155,13 +152,16 @@ fn token_true_ups_stay_within_the_bound() {
     const TPM: u64 = 100_000;
     const ESTIMATE: (u64, u64) = (200, 2_000);
     let mean_estimate = (ESTIMATE.0 + ESTIMATE.1) as f64 / 2.0;
-    // Per node, a window admits at most its share plus the larger of its burst (1 % of its
-    // share) and the largest request; true-ups in flight at the window's edges add what the
-    // settlement delay lets through.
+    // Per node, a window admits at most its share plus its bucket (the largest request and
+    // 1 % of its share); true-ups in flight at the window's edges add what the settlement
+    // delay lets through, taken here as 1 % of the limit.
     let bound = TPM + TPM / 50 + NODES as u64 * ESTIMATE.1;
     for (name, load) in [
         ("even", even(TPM, 10.0, mean_estimate)),
-        ("skewed", skewed(TPM, 10.0, mean_estimate, (0, 0), 0)),
+        (
+            "90 % on one node",
+            skewed(TPM, 10.0, mean_estimate, (0, 0), 0),
+        ),
     ] {
         let outcome = Scenario {
             nodes: NODES,
@@ -181,15 +181,13 @@ fn token_true_ups_stay_within_the_bound() {
             seed: 11,
         }
         .run();
-        let max = outcome.max_window(MINUTE_MS);
-        let min = outcome.min_window_from(MINUTE_MS, MINUTE_MS);
-        eprintln!(
-            "[5] TPM {TPM}, {name} 10x, estimates {ESTIMATE:?} trued up by -50..+20 % after 0.5-5 s: max true tokens per window {max} (+{:.2} %), min after warm-up {min} ({:.1} %), bound {bound}",
-            100.0 * (max as f64 / TPM as f64 - 1.0),
-            100.0 * min as f64 / TPM as f64
-        );
+        let label = format!("[5] 100 000 TPM, 10x {name}, true-ups -50..+20 % after 0.5-5 s");
+        let (max, _) = windows(&label, &outcome, TPM);
         assert_shares_within_limit(&outcome, TPM);
-        assert!(max <= bound, "{max} true tokens in one window");
+        assert!(
+            max <= bound,
+            "{max} true tokens in one window, bound {bound}"
+        );
     }
 }
 
@@ -219,7 +217,7 @@ fn concurrency_never_exceeds_the_slots() {
     .run();
     let utilisation = outcome.slot_utilisation_from(MINUTE_MS, SLOTS);
     eprintln!(
-        "[6] {SLOTS} slots, 90 % on one node, 3x, holds {HOLD_MS:?} ms: most in use at once {}, utilisation after warm-up {:.1} %",
+        "[6] 10 slots, 3x, 90 % on one node, holds 2-4 s: most in use {}, utilisation {:.1} %",
         outcome.max_in_flight,
         100.0 * utilisation
     );

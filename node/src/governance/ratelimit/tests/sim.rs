@@ -109,157 +109,205 @@ enum Event {
 
 impl Scenario {
     pub(super) fn run(&self) -> Outcome {
-        let n = self.nodes;
-        let interval = self.tuning.report_interval_ms;
-        let window_ms = match self.kind {
-            LimitKind::Rate { window_ms } => window_ms as f64,
-            LimitKind::Concurrency => 1.0,
-        };
+        let mut run = Run::new(self);
+        for now in 0..self.duration_ms {
+            run.deliver_due(now);
+            for node in 0..self.nodes {
+                let phase = node as u64 * self.tuning.report_interval_ms / self.nodes as u64;
+                if now % self.tuning.report_interval_ms == phase {
+                    run.exchange(node, now);
+                }
+            }
+            for node in 0..self.nodes {
+                run.arrivals(node, now);
+            }
+            run.record(now);
+        }
+        run.outcome
+    }
+}
+
+/// The state of one run.
+struct Run<'a> {
+    scenario: &'a Scenario,
+    limits: Vec<SharedLimit>,
+    /// `views[to][from]`: the latest report `to` has from `from`.
+    views: Vec<Vec<Option<PeerReport>>>,
+    reports: Vec<ShareReport>,
+    events: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    /// Breaks ties between events due at the same millisecond, in the order they were made.
+    order: u64,
+    rng: Rng,
+    /// Fractional arrivals carried to the next millisecond, per node.
+    pending: Vec<f64>,
+    /// Slots in use per node, counted by the simulation itself.
+    in_use: Vec<u64>,
+    /// Share in force per node, as of its latest update.
+    shares: Vec<f64>,
+    outcome: Outcome,
+}
+
+impl<'a> Run<'a> {
+    fn new(scenario: &'a Scenario) -> Self {
+        let n = scenario.nodes;
         let limits: Vec<SharedLimit> = (0..n)
             .map(|node| {
-                SharedLimit::with_tuning(self.kind, self.limit, n, 0, self.tuning)
+                SharedLimit::with_tuning(scenario.kind, scenario.limit, n, 0, scenario.tuning)
                     .with_tiebreak(node as u64)
             })
             .collect();
-        let mut views: Vec<Vec<Option<PeerReport>>> = vec![vec![None; n]; n];
-        let mut reports: Vec<ShareReport> = Vec::new();
-        let mut events: BinaryHeap<Reverse<(u64, u64, Event)>> = BinaryHeap::new();
-        let mut order = 0u64;
-        let mut rng = Rng::new(self.seed);
-        let mut pending: Vec<f64> = (0..n).map(|node| node as f64 / n as f64).collect();
-        let duration = self.duration_ms as usize;
-        let mut outcome = Outcome {
-            admitted: vec![0; duration],
-            max_total_share: 0.0,
-            max_in_flight: 0,
-            in_flight: vec![0; duration],
-            usable: vec![0.0; duration],
-        };
-        let mut in_flight = 0u64;
-
-        for now in 0..self.duration_ms {
-            while let Some(&Reverse((at, _, event))) = events.peek() {
-                if at > now {
-                    break;
-                }
-                events.pop();
-                match event {
-                    Event::Deliver { to, from, report } => {
-                        let report = reports[report];
-                        let slot = &mut views[to][from];
-                        if slot.is_none_or(|held| held.report.seq < report.seq) {
-                            *slot = Some(PeerReport {
-                                report,
-                                received_ms: now,
-                            });
-                        }
-                    }
-                    Event::Settle { node, delta } => limits[node].adjust(delta, now),
-                    Event::Release { node } => {
-                        limits[node].adjust(-1, now);
-                        in_flight -= 1;
-                    }
-                }
-            }
-
-            for (node, limit) in limits.iter().enumerate() {
-                if now % interval != node as u64 * interval / n as u64 {
-                    continue;
-                }
-                let peers: Vec<(usize, PeerReport)> = views[node]
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(from, peer)| peer.map(|peer| (from, peer)))
-                    .collect();
-                limit.update_share(&peers, n, now);
-                reports.push(limit.report(now));
-                if std::env::var("SIM_TRACE").is_ok() && (30_000..36_000).contains(&now) && node < 2
-                {
-                    let r = reports.last().unwrap();
-                    let st = limit.status(now);
-                    eprintln!(
-                        "TRACE t={now} node={node} demand={:.1} share={:.1} intent={:.1} remaining={} reset={}",
-                        r.demand, r.share, r.intent, st.remaining, st.reset_ms
-                    );
-                }
-                for to in (0..n).filter(|&to| to != node) {
-                    let delay = match self.delay {
-                        Delay::Fixed(ms) => ms,
-                        Delay::Jitter(low, high) => rng.between((low, high)),
-                    };
-                    order += 1;
-                    let report = reports.len() - 1;
-                    let deliver = Event::Deliver {
-                        to,
-                        from: node,
-                        report,
-                    };
-                    events.push(Reverse((now + delay, order, deliver)));
-                }
-            }
-
-            let slot = now as usize;
-            for (node, limit) in limits.iter().enumerate() {
-                pending[node] += (self.load)(node, now);
-                while pending[node] >= 1.0 {
-                    pending[node] -= 1.0;
-                    match self.work {
-                        Work::Requests => {
-                            if limit.try_acquire(1, now).is_ok() {
-                                outcome.admitted[slot] += 1;
-                            }
-                        }
-                        Work::Tokens {
-                            estimate,
-                            factor,
-                            settle_ms,
-                        } => {
-                            let estimate = rng.between(estimate);
-                            let real = (estimate as f64 * rng.fraction(factor)).round() as u64;
-                            let settle_at = now + rng.between(settle_ms);
-                            let res = limit.try_acquire(estimate, now);
-                            if std::env::var("SIM_TRACE").is_ok()
-                                && (30_000..36_000).contains(&now)
-                                && node == 1
-                            {
-                                eprintln!(
-                                    "TRACE t={now} node={node} est={estimate} real={real} -> {res:?}"
-                                );
-                            }
-                            if res.is_ok() {
-                                outcome.admitted[slot] += real;
-                                order += 1;
-                                let delta = real as i64 - estimate as i64;
-                                let settle = Event::Settle { node, delta };
-                                events.push(Reverse((settle_at, order, settle)));
-                            }
-                        }
-                        Work::Slots { hold_ms } => {
-                            let release_at = now + rng.between(hold_ms);
-                            if limit.try_acquire(1, now).is_ok() {
-                                in_flight += 1;
-                                outcome.max_in_flight = outcome.max_in_flight.max(in_flight);
-                                order += 1;
-                                let release = Event::Release { node };
-                                events.push(Reverse((release_at, order, release)));
-                            }
-                        }
-                    }
-                }
-            }
-
-            let mut total_share = 0.0;
-            let mut usable = 0.0;
-            for (node, limit) in limits.iter().enumerate() {
-                let share = limit.status(now).share;
-                total_share += share.max(limit.in_use() as f64);
-                usable += share.min((self.load)(node, now) * window_ms);
-            }
-            outcome.max_total_share = outcome.max_total_share.max(total_share);
-            outcome.usable[slot] = usable / self.limit as f64;
-            outcome.in_flight[slot] = in_flight;
+        let shares = limits.iter().map(|limit| limit.status(0).share).collect();
+        let duration = scenario.duration_ms as usize;
+        Self {
+            scenario,
+            limits,
+            views: vec![vec![None; n]; n],
+            reports: Vec::new(),
+            events: BinaryHeap::new(),
+            order: 0,
+            rng: Rng::new(scenario.seed),
+            // Stagger the nodes' arrivals within a millisecond's worth.
+            pending: (0..n).map(|node| node as f64 / n as f64).collect(),
+            in_use: vec![0; n],
+            shares,
+            outcome: Outcome {
+                admitted: vec![0; duration],
+                max_total_share: 0.0,
+                max_in_flight: 0,
+                in_flight: vec![0; duration],
+                usable: vec![0.0; duration],
+            },
         }
-        outcome
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.order += 1;
+        self.events.push(Reverse((at, self.order, event)));
+    }
+
+    fn deliver_due(&mut self, now: u64) {
+        while let Some(&Reverse((at, _, event))) = self.events.peek() {
+            if at > now {
+                break;
+            }
+            self.events.pop();
+            match event {
+                Event::Deliver { to, from, report } => {
+                    let report = self.reports[report];
+                    let view = &mut self.views[to][from];
+                    // The transport's job: keep the newest report of each peer.
+                    if view.is_none_or(|held| held.report.seq < report.seq) {
+                        *view = Some(PeerReport {
+                            report,
+                            received_ms: now,
+                        });
+                    }
+                }
+                Event::Settle { node, delta } => self.limits[node].adjust(delta, now),
+                Event::Release { node } => {
+                    self.limits[node].adjust(-1, now);
+                    self.in_use[node] -= 1;
+                }
+            }
+        }
+    }
+
+    /// `node` updates its share from what it has heard and reports to everyone else.
+    fn exchange(&mut self, node: usize, now: u64) {
+        let peers: Vec<(usize, PeerReport)> = self.views[node]
+            .iter()
+            .enumerate()
+            .filter_map(|(from, peer)| peer.map(|peer| (from, peer)))
+            .collect();
+        let limit = &self.limits[node];
+        limit.update_share(&peers, self.scenario.nodes, now);
+        self.shares[node] = limit.status(now).share;
+        self.reports.push(limit.report(now));
+        let report = self.reports.len() - 1;
+        for to in (0..self.scenario.nodes).filter(|&to| to != node) {
+            let delay = match self.scenario.delay {
+                Delay::Fixed(ms) => ms,
+                Delay::Jitter(low, high) => self.rng.between((low, high)),
+            };
+            let deliver = Event::Deliver {
+                to,
+                from: node,
+                report,
+            };
+            self.schedule(now + delay, deliver);
+        }
+        self.check_total_share();
+    }
+
+    fn arrivals(&mut self, node: usize, now: u64) {
+        self.pending[node] += (self.scenario.load)(node, now);
+        while self.pending[node] >= 1.0 {
+            self.pending[node] -= 1.0;
+            self.arrival(node, now);
+        }
+    }
+
+    fn arrival(&mut self, node: usize, now: u64) {
+        let slot = now as usize;
+        match self.scenario.work {
+            Work::Requests => {
+                if self.limits[node].try_acquire(1, now).is_ok() {
+                    self.outcome.admitted[slot] += 1;
+                }
+            }
+            Work::Tokens {
+                estimate,
+                factor,
+                settle_ms,
+            } => {
+                let estimate = self.rng.between(estimate);
+                let real = (estimate as f64 * self.rng.fraction(factor)).round() as u64;
+                let settle_at = now + self.rng.between(settle_ms);
+                if self.limits[node].try_acquire(estimate, now).is_ok() {
+                    self.outcome.admitted[slot] += real;
+                    let delta = real as i64 - estimate as i64;
+                    self.schedule(settle_at, Event::Settle { node, delta });
+                }
+            }
+            Work::Slots { hold_ms } => {
+                let release_at = now + self.rng.between(hold_ms);
+                if self.limits[node].try_acquire(1, now).is_ok() {
+                    self.in_use[node] += 1;
+                    let in_flight = self.in_use.iter().sum::<u64>();
+                    self.outcome.max_in_flight = self.outcome.max_in_flight.max(in_flight);
+                    self.schedule(release_at, Event::Release { node });
+                    self.check_total_share();
+                }
+            }
+        }
+    }
+
+    /// Shares move only at updates and what a node holds grows only at admissions, so
+    /// checking there covers every instant.
+    fn check_total_share(&mut self) {
+        let total: f64 = self
+            .shares
+            .iter()
+            .zip(&self.in_use)
+            .map(|(&share, &in_use)| share.max(in_use as f64))
+            .sum();
+        self.outcome.max_total_share = self.outcome.max_total_share.max(total);
+    }
+
+    fn record(&mut self, now: u64) {
+        let window_ms = match self.scenario.kind {
+            LimitKind::Rate { window_ms } => window_ms as f64,
+            LimitKind::Concurrency => 1.0,
+        };
+        let usable: f64 = self
+            .shares
+            .iter()
+            .enumerate()
+            .map(|(node, &share)| share.min((self.scenario.load)(node, now) * window_ms))
+            .sum();
+        let slot = now as usize;
+        self.outcome.usable[slot] = usable / self.scenario.limit as f64;
+        self.outcome.in_flight[slot] = self.in_use.iter().sum();
     }
 }
 
@@ -293,18 +341,23 @@ impl Outcome {
             .unwrap_or(0)
     }
 
-    /// How long after `from_ms` the usable fraction first reaches `level` and stays there
-    /// to the end of the run (`None` if it never settles).
-    pub(super) fn settles_after(&self, from_ms: u64, level: f64) -> Option<u64> {
-        let from = from_ms as usize;
-        let last_below = self.usable[from..]
-            .iter()
-            .rposition(|&usable| usable < level);
-        match last_below {
+    /// How long after `from_ms` the usable fraction reaches `level` for good, up to `until_ms`
+    /// (`None` if it is below at `until_ms`).
+    pub(super) fn settles_after(&self, from_ms: u64, until_ms: u64, level: f64) -> Option<u64> {
+        let span = &self.usable[from_ms as usize..until_ms as usize];
+        match span.iter().rposition(|&usable| usable < level) {
             None => Some(0),
-            Some(index) if from + index + 1 < self.usable.len() => Some(index as u64 + 1),
+            Some(index) if index + 1 < span.len() => Some(index as u64 + 1),
             Some(_) => None,
         }
+    }
+
+    /// The least usable fraction from `from_ms` to `until_ms`.
+    pub(super) fn min_usable(&self, from_ms: u64, until_ms: u64) -> f64 {
+        self.usable[from_ms as usize..until_ms as usize]
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
     }
 
     /// Average slots in use from `from_ms` on, over `limit`.
