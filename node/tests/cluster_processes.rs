@@ -85,6 +85,29 @@ async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T
     }
 }
 
+/// Waits until `node` sees `n` live members.
+async fn wait_for_live_members(node: &Node, n: usize) {
+    let client = reqwest::Client::new();
+    wait_for("live members", async || {
+        let body: Value = client
+            .get(format!("{}/admin/v1/cluster", node.http))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let live = body["members"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["live"] == true)
+            .count();
+        (live == n).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn three_processes_replicate_an_admin_write() {
     starling::providers::ensure_crypto_provider();
@@ -104,16 +127,7 @@ async fn three_processes_replicate_an_admin_write() {
         }
     };
 
-    wait_for("three live members", async || {
-        let (_, body) = get(format!("{}/admin/v1/cluster", n1.http), ADMIN).await?;
-        let live = body["members"]
-            .as_array()?
-            .iter()
-            .filter(|m| m["live"] == true)
-            .count();
-        (live == 3).then_some(())
-    })
-    .await;
+    wait_for_live_members(&n1, 3).await;
 
     let r = client
         .put(format!("{}/admin/v1/catalog/team-alpha", n1.http))
@@ -268,24 +282,7 @@ async fn a_key_made_on_one_process_works_on_another_and_a_revoke_stops_it_everyw
     let n2 = start(dir.path(), "n2", &secret, &[&n1.gossip]);
     let n3 = start(dir.path(), "n3", &secret, &[&n1.gossip]);
     let client = reqwest::Client::new();
-    wait_for("three live members", async || {
-        let body: Value = client
-            .get(format!("{}/admin/v1/cluster", n1.http))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let live = body["members"]
-            .as_array()?
-            .iter()
-            .filter(|m| m["live"] == true)
-            .count();
-        (live == 3).then_some(())
-    })
-    .await;
+    wait_for_live_members(&n1, 3).await;
 
     let created: Value = client
         .post(format!("{}/admin/v1/keys", n1.http))

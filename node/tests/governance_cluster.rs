@@ -739,3 +739,135 @@ async fn available_budgets_overspend_within_the_documented_bound() {
         n.server.shutdown(Duration::from_millis(200)).await;
     }
 }
+
+/// Admission cost, measured (not asserted): `cargo test --release -p starling --test
+/// governance_cluster measure_admission -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run on demand in release mode"]
+async fn measure_admission_latency() {
+    use starling::api::Endpoint;
+    use starling::governance::estimate::Tokenizer;
+    use starling::governance::{AdmitRequest, ReservePrice};
+    let _serial = SERIAL.lock().await;
+    let c = GatewayCluster::start(1).await;
+    let (_, key) = c
+        .create_key(
+            0,
+            json!({"name": "bench", "rpm": 1_000_000_000u64, "tpm": 1_000_000_000_000u64,
+                   "max_concurrent": 1000,
+                   "budgets": [{"amount_usd": 1_000_000, "period": "monthly"}]}),
+        )
+        .await;
+    let gov = c.nodes[0]
+        .gateway
+        .admission
+        .governance()
+        .expect("governance")
+        .clone();
+    let entry = gov.lookup(&key).expect("key");
+    let template = json!({
+        "model": "gpt-4o-mini",
+        "max_tokens": 256,
+        "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                     {"role": "user", "content": "Summarise the plot of Hamlet in three sentences, please."}],
+    });
+    let serde_json::Value::Object(template) = template else {
+        unreachable!()
+    };
+    for (label, tokenizer) in [
+        ("bytes bound", Tokenizer::Bytes),
+        ("tiktoken o200k", Tokenizer::O200k),
+    ] {
+        let mut samples = Vec::with_capacity(20_000);
+        for i in 0..22_000 {
+            let mut body = template.clone();
+            let started = std::time::Instant::now();
+            let admitted = gov
+                .admit(
+                    &entry,
+                    AdmitRequest {
+                        endpoint: Endpoint::ChatCompletions,
+                        requested_model: "gpt-4o-mini",
+                        route_name: "gpt-4o-mini",
+                        route_providers: &["mock-openai"],
+                        price: ReservePrice {
+                            input_nanos: 150,
+                            output_nanos: 600,
+                        },
+                        tokenizer,
+                        body: &mut body,
+                    },
+                )
+                .await
+                .expect("admitted");
+            let took = started.elapsed();
+            admitted.permit.settle(300, 100);
+            if i >= 2_000 {
+                samples.push(took.as_nanos() as u64);
+            }
+        }
+        samples.sort_unstable();
+        let q = |p: f64| {
+            samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)] as f64 / 1_000.0
+        };
+        eprintln!(
+            "admission ({label}), key with RPM+TPM+concurrency+strict budget, {} samples: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
+            samples.len(),
+            q(0.50),
+            q(0.99),
+            q(0.999)
+        );
+    }
+    for n in c.nodes {
+        n.server.shutdown(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_shares_follow_demand_across_nodes() {
+    use starling::governance::model::LimitName;
+    let _serial = SERIAL.lock().await;
+    let c = GatewayCluster::start(3).await;
+    let (id, key) = c.create_key(0, json!({"name": "hot", "rpm": 600})).await;
+    let scope = format!("key/{id}");
+    let share = |node: usize| {
+        let gov = c.nodes[node]
+            .gateway
+            .admission
+            .governance()
+            .expect("gov")
+            .clone();
+        gov.index()
+            .limiter(&scope, LimitName::Rpm)
+            .map(|l| l.status(starling::governance::now_ms()).share)
+            .unwrap_or(0.0)
+    };
+    // Every node starts at an even split.
+    for node in 0..3 {
+        assert!(
+            (share(node) - 200.0).abs() < 1.0,
+            "node {node}: {}",
+            share(node)
+        );
+    }
+    // All the demand on node 0: its share grows past the even split, the others' shrink, and
+    // the shares never sum above the limit.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let base = c.nodes[0].base.clone();
+    loop {
+        let _ = message(&base, &key, "claude-haiku-4-5", 8).await;
+        let shares: Vec<f64> = (0..3).map(share).collect();
+        assert!(shares.iter().sum::<f64>() <= 600.0 + 1e-6, "{shares:?}");
+        if shares[0] > 400.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "shares never moved: {shares:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in c.nodes {
+        n.server.shutdown(Duration::from_millis(200)).await;
+    }
+}

@@ -116,7 +116,7 @@ async fn list(
     let q = body::query(query)?;
     let limit = page_limit(q.limit);
     let prefix = kind.catalog_id("");
-    let mut page: Vec<Value> = cluster.read(|r| {
+    let page: Vec<Value> = cluster.read(|r| {
         r.catalog()
             .iter()
             .filter(|(cid, _)| cid.starts_with(&prefix))
@@ -126,14 +126,7 @@ async fn list(
             .map(|a| render::account(kind, a))
             .collect()
     });
-    let more = page.len() > limit;
-    page.truncate(limit);
-    let next = if more {
-        page.last().map(|a| a["id"].clone())
-    } else {
-        None
-    };
-    Ok(axum::Json(json!({"data": page, "next": next})).into_response())
+    Ok(super::page_response(page, limit))
 }
 
 async fn show(

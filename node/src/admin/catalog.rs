@@ -121,7 +121,7 @@ pub(crate) async fn list(
     let query = body::query(query)?;
     let limit = super::page_limit(query.limit);
     // The catalog iterates in id order, so a page is the first `limit + 1` matches.
-    let mut page: Vec<(String, Entry)> = cluster.read(|r| {
+    let page: Vec<(String, Entry)> = cluster.read(|r| {
         r.catalog()
             .iter()
             .filter(|(id, _)| id.starts_with(&query.prefix))
@@ -130,14 +130,9 @@ pub(crate) async fn list(
             .map(|(id, doc)| (id.to_owned(), doc.clone()))
             .collect()
     });
-    let more = page.len() > limit;
-    page.truncate(limit);
-    let next = more
-        .then(|| page.last().map(|(id, _)| id.clone()))
-        .flatten();
-    let data: Vec<Value> = page
+    let rows = page
         .into_iter()
         .map(|(id, doc)| json!({"id": id, "value": document(doc)}))
         .collect();
-    Ok(axum::Json(json!({"data": data, "next": next})).into_response())
+    Ok(super::page_response(rows, limit))
 }

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::{AdminError, AdminResult};
 use super::input::{KeyBody, apply_key};
@@ -97,7 +97,7 @@ pub(crate) async fn list(
     let cluster = cluster_of(&state)?;
     let q = body::query(query)?;
     let limit = page_limit(q.limit);
-    let mut page: Vec<Value> = cluster.read(|r| {
+    let page: Vec<Value> = cluster.read(|r| {
         r.catalog()
             .iter()
             .filter_map(|(_, entry)| match entry {
@@ -111,14 +111,7 @@ pub(crate) async fn list(
             .map(render::key)
             .collect()
     });
-    let more = page.len() > limit;
-    page.truncate(limit);
-    let next = if more {
-        page.last().map(|k| k["id"].clone())
-    } else {
-        None
-    };
-    Ok(axum::Json(json!({"data": page, "next": next})).into_response())
+    Ok(super::page_response(page, limit))
 }
 
 /// `GET /admin/v1/keys/{id}`.

@@ -105,6 +105,19 @@ fn page_limit(limit: Option<usize>) -> usize {
     limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
 }
 
+/// A page of a listing: `rows` holds up to `limit + 1` rows in id order, each with an `id`;
+/// the extra row only tells that there is more, and `next` is the last id shown.
+fn page_response(mut rows: Vec<Value>, limit: usize) -> Response {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more {
+        rows.last().map(|row| row["id"].clone())
+    } else {
+        None
+    };
+    axum::Json(json!({"data": rows, "next": next})).into_response()
+}
+
 /// Compares without an early exit, so the time taken does not reveal how much matched.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -178,7 +178,7 @@ impl BudgetState {
                     Reserve::Done
                 } else {
                     Reserve::NeedRights {
-                        deficit: u64::try_from(want - pool.available.max(0)).unwrap_or(u64::MAX),
+                        deficit: u64::try_from(want.saturating_sub(pool.available)).unwrap_or(u64::MAX),
                     }
                 }
             }
@@ -291,20 +291,7 @@ impl BudgetState {
 
     /// Remaining amount of `period` as this node sees it, for the response header.
     pub fn remaining(&self, mode: BudgetMode, amount: u64, period: Period) -> u64 {
-        let inner = self.lock();
-        match mode {
-            BudgetMode::Strict => {
-                let pool = inner.pools.get(&period).map_or(0, |p| p.available.max(0));
-                u64::try_from(pool)
-                    .unwrap_or(0)
-                    .saturating_add(inner.cluster_rights)
-                    .min(amount)
-            }
-            BudgetMode::Available => {
-                let f = inner.figures.get(&period).cloned().unwrap_or_default();
-                amount.saturating_sub(f.others + f.mine + f.reserved)
-            }
-        }
+        self.room(mode, amount, period).min(amount)
     }
 }
 

@@ -17,8 +17,10 @@ use super::Governance;
 use super::model::LimitName;
 use super::ratelimit::{PeerReport, ShareReport};
 
-/// Demand below this (units per window) counts as idle.
-const IDLE_DEMAND: f64 = 1e-3;
+/// Reports of a peer, and a limiter's own use, count this long: a limiter unused here and
+/// not reported by anyone for this long is left out of the exchange, and a departed peer's
+/// last reports are kept this long (it may still be admitting).
+const FORGET_AFTER_MS: u64 = 30_000;
 
 /// Largest report message accepted from a peer.
 const MAX_REPORT_BYTES: usize = 1024 * 1024;
@@ -97,24 +99,28 @@ async fn receive(
             continue;
         };
         let now = super::now_ms();
-        let table: HashMap<_, _> = reports
-            .limits
-            .into_iter()
-            .filter_map(|(scope, limit, report)| {
-                let report = report.checked()?;
-                Some((
-                    (scope, limit),
-                    PeerReport {
-                        report,
-                        received_ms: now,
-                    },
-                ))
-            })
-            .collect();
-        received
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(reports.node, table);
+        let mut received = received.lock().unwrap_or_else(|p| p.into_inner());
+        let table = received.entry(reports.node).or_default();
+        for (scope, limit, report) in reports.limits {
+            let Some(report) = report.checked() else {
+                continue;
+            };
+            let fresh = PeerReport {
+                report,
+                received_ms: now,
+            };
+            // Messages can be reordered: keep the newest report, unless ours is so old that
+            // the peer must have restarted (its sequence starts again).
+            match table.get_mut(&(scope.clone(), limit)) {
+                Some(old)
+                    if old.report.seq >= report.seq
+                        && now.saturating_sub(old.received_ms) < FORGET_AFTER_MS => {}
+                Some(old) => *old = fresh,
+                None => {
+                    table.insert((scope, limit), fresh);
+                }
+            }
+        }
     }
 }
 
@@ -137,10 +143,16 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
             .map(|(node, _)| node)
             .collect();
         let live_nodes = peers.len() + 1;
+        gov.index.set_live_nodes(live_nodes);
         let mut out = Vec::new();
         {
             let mut table = received.lock().unwrap_or_else(|p| p.into_inner());
-            table.retain(|node, _| peers.contains(node));
+            // A peer that left keeps its last reports for a while: it may still be admitting
+            // (cut off, not dead), and its share must not be handed out at once.
+            for reports in table.values_mut() {
+                reports.retain(|_, r| now.saturating_sub(r.received_ms) < FORGET_AFTER_MS);
+            }
+            table.retain(|_, reports| !reports.is_empty());
             for ((scope, name), limiter) in gov.index.limiters() {
                 let Some(wire) = WireLimit::of(name) else {
                     continue;
@@ -150,13 +162,15 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
                     .iter()
                     .filter_map(|(node, reports)| reports.get(&key).map(|r| (node.as_str(), *r)))
                     .collect();
+                let recently_used = now.saturating_sub(limiter.last_arrival_ms()) < FORGET_AFTER_MS;
+                // Only limits in use anywhere are reported, and every report made is sent:
+                // a report records what peers were told, which later raises rely on.
+                if !recently_used && theirs.is_empty() {
+                    continue;
+                }
                 limiter.update_share(&theirs, live_nodes, now);
                 let report = limiter.report(now);
-                // Report what is in use anywhere: a silent peer would hold everyone's shares
-                // down (the demarcation rule treats it as stale).
-                if report.demand > IDLE_DEMAND || !theirs.is_empty() {
-                    out.push((key.0, key.1, WireReport::from(report)));
-                }
+                out.push((key.0, key.1, WireReport::from(report)));
             }
         }
         if out.is_empty() || peers.is_empty() {

@@ -17,9 +17,6 @@ use super::model::{
 use super::ratelimit::{LimitKind, SharedLimit};
 use super::secret::{self, SecretHash};
 
-/// How many live nodes new limiters assume until the first membership figure arrives.
-const INITIAL_NODES: usize = 1;
-
 /// One budget of an entity, with its cluster-wide state.
 #[derive(Debug, Clone)]
 pub struct BudgetRef {
@@ -73,6 +70,8 @@ pub struct KeyEntry {
 pub struct Index {
     /// This node's rank for splitting whole concurrency slots (stable per node).
     tiebreak: u64,
+    /// Live nodes as last counted: new limiters start at an even split among them.
+    live_nodes: std::sync::atomic::AtomicUsize,
     keys_by_hash: HashMap<SecretHash, Arc<KeyEntry>>,
     hash_by_key_id: HashMap<String, SecretHash>,
     accounts: HashMap<(EntityKind, String), Arc<Governed>>,
@@ -87,6 +86,12 @@ impl Index {
             tiebreak,
             ..Self::default()
         }
+    }
+
+    /// Records how many nodes are live (this one included).
+    pub fn set_live_nodes(&self, n: usize) {
+        self.live_nodes
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The key whose secret hashes to `hash`.
@@ -221,6 +226,12 @@ impl Index {
             .collect()
     }
 
+    fn live_nodes(&self) -> usize {
+        self.live_nodes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1)
+    }
+
     fn limiters_for(&self, kind: EntityKind, id: &str, limits: &Limits, now_ms: u64) -> Limiters {
         let entity = scope(kind, id);
         let make = |name: LimitName, limit: Option<u64>, limit_kind: LimitKind| {
@@ -235,7 +246,7 @@ impl Index {
                     let limiter = map
                         .get_or_insert_with(key, || {
                             Arc::new(
-                                SharedLimit::new(limit_kind, limit, INITIAL_NODES, now_ms)
+                                SharedLimit::new(limit_kind, limit, self.live_nodes(), now_ms)
                                     .with_tiebreak(self.tiebreak),
                             )
                         })

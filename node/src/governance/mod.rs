@@ -66,6 +66,7 @@ impl Governance {
     pub fn start(cluster: Cluster, config: GovernanceConfig, has_seeds: bool) -> Arc<Self> {
         // Any rank that differs between nodes will do; a random one is stable for the process.
         let index = Arc::new(index::Index::new(rand::random()));
+        index.set_live_nodes(cluster.member_count_live());
         let observer_index = index.clone();
         cluster.set_catalog_observer(Arc::new(move |id, entry| {
             observer_index.apply(id, entry, now_ms());

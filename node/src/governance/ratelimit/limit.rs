@@ -70,6 +70,9 @@ pub struct LimitStatus {
 #[derive(Debug)]
 pub struct SharedLimit {
     state: Mutex<State>,
+    /// When the last arrival (admitted or not) came, for callers that report only limits in
+    /// use: read without the lock.
+    last_arrival_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -145,7 +148,14 @@ impl SharedLimit {
         };
         Self {
             state: Mutex::new(state),
+            last_arrival_ms: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// When the last request arrived here (0: never), admitted or not.
+    pub fn last_arrival_ms(&self) -> u64 {
+        self.last_arrival_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sets this node's rank for splitting whole slots: use a hash of the node id, so that the
@@ -169,6 +179,8 @@ impl SharedLimit {
     /// A rate request larger than the bucket's burst is admitted when the bucket is full and
     /// leaves a debt that later requests wait out. Rejected attempts count towards demand.
     pub fn try_acquire(&self, amount: u64, now_ms: u64) -> Result<Admitted, Rejected> {
+        self.last_arrival_ms
+            .store(now_ms, std::sync::atomic::Ordering::Relaxed);
         let mut state = self.lock();
         let state = &mut *state;
         let limit = state.limit;
