@@ -178,7 +178,8 @@ impl BudgetState {
                     Reserve::Done
                 } else {
                     Reserve::NeedRights {
-                        deficit: u64::try_from(want.saturating_sub(pool.available)).unwrap_or(u64::MAX),
+                        deficit: u64::try_from(want.saturating_sub(pool.available))
+                            .unwrap_or(u64::MAX),
                     }
                 }
             }
