@@ -95,6 +95,10 @@ impl Admission {
     }
 }
 
+fn total_tokens(usage: &Usage) -> u64 {
+    usage.input_tokens + usage.output_tokens + usage.cached_input_tokens + usage.cache_write_tokens
+}
+
 fn unknown_key() -> ApiError {
     ApiError::new(ErrorKind::Authentication, "Incorrect API key provided")
         .with_code("invalid_api_key")
@@ -155,11 +159,16 @@ impl Permit {
     /// Settles the request at its real usage and cost, releasing what was reserved.
     pub fn settle(self, usage: &Usage, cost_micros: u64) {
         if let Some(permit) = self.governed {
-            let tokens = usage.input_tokens
-                + usage.output_tokens
-                + usage.cached_input_tokens
-                + usage.cache_write_tokens;
-            permit.settle(tokens, cost_micros);
+            permit.settle(total_tokens(usage), cost_micros);
+        }
+    }
+
+    /// Settles a response that was cut short (the client left, or the upstream broke off):
+    /// the usage seen is recorded, but the upstream may have generated more than reached
+    /// the gateway, so budgets keep the whole reservation.
+    pub fn settle_cut_short(self, usage: &Usage, cost_micros: u64) {
+        if let Some(permit) = self.governed {
+            permit.settle_cut_short(total_tokens(usage), cost_micros);
         }
     }
 

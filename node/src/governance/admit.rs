@@ -261,16 +261,15 @@ impl Governance {
             + RESERVE_SLACK;
         for g in &governed {
             if let Some(limiter) = &g.limiters.concurrency {
-                acquire(limiter, 1, now, g, "concurrent requests")?;
+                acquire(limiter, 1, now, g, None)?;
                 permit.hold(Held::Slot(limiter.clone()));
             }
             if let Some(limiter) = &g.limiters.rpm {
-                let ok = acquire(limiter, 1, now, g, "requests per minute")?;
+                let ok = acquire(limiter, 1, now, g, Some(RateHeaders::REQUESTS))?;
                 permit.hold(Held::Request(limiter.clone()));
                 if g.kind == EntityKind::Key {
-                    rate_headers(
+                    RateHeaders::REQUESTS.set(
                         &mut headers,
-                        "requests",
                         limiter.limit(),
                         ok.remaining,
                         ok.reset_ms,
@@ -278,12 +277,11 @@ impl Governance {
                 }
             }
             if let Some(limiter) = &g.limiters.tpm {
-                let ok = acquire(limiter, tokens_estimate, now, g, "tokens per minute")?;
+                let ok = acquire(limiter, tokens_estimate, now, g, Some(RateHeaders::TOKENS))?;
                 permit.hold(Held::Tokens(limiter.clone(), tokens_estimate));
                 if g.kind == EntityKind::Key {
-                    rate_headers(
+                    RateHeaders::TOKENS.set(
                         &mut headers,
-                        "tokens",
                         limiter.limit(),
                         ok.remaining,
                         ok.reset_ms,
@@ -425,16 +423,22 @@ fn is_strict(governed: &[&Governed]) -> bool {
     budgets.peek().is_none() || budgets.any(|b| b.budget.mode == BudgetMode::Strict)
 }
 
+/// Takes from a limiter, or refuses with a 429 naming the entity and the limit, with
+/// `retry-after` and, for rates, the `x-ratelimit-*` headers.
 fn acquire(
     limiter: &SharedLimit,
     amount: u64,
     now: u64,
     g: &Governed,
-    what: &str,
+    headers: Option<RateHeaders>,
 ) -> Result<super::ratelimit::Admitted, ApiError> {
     limiter.try_acquire(amount, now).map_err(|rejected| {
         let secs = rejected.retry_after_ms.div_ceil(1_000).max(1);
-        ApiError::new(
+        let what = match headers {
+            Some(h) => h.what,
+            None => "concurrent requests",
+        };
+        let mut error = ApiError::new(
             ErrorKind::RateLimit,
             format!(
                 "Rate limit reached for {} {}: {} {what}. Retry in {secs}s.",
@@ -444,25 +448,44 @@ fn acquire(
             ),
         )
         .with_code("rate_limit_exceeded")
-        .with_retry_after(secs)
+        .with_retry_after(secs);
+        if let Some(h) = headers {
+            let mut map = HeaderMap::new();
+            h.set(&mut map, rejected.limit, 0, rejected.retry_after_ms);
+            error = error.with_headers(map);
+        }
+        error
     })
 }
 
-fn rate_headers(headers: &mut HeaderMap, what: &str, limit: u64, remaining: u64, reset_ms: u64) {
-    let pairs = [
-        (format!("x-ratelimit-limit-{what}"), limit.to_string()),
-        (
-            format!("x-ratelimit-remaining-{what}"),
-            remaining.to_string(),
-        ),
-        (format!("x-ratelimit-reset-{what}"), format_reset(reset_ms)),
-    ];
-    for (name, value) in pairs {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            headers.insert(n, v);
+/// The `x-ratelimit-*` headers of one kind of rate, as OpenAI sends them.
+#[derive(Clone, Copy)]
+struct RateHeaders {
+    what: &'static str,
+    limit: &'static str,
+    remaining: &'static str,
+    reset: &'static str,
+}
+
+impl RateHeaders {
+    const REQUESTS: Self = Self {
+        what: "requests per minute",
+        limit: "x-ratelimit-limit-requests",
+        remaining: "x-ratelimit-remaining-requests",
+        reset: "x-ratelimit-reset-requests",
+    };
+    const TOKENS: Self = Self {
+        what: "tokens per minute",
+        limit: "x-ratelimit-limit-tokens",
+        remaining: "x-ratelimit-remaining-tokens",
+        reset: "x-ratelimit-reset-tokens",
+    };
+
+    fn set(self, headers: &mut HeaderMap, limit: u64, remaining: u64, reset_ms: u64) {
+        headers.insert(self.limit, HeaderValue::from(limit));
+        headers.insert(self.remaining, HeaderValue::from(remaining));
+        if let Ok(v) = HeaderValue::from_str(&format_reset(reset_ms)) {
+            headers.insert(self.reset, v);
         }
     }
 }

@@ -4,6 +4,9 @@
 //! Every path ends in exactly one of three ways:
 //! * [`GovPermit::settle`] with the real usage and cost: reservations settle to the cost, token
 //!   charges are trued up, slots are freed, and the usage is queued for the counters;
+//! * [`GovPermit::settle_cut_short`] for a response cut short: the usage seen is recorded (the
+//!   billing figure), but the budgets keep the whole reservation (the enforcement figure),
+//!   since the upstream may have generated more than reached the gateway;
 //! * dropped during admission (a later limit refused the request): everything is given back;
 //! * dropped after admission without a settlement (a bug or a panic elsewhere): the
 //!   reservations count as spent in full, the conservative choice, and slots are freed.
@@ -96,10 +99,17 @@ impl GovPermit {
 
     /// Settles at the real usage: `tokens` input plus output, `cost` in micro-dollars.
     pub fn settle(mut self, tokens: u64, cost: u64) {
-        self.finish(Some((tokens, cost)));
+        self.finish(Some((tokens, cost)), false);
     }
 
-    fn finish(&mut self, real: Option<(u64, u64)>) {
+    /// Settles a response cut short: `tokens` and `cost` are what reached the gateway and are
+    /// recorded as usage, but the upstream may have generated more, so the budgets and the
+    /// token limits keep at least what was reserved (the conservative enforcement figure).
+    pub fn settle_cut_short(mut self, tokens: u64, cost: u64) {
+        self.finish(Some((tokens, cost)), true);
+    }
+
+    fn finish(&mut self, real: Option<(u64, u64)>, cut_short: bool) {
         if self.done {
             return;
         }
@@ -112,6 +122,7 @@ impl GovPermit {
                 Held::Request(_) => {}
                 Held::Tokens(limiter, charged) => {
                     let used = match (self.admitted, real) {
+                        (true, Some((tokens, _))) if cut_short => tokens.max(charged),
                         (true, Some((tokens, _))) => tokens,
                         // Unsettled after admission: keep the estimate charged.
                         (true, None) => charged,
@@ -130,6 +141,7 @@ impl GovPermit {
                     reserved,
                 } => {
                     let cost = match (self.admitted, real) {
+                        (true, Some((_, cost))) if cut_short => cost.max(reserved),
                         (true, Some((_, cost))) => cost,
                         (true, None) => reserved,
                         (false, _) => 0,
@@ -155,6 +167,6 @@ impl GovPermit {
 
 impl Drop for GovPermit {
     fn drop(&mut self) {
-        self.finish(None);
+        self.finish(None, false);
     }
 }

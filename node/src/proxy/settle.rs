@@ -101,7 +101,11 @@ impl Settlement {
             return 0;
         };
         let cost = self.cost_micros(usage);
-        permit.settle(usage, cost);
+        if ending == Ending::Completed {
+            permit.settle(usage, cost);
+        } else {
+            permit.settle_cut_short(usage, cost);
+        }
         let route = self.endpoint.label();
         let model = self.model.clone();
         let provider = self.provider.to_string();
