@@ -791,13 +791,19 @@ async fn measure_admission_latency() {
                    "budgets": [{"amount_usd": 1_000_000, "period": "monthly"}]}),
         )
         .await;
+    let (_, limits_only) = c
+        .create_key(
+            0,
+            json!({"name": "limits", "rpm": 1_000_000_000u64, "tpm": 1_000_000_000_000u64,
+                   "max_concurrent": 1000}),
+        )
+        .await;
     let gov = c.nodes[0]
         .gateway
         .admission
         .governance()
         .expect("governance")
         .clone();
-    let entry = gov.lookup(&key).expect("key");
     let template = json!({
         "model": "gpt-4o-mini",
         "max_tokens": 256,
@@ -807,10 +813,20 @@ async fn measure_admission_latency() {
     let serde_json::Value::Object(template) = template else {
         unreachable!()
     };
-    for (label, tokenizer) in [
-        ("bytes bound", Tokenizer::Bytes),
-        ("tiktoken o200k", Tokenizer::O200k),
+    for (label, secret, tokenizer) in [
+        ("limits only, bytes bound", &limits_only, Tokenizer::Bytes),
+        (
+            "limits and strict budget, bytes bound",
+            &key,
+            Tokenizer::Bytes,
+        ),
+        (
+            "limits and strict budget, tiktoken o200k",
+            &key,
+            Tokenizer::O200k,
+        ),
     ] {
+        let entry = gov.lookup(secret).expect("key");
         let mut samples = Vec::with_capacity(20_000);
         for i in 0..22_000 {
             let mut body = template.clone();
@@ -844,12 +860,24 @@ async fn measure_admission_latency() {
             samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)] as f64 / 1_000.0
         };
         eprintln!(
-            "admission ({label}), key with RPM+TPM+concurrency+strict budget, {} samples: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
+            "admission ({label}), {} samples: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
             samples.len(),
             q(0.50),
             q(0.99),
             q(0.999)
         );
+    }
+    let metrics = reqwest::get(format!("{}/metrics", c.nodes[0].base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("starling_budget_refill_waits_total"))
+    {
+        eprintln!("{line}");
     }
     for n in c.nodes {
         n.server.shutdown(Duration::from_millis(200)).await;

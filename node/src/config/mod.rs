@@ -127,7 +127,7 @@ impl Default for GovernanceConfig {
             stale_after_ms: 10_000,
             default_max_tokens: 4_096,
             refill_horizon_ms: 2_000,
-            min_chunk_micros: 1_000,
+            min_chunk_micros: 10_000,
             idle_refund_ms: 10_000,
             mint_lead_ms: 300_000,
             rights_wait_ms: 500,

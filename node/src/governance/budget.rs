@@ -280,7 +280,7 @@ impl BudgetState {
             reserved,
             local_rights: inner.local_rights,
             cluster_rights: inner.cluster_rights,
-            rate_per_sec: inner.rate as u64,
+            rate_per_sec: inner.current_rate(now_ms_hint(&inner)),
             last_used_ms: inner.last_used_ms,
         }
     }
@@ -296,7 +296,24 @@ impl BudgetState {
     }
 }
 
+/// The latest instant this budget knows of: its last use.
+fn now_ms_hint(inner: &Inner) -> u64 {
+    inner.last_used_ms
+}
+
 impl Inner {
+    /// The reservation rate: the smoothed figure, or the current window's if that is higher
+    /// (a burst must size the next refill before its first second is over).
+    fn current_rate(&self, now_ms: u64) -> u64 {
+        let elapsed = now_ms.saturating_sub(self.rate_window_start_ms);
+        let current = if elapsed >= 50 {
+            self.rate_window_amount as f64 * 1_000.0 / elapsed as f64
+        } else {
+            0.0
+        };
+        self.rate.max(current) as u64
+    }
+
     /// Smooths the reservation rate over one-second windows.
     fn note_use(&mut self, amount: u64, now_ms: u64) {
         self.last_used_ms = now_ms;

@@ -72,6 +72,9 @@ pub struct Index {
     tiebreak: u64,
     /// Live nodes as last counted: new limiters start at an even split among them.
     live_nodes: std::sync::atomic::AtomicUsize,
+    /// Set while a node that joins a running cluster loads its catalog: its limiters start at
+    /// the floor, since peers may already hold most of each limit.
+    joining: std::sync::atomic::AtomicBool,
     keys_by_hash: HashMap<SecretHash, Arc<KeyEntry>>,
     hash_by_key_id: HashMap<String, SecretHash>,
     accounts: HashMap<(EntityKind, String), Arc<Governed>>,
@@ -86,6 +89,12 @@ impl Index {
             tiebreak,
             ..Self::default()
         }
+    }
+
+    /// Marks the catalog load of a node joining a running cluster (see `joining`).
+    pub fn set_joining(&self, joining: bool) {
+        self.joining
+            .store(joining, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Records how many nodes are live (this one included).
@@ -245,10 +254,13 @@ impl Index {
                 Some(limit) => {
                     let limiter = map
                         .get_or_insert_with(key, || {
-                            Arc::new(
+                            let limiter =
                                 SharedLimit::new(limit_kind, limit, self.live_nodes(), now_ms)
-                                    .with_tiebreak(self.tiebreak),
-                            )
+                                    .with_tiebreak(self.tiebreak);
+                            if self.joining.load(std::sync::atomic::Ordering::Relaxed) {
+                                limiter.lower_to_floor(self.live_nodes(), now_ms);
+                            }
+                            Arc::new(limiter)
                         })
                         .clone();
                     if limiter.limit() != limit {

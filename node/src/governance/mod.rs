@@ -68,9 +68,13 @@ impl Governance {
         let index = Arc::new(index::Index::new(rand::random()));
         index.set_live_nodes(cluster.member_count_live());
         let observer_index = index.clone();
+        // A node joining a running cluster (it has seeds) starts its limiters at the floor:
+        // its peers may hold most of each limit already, and it does not know them yet.
+        index.set_joining(has_seeds);
         cluster.set_catalog_observer(Arc::new(move |id, entry| {
             observer_index.apply(id, entry, now_ms());
         }));
+        index.set_joining(false);
         let gov = Arc::new(Self {
             index,
             cluster,
