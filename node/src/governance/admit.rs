@@ -183,7 +183,7 @@ impl Governance {
             .with_code("cluster_unreachable")
             .with_retry_after(1));
         }
-        let mut permit = GovPermit::new(self.clone(), now);
+        let mut permit = GovPermit::new(self.usage.clone(), now);
         let mut headers = HeaderMap::new();
         let has_budgets = governed.iter().any(|g| !g.budgets.is_empty());
         let has_tpm = governed.iter().any(|g| g.limiters.tpm.is_some());

@@ -16,12 +16,11 @@ use std::sync::Arc;
 use http::HeaderMap;
 use starling_cluster::crdt::{Period, Usage};
 
-use super::Governance;
 use super::budget::BudgetState;
 use super::index::Governed;
 use super::model::{BudgetMode, BudgetPeriod};
 use super::ratelimit::SharedLimit;
-use super::usage::Record;
+use super::usage::{Record, UsageSink};
 
 /// One thing a permit holds.
 pub enum Held {
@@ -47,7 +46,7 @@ pub enum Held {
 
 /// What a request admitted under a virtual key holds.
 pub struct GovPermit {
-    gov: Arc<Governance>,
+    usage: Arc<UsageSink>,
     held: Vec<Held>,
     scopes: Vec<Arc<str>>,
     extra_periods: Vec<(Arc<str>, Period)>,
@@ -58,9 +57,9 @@ pub struct GovPermit {
 }
 
 impl GovPermit {
-    pub(super) fn new(gov: Arc<Governance>, now_ms: u64) -> Self {
+    pub(super) fn new(usage: Arc<UsageSink>, now_ms: u64) -> Self {
         Self {
-            gov,
+            usage,
             held: Vec::new(),
             scopes: Vec::new(),
             extra_periods: Vec::new(),
@@ -151,7 +150,7 @@ impl GovPermit {
             }
         }
         if let (true, Some((tokens, cost))) = (self.admitted, real) {
-            self.gov.usage.record(Record {
+            self.usage.record(Record {
                 scopes: std::mem::take(&mut self.scopes),
                 extra_periods: std::mem::take(&mut self.extra_periods),
                 usage: Usage {
@@ -168,5 +167,121 @@ impl GovPermit {
 impl Drop for GovPermit {
     fn drop(&mut self) {
         self.finish(None, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::model::{Budget, BudgetPeriod};
+    use crate::governance::ratelimit::LimitKind;
+    use starling_cluster::crdt::PeriodUnit;
+
+    const DAY: Period = Period {
+        unit: PeriodUnit::Day,
+        index: 1,
+    };
+
+    struct Fixture {
+        usage: Arc<UsageSink>,
+        budget: Arc<BudgetState>,
+        rpm: Arc<SharedLimit>,
+        slots: Arc<SharedLimit>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let budget = Arc::new(BudgetState::new("key/a#daily".into(), "key/a".into()));
+            budget.set_budget(
+                Budget {
+                    amount_micros: 1_000,
+                    period: BudgetPeriod::Daily,
+                    mode: BudgetMode::Strict,
+                },
+                "n1",
+            );
+            budget.credit(DAY, 500);
+            Self {
+                usage: Arc::default(),
+                budget,
+                rpm: Arc::new(SharedLimit::new(
+                    LimitKind::Rate { window_ms: 60_000 },
+                    100,
+                    1,
+                    0,
+                )),
+                slots: Arc::new(SharedLimit::new(LimitKind::Concurrency, 2, 1, 0)),
+            }
+        }
+
+        /// A permit holding a slot, a request and a 200 µ$ reservation.
+        fn permit(&self, admitted: bool) -> GovPermit {
+            let mut p = GovPermit::new(self.usage.clone(), 0);
+            assert!(self.slots.try_acquire(1, 0).is_ok());
+            p.hold(Held::Slot(self.slots.clone()));
+            assert!(self.rpm.try_acquire(1, 0).is_ok());
+            p.hold(Held::Request(self.rpm.clone()));
+            assert_eq!(
+                self.budget.reserve(BudgetMode::Strict, 1_000, DAY, 200, 0),
+                crate::governance::budget::Reserve::Done
+            );
+            p.hold(Held::Budget {
+                state: self.budget.clone(),
+                mode: BudgetMode::Strict,
+                period: DAY,
+                reserved: 200,
+            });
+            if admitted {
+                p.set_headers(HeaderMap::new());
+            }
+            p
+        }
+
+        fn pool(&self) -> (i64, u64) {
+            let s = self.budget.snapshot(DAY);
+            (s.pool_available, s.reserved)
+        }
+    }
+
+    #[test]
+    fn settling_charges_the_real_cost_and_records_usage() {
+        let f = Fixture::new();
+        f.permit(true).settle(42, 30);
+        assert_eq!(f.pool(), (470, 0));
+        assert_eq!(f.slots.in_use(), 0);
+        let cells = f.usage.drain();
+        assert!(
+            cells
+                .iter()
+                .all(|(_, u)| u.spend_micros == 30 && u.requests == 1)
+        );
+    }
+
+    #[test]
+    fn a_cut_short_response_keeps_its_reservation_but_records_what_was_seen() {
+        let f = Fixture::new();
+        f.permit(true).settle_cut_short(10, 30);
+        assert_eq!(f.pool(), (300, 0));
+        assert!(f.usage.drain().iter().all(|(_, u)| u.spend_micros == 30));
+    }
+
+    #[test]
+    fn a_permit_dropped_unsettled_counts_its_reservation_as_spent() {
+        let f = Fixture::new();
+        drop(f.permit(true));
+        assert_eq!(f.pool(), (300, 0));
+        assert_eq!(f.slots.in_use(), 0);
+        assert!(f.usage.drain().is_empty(), "no usage is invented");
+    }
+
+    #[test]
+    fn a_refusal_during_admission_gives_everything_back() {
+        let f = Fixture::new();
+        let before = f.rpm.status(0).remaining;
+        drop(f.permit(false));
+        assert_eq!(f.pool(), (500, 0));
+        assert_eq!(f.slots.in_use(), 0);
+        assert_eq!(f.rpm.status(0).remaining, before);
+        assert!(f.usage.drain().is_empty());
     }
 }
