@@ -14,6 +14,8 @@ mod common;
 #[allow(dead_code)]
 #[path = "../../node/src/governance/estimate.rs"]
 mod estimate;
+#[path = "../../node/src/governance/tiktoken_models.rs"]
+mod tiktoken_models;
 
 use common::*;
 use estimate::{EndpointKind, Tokenizer};

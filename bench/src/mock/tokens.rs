@@ -19,11 +19,14 @@ pub const REPLY_PRIMING: u64 = 3;
 pub const NAME_OVERHEAD: u64 = 1;
 /// Tokens charged per image (or audio clip, or file), whatever its size.
 pub const IMAGE_TOKENS: u64 = 85;
-/// Longest stretch of whitespace without a line break that goes through a BPE: tiktoken's
-/// pre-tokenizer panics on much longer ones (from about 300,000 characters). Texts with a
-/// longer stretch count four characters a token. Same rule as the gateway's estimator, which
-/// counts such texts by their byte length.
-pub const MAX_INLINE_WHITESPACE: usize = 16 * 1024;
+/// Which OpenAI models bill with which tiktoken encoding, and which texts tiktoken cannot
+/// take: the gateway's own file, so the mock and the gateway's estimator agree by
+/// construction (like the price table in `pricing.rs`).
+#[path = "../../../node/src/governance/tiktoken_models.rs"]
+mod tiktoken_models;
+
+pub use tiktoken_models::MAX_INLINE_WHITESPACE;
+use tiktoken_models::{TiktokenEncoding, encoding_of, has_long_inline_whitespace};
 
 /// How a model's text is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,62 +39,13 @@ pub enum Encoding {
     CharsOver4,
 }
 
-/// Model families on `o200k_base`; a prefix matches when followed by the end of the name,
-/// `-`, `:` or `.` (`gpt-5.1`).
-const O200K_FAMILIES: [&str; 10] = [
-    "gpt-4o",
-    "chatgpt-4o",
-    "gpt-4.1",
-    "gpt-4.5",
-    "gpt-5",
-    "gpt-oss",
-    "o1",
-    "o3",
-    "o4",
-    "codex-mini",
-];
-/// Model families on `cl100k_base`; a prefix matches when followed by the end of the name,
-/// `-` or `:`.
-const CL100K_FAMILIES: [&str; 7] = [
-    "gpt-4",
-    "gpt-3.5-turbo",
-    "gpt-35-turbo",
-    "text-embedding-3",
-    "text-embedding-ada-002",
-    "davinci-002",
-    "babbage-002",
-];
-
 /// The encoding for `model` (case-insensitive, after an `openai/` or `ft:` prefix).
 pub fn encoding_for(model: &str) -> Encoding {
-    let mut base = model.trim();
-    for prefix in ["openai/", "ft:"] {
-        if base
-            .get(..prefix.len())
-            .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
-        {
-            base = &base[prefix.len()..];
-        }
+    match encoding_of(model) {
+        Some(TiktokenEncoding::O200k) => Encoding::O200k,
+        Some(TiktokenEncoding::Cl100k) => Encoding::Cl100k,
+        None => Encoding::CharsOver4,
     }
-    if O200K_FAMILIES.iter().any(|f| in_family(base, f, true)) {
-        Encoding::O200k
-    } else if CL100K_FAMILIES.iter().any(|f| in_family(base, f, false)) {
-        Encoding::Cl100k
-    } else {
-        Encoding::CharsOver4
-    }
-}
-
-fn in_family(model: &str, family: &str, dot: bool) -> bool {
-    let Some(head) = model.get(..family.len()) else {
-        return false;
-    };
-    head.eq_ignore_ascii_case(family)
-        && match model.as_bytes().get(family.len()) {
-            None | Some(b'-' | b':') => true,
-            Some(b'.') => dot,
-            Some(_) => false,
-        }
 }
 
 impl Encoding {
@@ -110,26 +64,6 @@ impl Encoding {
             bpe.count_ordinary(s) as u64
         }
     }
-}
-
-/// Whether `s` has a stretch of whitespace without a line break longer than
-/// [`MAX_INLINE_WHITESPACE`] characters.
-fn has_long_inline_whitespace(s: &str) -> bool {
-    if s.len() <= MAX_INLINE_WHITESPACE {
-        return false;
-    }
-    let mut run = 0usize;
-    for ch in s.chars() {
-        if ch.is_whitespace() && ch != '\n' && ch != '\r' {
-            run += 1;
-            if run > MAX_INLINE_WHITESPACE {
-                return true;
-            }
-        } else {
-            run = 0;
-        }
-    }
-    false
 }
 
 /// `ceil(chars / 4)`, counting Unicode scalar values.

@@ -14,14 +14,19 @@
 //! Run the estimate on the body in the dialect it is sent upstream in: a translation
 //! changes what is billed.
 //!
-//! This file depends only on `std`, `serde_json` and `tiktoken-rs`, never on other modules of
-//! the crate: `bench/tests/estimate_bound.rs` compiles it on its own to check the bounds
-//! against the mock provider's ledger.
+//! This file depends only on `std`, `serde_json`, `tiktoken-rs` and its sibling
+//! `tiktoken_models.rs` (shared with the mock provider), never on other modules of the crate:
+//! `bench/tests/estimate_bound.rs` compiles the two on their own to check the bounds against
+//! the mock provider's ledger.
 
 use std::fmt::{self, Write as _};
 
 use serde_json::{Map, Value};
 use tiktoken_rs::CoreBPE;
+
+use super::tiktoken_models::{
+    TiktokenEncoding, encoding_of, has_long_inline_whitespace, in_family, model_base,
+};
 
 /// Tokens charged per chat message for its role markers and separators: OpenAI documents 3
 /// (4 for `gpt-3.5-turbo-0301`), the mock charges 3.
@@ -62,11 +67,6 @@ pub const COMPLETIONS_DEFAULT_MAX_TOKENS: u64 = 16;
 /// request can cause on the hot path to about 20 ms, half a second at worst, while leaving
 /// ordinary requests (up to some 250k tokens of text) exact.
 pub const TOKENIZE_BUDGET_BYTES: usize = 1 << 20;
-/// Longest stretch of whitespace without a line break that a text may have to go through a
-/// BPE; longer ones count by byte length. tiktoken's pre-tokenizer backtracks over such
-/// stretches and panics from about 300,000 characters on (fancy-regex's stack limit), so the
-/// limit keeps a large margin. The mock applies the same rule.
-pub const MAX_INLINE_WHITESPACE: usize = 16 * 1024;
 
 /// Which API a request body is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,71 +112,17 @@ pub fn preload() {
     let _ = Tokenizer::Cl100k.bpe();
 }
 
-/// Model families on `o200k_base`. A prefix matches when followed by the end of the name,
-/// `-`, `:` or `.` (`gpt-5.1`).
-const O200K_FAMILIES: [&str; 10] = [
-    "gpt-4o",
-    "chatgpt-4o",
-    "gpt-4.1",
-    "gpt-4.5",
-    "gpt-5",
-    "gpt-oss",
-    "o1",
-    "o3",
-    "o4",
-    "codex-mini",
-];
-/// Model families on `cl100k_base`. A prefix matches when followed by the end of the name,
-/// `-` or `:`; not `.`, so that an unknown `gpt-4.x` is not taken for `gpt-4`.
-const CL100K_FAMILIES: [&str; 7] = [
-    "gpt-4",
-    "gpt-3.5-turbo",
-    "gpt-35-turbo",
-    "text-embedding-3",
-    "text-embedding-ada-002",
-    "davinci-002",
-    "babbage-002",
-];
 /// Reasoning families, which reject `max_tokens` and take `max_completion_tokens`.
 const REASONING_FAMILIES: [&str; 5] = ["o1", "o3", "o4", "gpt-5", "codex-mini"];
 
 /// The tokenizer that bills `model`, by its name (case-insensitive, after an `openai/` or
 /// `ft:` prefix); unknown models get [`Tokenizer::Bytes`].
 pub fn tokenizer_for(model: &str) -> Tokenizer {
-    let base = model_base(model);
-    if O200K_FAMILIES.iter().any(|f| in_family(base, f, true)) {
-        Tokenizer::O200k
-    } else if CL100K_FAMILIES.iter().any(|f| in_family(base, f, false)) {
-        Tokenizer::Cl100k
-    } else {
-        Tokenizer::Bytes
+    match encoding_of(model) {
+        Some(TiktokenEncoding::O200k) => Tokenizer::O200k,
+        Some(TiktokenEncoding::Cl100k) => Tokenizer::Cl100k,
+        None => Tokenizer::Bytes,
     }
-}
-
-/// The model name without a routing (`openai/`) or fine-tune (`ft:`) prefix.
-fn model_base(model: &str) -> &str {
-    let mut m = model.trim();
-    for prefix in ["openai/", "ft:"] {
-        if m.get(..prefix.len())
-            .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
-        {
-            m = &m[prefix.len()..];
-        }
-    }
-    m
-}
-
-/// Whether `model` is `family` or a variant of it (see the family tables).
-fn in_family(model: &str, family: &str, dot: bool) -> bool {
-    let Some(head) = model.get(..family.len()) else {
-        return false;
-    };
-    head.eq_ignore_ascii_case(family)
-        && match model.as_bytes().get(family.len()) {
-            None | Some(b'-' | b':') => true,
-            Some(b'.') => dot,
-            Some(_) => false,
-        }
 }
 
 /// The body's `model`, or "" (Azure names the deployment in the path instead).
@@ -313,26 +259,6 @@ impl fmt::Write for ByteLen {
         self.0 += s.len() as u64;
         Ok(())
     }
-}
-
-/// Whether `s` has a stretch of whitespace without a line break longer than
-/// [`MAX_INLINE_WHITESPACE`] characters (`char::is_whitespace` is the regex `\s`).
-fn has_long_inline_whitespace(s: &str) -> bool {
-    if s.len() <= MAX_INLINE_WHITESPACE {
-        return false;
-    }
-    let mut run = 0usize;
-    for ch in s.chars() {
-        if ch.is_whitespace() && ch != '\n' && ch != '\r' {
-            run += 1;
-            if run > MAX_INLINE_WHITESPACE {
-                return true;
-            }
-        } else {
-            run = 0;
-        }
-    }
-    false
 }
 
 fn chat_input(c: &mut Counter, body: &Map<String, Value>) {
@@ -689,6 +615,7 @@ fn clamp_field(body: &mut Map<String, Value>, key: &str, max: u64, if_absent: u6
 
 #[cfg(test)]
 mod tests {
+    use super::super::tiktoken_models::MAX_INLINE_WHITESPACE;
     use super::*;
     use serde_json::json;
 

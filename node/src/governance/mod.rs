@@ -8,7 +8,8 @@
 //!   refunds of strict-budget rights.
 //! * [`ratelimit`]: node-local buckets whose shares follow gossiped demand; [`exchange`]:
 //!   the share reports between nodes.
-//! * [`estimate`]: upper bounds of a request's tokens; [`usage`]: usage counters.
+//! * [`estimate`]: upper bounds of a request's tokens ([`tiktoken_models`]: which models bill
+//!   with which encoding, shared with the mock provider); [`usage`]: usage counters.
 
 pub mod admit;
 pub mod budget;
@@ -21,6 +22,7 @@ pub mod model;
 pub mod permit;
 pub mod ratelimit;
 pub mod secret;
+pub mod tiktoken_models;
 pub mod usage;
 
 use std::sync::Arc;
