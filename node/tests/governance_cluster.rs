@@ -136,46 +136,15 @@ impl GatewayCluster {
     /// Creates a key with a strict budget on node 0 and waits until every node knows it and
     /// the budget's rights are minted.
     async fn key_with_budget(&self, micros: u64, mode: BudgetMode) -> String {
-        let secret_text = secret::generate();
-        let key = VirtualKey {
-            id: "vk_test".into(),
-            name: "load".into(),
-            secret_sha256: secret::to_hex(&secret::hash(&secret_text)),
-            secret_hint: secret::hint(&secret_text),
-            team: None,
-            customer: None,
-            models: Vec::new(),
-            providers: Vec::new(),
-            limits: Limits {
-                budgets: vec![Budget {
-                    amount_micros: micros,
-                    period: BudgetPeriod::Total,
-                    mode,
-                }],
-                ..Limits::default()
-            },
-            expires_at_ms: None,
-            enabled: true,
-            revoked_at_ms: None,
-            metadata: Metadata::default(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            mint_node: "n0".into(),
+        let limits = Limits {
+            budgets: vec![Budget {
+                amount_micros: micros,
+                period: BudgetPeriod::Total,
+                mode,
+            }],
+            ..Limits::default()
         };
-        self.nodes[0]
-            .cluster
-            .catalog_put("key/vk_test", Entry::Key(key))
-            .await
-            .expect("put key");
-        self.wait("the key reaches every node", |c| {
-            c.nodes.iter().all(|n| {
-                n.gateway
-                    .admission
-                    .governance()
-                    .is_some_and(|g| g.lookup(&secret_text).is_some())
-            })
-        })
-        .await;
+        let secret_text = self.put_key("vk_test", limits, None).await;
         if mode == BudgetMode::Strict {
             self.wait("the budget is minted everywhere", |c| {
                 c.nodes.iter().all(|n| {
@@ -188,6 +157,44 @@ impl GatewayCluster {
             })
             .await;
         }
+        secret_text
+    }
+
+    /// Writes a key straight into node 0's catalog and waits until every node knows it.
+    async fn put_key(&self, id: &str, limits: Limits, expires_at_ms: Option<u64>) -> String {
+        let secret_text = secret::generate();
+        let key = VirtualKey {
+            id: id.into(),
+            name: "load".into(),
+            secret_sha256: secret::to_hex(&secret::hash(&secret_text)),
+            secret_hint: secret::hint(&secret_text),
+            team: None,
+            customer: None,
+            models: Vec::new(),
+            providers: Vec::new(),
+            limits,
+            expires_at_ms,
+            enabled: true,
+            revoked_at_ms: None,
+            metadata: Metadata::default(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            mint_node: "n0".into(),
+        };
+        self.nodes[0]
+            .cluster
+            .catalog_put(&format!("key/{id}"), Entry::Key(key))
+            .await
+            .expect("put key");
+        self.wait("the key reaches every node", |c| {
+            c.nodes.iter().all(|n| {
+                n.gateway
+                    .admission
+                    .governance()
+                    .is_some_and(|g| g.lookup(&secret_text).is_some())
+            })
+        })
+        .await;
         secret_text
     }
 
@@ -433,6 +440,11 @@ async fn virtual_keys_are_authenticated_limited_and_revoked() {
     let r = message(&base, &key, "gpt-4o-mini", 16).await;
     assert_eq!(r.status(), 403);
     assert_eq!(header(&r, "x-starling-error-code"), "model_not_allowed");
+
+    let expired = c.put_key("vk_expired", Limits::default(), Some(1)).await;
+    let r = message(&base, &expired, "claude-haiku-4-5", 16).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(header(&r, "x-starling-error-code"), "key_expired");
 
     // The limit is 3 a minute: at most two more get through, then a 429 with retry-after.
     let mut limited = None;

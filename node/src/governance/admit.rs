@@ -238,15 +238,17 @@ impl Governance {
                 .saturating_mul(1_000)
                 .checked_div(req.price.output_nanos)
                 .map_or(u64::MAX, |tokens| tokens / choices);
-            let max = wanted.min(affordable);
+            let mut max = wanted.min(affordable);
             if max == 0 {
                 return Err(self.budget_error(&governed, now));
             }
             if requested.is_none_or(|r| r > max) {
-                estimate::clamp_max_tokens(kind, req.body, max);
-                body_changed = true;
-                if let Ok(v) = HeaderValue::from_str(&max.to_string()) {
-                    headers.insert(CLAMPED_HEADER, v);
+                // The clamp may write less than asked (e.g. OpenAI's default of 16 for
+                // completions that set nothing): reserve and announce what was written.
+                if let Some(written) = estimate::clamp_max_tokens(kind, req.body, max) {
+                    max = written;
+                    body_changed = true;
+                    headers.insert(CLAMPED_HEADER, HeaderValue::from(written));
                 }
             }
             output.requested = Some(max);

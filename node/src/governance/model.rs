@@ -414,6 +414,32 @@ mod tests {
     }
 
     #[test]
+    fn calendar_periods_turn_at_utc_boundaries_and_follow_a_clock_that_jumps() {
+        // 2026-01-31T23:59:59.999Z and one millisecond later.
+        let before = 1_769_903_999_999;
+        let after = before + 1;
+        let (jan, jan_start, jan_end) = BudgetPeriod::Monthly.current(before);
+        let (feb, feb_start, _) = BudgetPeriod::Monthly.current(after);
+        assert_eq!(feb.index, jan.index + 1);
+        assert_eq!((jan_end, feb_start), (after, after));
+        assert!(jan_start < jan_end);
+        // A clock that jumps back lands in the earlier period again: periods are a pure
+        // function of the time, so a skewed node never starts a period twice; the budget of
+        // each period is minted once (see the escrow).
+        assert_eq!(BudgetPeriod::Monthly.current(before).0, jan);
+        let (day, start, end) = BudgetPeriod::Daily.current(after);
+        assert_eq!((end - start, start), (86_400_000, after));
+        assert_eq!(BudgetPeriod::Daily.current(before).0.index + 1, day.index);
+        // 2026-02-01 is a Sunday: the ISO week turns on Monday 2026-02-02.
+        let monday = after + 86_400_000;
+        assert_eq!(
+            BudgetPeriod::Weekly.current(monday).0.index,
+            BudgetPeriod::Weekly.current(after).0.index + 1
+        );
+        assert_eq!(BudgetPeriod::Total.current(after).0.index, 0);
+    }
+
+    #[test]
     fn metadata_is_json_in_the_api_and_text_in_the_codec() {
         let mut map = serde_json::Map::new();
         map.insert("team".into(), serde_json::json!({"cost_center": 42}));
