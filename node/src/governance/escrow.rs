@@ -8,9 +8,11 @@
 //! * **Debit.** The pool is refilled with a durable spend of local rights, sized to
 //!   `refill_horizon_ms` of this node's own spend rate (at least `min_chunk_micros`), and the
 //!   refill starts at half that, so requests rarely find the pool empty.
-//! * **Fetch.** Short of local rights, the node asks the peers holding the most for a transfer
-//!   (the donor persists the transfer before it answers). On a cold start the request waits
-//!   for this, at most `rights_wait_ms`; after that it is refused.
+//! * **Fetch.** The node asks the peers holding the most for a transfer (the donor persists
+//!   the transfer before it answers) in the background, as soon as its local rights fall
+//!   below one refill of its own spend rate: the low-water mark. A request that finds no
+//!   rights at all (a cold start) waits for a transfer at most `rights_wait_ms`; after that it
+//!   is refused.
 //! * **Refund.** A pool unused for `idle_refund_ms`, or any pool once the budget is nearly
 //!   spent, is handed back to the escrow, where peers can ask for it.
 
@@ -259,8 +261,14 @@ impl Governance {
                 if local > 0 {
                     self.debit(&state, period, deficit.min(local)).await;
                 } else if cluster > 0 && !scarce {
-                    self.refill(&state, period, deficit).await;
+                    self.refill(&state, period, target).await;
                 }
+            }
+            // Ask peers for rights before the local escrow runs dry, not when a request finds
+            // it empty: keep one refill horizon of the node's own spend at hand.
+            let local = self.cluster.read(|r| r.rights().local_rights(&key));
+            if !idle && snap.last_used_ms > 0 && !scarce && local < target && cluster > local {
+                self.fetch_rights(&key, target - local).await;
             }
         }
     }
