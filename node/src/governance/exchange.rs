@@ -29,6 +29,9 @@ const MAX_REPORT_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Serialize, Deserialize)]
 struct Reports {
     node: String,
+    /// When the sending process started: a restarted peer numbers its reports from 1 again,
+    /// and its new reports must replace the old process's at once.
+    generation: u64,
     limits: Vec<(String, WireLimit, WireReport)>,
 }
 
@@ -79,7 +82,14 @@ impl WireLimit {
 }
 
 /// The latest reports of each peer: node → (scope, limit) → report.
-type Received = HashMap<String, HashMap<(String, WireLimit), PeerReport>>;
+type Received = HashMap<String, PeerTable>;
+
+/// One peer's latest reports, from its latest process.
+#[derive(Debug, Default)]
+struct PeerTable {
+    generation: u64,
+    reports: HashMap<(String, WireLimit), PeerReport>,
+}
 
 /// Starts the sender and the receiver.
 pub(super) fn spawn(gov: &Arc<Governance>) {
@@ -100,7 +110,17 @@ async fn receive(
         };
         let now = super::now_ms();
         let mut received = received.lock().unwrap_or_else(|p| p.into_inner());
-        let table = received.entry(reports.node).or_default();
+        let peer = received.entry(reports.node).or_default();
+        if reports.generation < peer.generation {
+            continue; // from a process that has since restarted
+        }
+        if reports.generation > peer.generation {
+            *peer = PeerTable {
+                generation: reports.generation,
+                reports: HashMap::new(),
+            };
+        }
+        let table = &mut peer.reports;
         for (scope, limit, report) in reports.limits {
             let Some(report) = report.checked() else {
                 continue;
@@ -109,12 +129,9 @@ async fn receive(
                 report,
                 received_ms: now,
             };
-            // Messages can be reordered: keep the newest report, unless ours is so old that
-            // the peer must have restarted (its sequence starts again).
+            // Messages can be reordered: keep the newest report.
             match table.get_mut(&(scope.clone(), limit)) {
-                Some(old)
-                    if old.report.seq >= report.seq
-                        && now.saturating_sub(old.received_ms) < FORGET_AFTER_MS => {}
+                Some(old) if old.report.seq >= report.seq => {}
                 Some(old) => *old = fresh,
                 None => {
                     table.insert((scope, limit), fresh);
@@ -128,6 +145,7 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
     let Some(interval) = gov.upgrade().map(|g| g.config.rate_report_interval_ms) else {
         return;
     };
+    let generation = super::now_ms();
     let mut tick = tokio::time::interval(Duration::from_millis(interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -149,10 +167,10 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
             let mut table = received.lock().unwrap_or_else(|p| p.into_inner());
             // A peer that left keeps its last reports for a while: it may still be admitting
             // (cut off, not dead), and its share must not be handed out at once.
-            for reports in table.values_mut() {
+            for PeerTable { reports, .. } in table.values_mut() {
                 reports.retain(|_, r| now.saturating_sub(r.received_ms) < FORGET_AFTER_MS);
             }
-            table.retain(|_, reports| !reports.is_empty());
+            table.retain(|_, peer| !peer.reports.is_empty());
             for ((scope, name), limiter) in gov.index.limiters() {
                 let Some(wire) = WireLimit::of(name) else {
                     continue;
@@ -160,7 +178,7 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
                 let key = (scope, wire);
                 let theirs: Vec<(&str, PeerReport)> = table
                     .iter()
-                    .filter_map(|(node, reports)| reports.get(&key).map(|r| (node.as_str(), *r)))
+                    .filter_map(|(node, peer)| peer.reports.get(&key).map(|r| (node.as_str(), *r)))
                     .collect();
                 let recently_used = now.saturating_sub(limiter.last_arrival_ms()) < FORGET_AFTER_MS;
                 // Only limits in use anywhere are reported, and every report made is sent:
@@ -178,6 +196,7 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
         }
         let message = Reports {
             node: gov.cluster.writer().node.as_str().to_owned(),
+            generation,
             limits: out,
         };
         match serde_json::to_vec(&message) {
