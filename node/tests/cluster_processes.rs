@@ -85,6 +85,16 @@ async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T
     }
 }
 
+/// Three nodes of one cluster, seeded from the first.
+fn start_three(dir: &Path) -> [Node; 3] {
+    starling::providers::ensure_crypto_provider();
+    let secret = starling_cluster::tls::generate_secret().expect("secret");
+    let n1 = start(dir, "n1", &secret, &[]);
+    let n2 = start(dir, "n2", &secret, &[&n1.gossip]);
+    let n3 = start(dir, "n3", &secret, &[&n1.gossip]);
+    [n1, n2, n3]
+}
+
 /// Waits until `node` sees `n` live members.
 async fn wait_for_live_members(node: &Node, n: usize) {
     let client = reqwest::Client::new();
@@ -110,12 +120,8 @@ async fn wait_for_live_members(node: &Node, n: usize) {
 
 #[tokio::test]
 async fn three_processes_replicate_an_admin_write() {
-    starling::providers::ensure_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let secret = starling_cluster::tls::generate_secret().expect("secret");
-    let n1 = start(dir.path(), "n1", &secret, &[]);
-    let n2 = start(dir.path(), "n2", &secret, &[&n1.gossip]);
-    let n3 = start(dir.path(), "n3", &secret, &[&n1.gossip]);
+    let [n1, n2, n3] = start_three(dir.path());
     let client = reqwest::Client::new();
     let get = |url: String, token: &'static str| {
         let client = client.clone();
@@ -275,12 +281,8 @@ async fn a_node_whose_seeds_are_down_still_serves() {
 
 #[tokio::test]
 async fn a_key_made_on_one_process_works_on_another_and_a_revoke_stops_it_everywhere() {
-    starling::providers::ensure_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let secret = starling_cluster::tls::generate_secret().expect("secret");
-    let n1 = start(dir.path(), "n1", &secret, &[]);
-    let n2 = start(dir.path(), "n2", &secret, &[&n1.gossip]);
-    let n3 = start(dir.path(), "n3", &secret, &[&n1.gossip]);
+    let [n1, n2, n3] = start_three(dir.path());
     let client = reqwest::Client::new();
     wait_for_live_members(&n1, 3).await;
 

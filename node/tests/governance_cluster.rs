@@ -263,9 +263,6 @@ async fn hammer(c: &GatewayCluster, key: &str, clients: usize, max_each: usize) 
                     refusals = 0;
                 } else if status == 429 && code == "budget_exceeded" {
                     counts.budget.fetch_add(1, Ordering::Relaxed);
-                    if std::env::var_os("GOV_DEBUG").is_some() {
-                        eprintln!("client {i} refused on node {}: {text}", i % 5);
-                    }
                     refusals += 1;
                     if refusals >= 3 {
                         return;

@@ -138,8 +138,9 @@ impl BudgetState {
         BudgetKey::new(self.rights_scope.clone(), period)
     }
 
-    /// What this node could reserve right now without waiting for peers, and without
-    /// waiting at all when `strict` is false (for clamping `max_tokens`).
+    /// What a request could reserve from this budget (the clamp works from it): strict,
+    /// the pool plus the rights held anywhere in the cluster (they can be moved here);
+    /// available, the amount less the spend seen and the reservations in flight here.
     pub fn room(&self, mode: BudgetMode, amount: u64, period: Period) -> u64 {
         let inner = self.lock();
         match mode {
