@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use starling_bench::mock::{MockConfig, MockServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 const ADMIN: &str = "admin-token-for-tests";
@@ -24,10 +25,28 @@ impl Drop for Node {
 }
 
 fn start(dir: &Path, id: &str, secret: &str, seeds: &[&str]) -> Node {
+    start_with_config(dir, id, secret, seeds, None)
+}
+
+/// Starts node `id` with its data dir under `dir` (kept across restarts) and an optional
+/// config file.
+fn start_with_config(
+    dir: &Path,
+    id: &str,
+    secret: &str,
+    seeds: &[&str],
+    config: Option<&Path>,
+) -> Node {
     let ready = dir.join(format!("{id}.ready"));
+    // A restarted node must not be mistaken for ready by its predecessor's file.
+    let _ = std::fs::remove_file(&ready);
     let mut cmd = Command::new(BIN);
+    if let Some(config) = config {
+        cmd.arg("serve").arg("--config").arg(config);
+    } else {
+        cmd.arg("serve");
+    }
     cmd.args([
-        "serve",
         "--listen",
         "127.0.0.1:0",
         "--node-id",
@@ -330,4 +349,107 @@ async fn a_key_made_on_one_process_works_on_another_and_a_revoke_stops_it_everyw
         refused_after <= Duration::from_secs(1),
         "revocation took {refused_after:?}"
     );
+}
+
+/// The total the mock's ledger has billed.
+fn billed(mock: &MockServer) -> u64 {
+    mock.ledger().iter().map(|e| e.cost_micros).sum()
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_load_and_restarted_never_lets_a_strict_budget_overspend() {
+    const BUDGET_MICROS: u64 = 500_000;
+    starling::providers::ensure_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockServer::bind(MockConfig::default()).await.expect("mock");
+    let key_file = dir.path().join("provider.key");
+    std::fs::write(&key_file, "sk-upstream\n").expect("key file");
+    let config = dir.path().join("starling.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[providers]]\nname = \"mock\"\nkind = \"anthropic\"\nbase_url = \"http://{}\"\napi_key_file = \"{}\"\nmodels = [\"claude-*\"]\n\n[governance]\nstale_after_ms = 60000\n",
+            mock.addr(),
+            key_file.display()
+        ),
+    )
+    .expect("config");
+    let secret = starling_cluster::tls::generate_secret().expect("secret");
+    let n1 = start_with_config(dir.path(), "n1", &secret, &[], Some(&config));
+    let seed = n1.gossip.clone();
+    let n2 = start_with_config(dir.path(), "n2", &secret, &[&seed], Some(&config));
+    let n3 = start_with_config(dir.path(), "n3", &secret, &[&seed], Some(&config));
+    wait_for_live_members(&n1, 3).await;
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/admin/v1/keys", n1.http))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "crash", "budgets": [{"amount_usd": 0.5, "period": "total"}]}))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    let key = created["key"].as_str().expect("secret").to_owned();
+    let urls: std::sync::Arc<std::sync::RwLock<Vec<String>>> =
+        std::sync::Arc::new(std::sync::RwLock::new(vec![
+            n1.http.clone(),
+            n2.http.clone(),
+            n3.http.clone(),
+        ]));
+    // 30 clients over the three nodes, each until the budget refuses it three times in a row.
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let urls = urls.clone();
+        let key = key.clone();
+        let client = client.clone();
+        clients.spawn(async move {
+            let mut refusals = 0;
+            for _ in 0..200 {
+                let url = urls.read().map(|u| u[i % 3].clone()).unwrap_or_default();
+                let answer = client
+                    .post(format!("{url}/v1/messages"))
+                    .header("x-api-key", &key)
+                    .json(&json!({"model": "claude-opus-4", "max_tokens": 200,
+                                  "messages": [{"role": "user", "content": "hello"}]}))
+                    .send()
+                    .await;
+                match answer.map(|r| r.status().as_u16()) {
+                    Ok(429) => {
+                        refusals += 1;
+                        if refusals >= 3 {
+                            return;
+                        }
+                    }
+                    Ok(_) => refusals = 0,
+                    // The node is down (killed): try again shortly.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        });
+    }
+    // Once a fifth of the budget is billed, kill -9 node 2 and restart it on its data dir.
+    wait_for("a fifth of the budget billed", async || {
+        (billed(&mock) >= BUDGET_MICROS / 5).then_some(())
+    })
+    .await;
+    drop(n2);
+    let n2 = start_with_config(dir.path(), "n2", &secret, &[&seed], Some(&config));
+    if let Ok(mut u) = urls.write() {
+        u[1] = n2.http.clone();
+    }
+    while clients.join_next().await.is_some() {}
+    let spent = billed(&mock);
+    eprintln!(
+        "kill -9 mid-load: billed ${:.6} of $0.50 ({:.1} %)",
+        spent as f64 / 1e6,
+        spent as f64 / BUDGET_MICROS as f64 * 100.0
+    );
+    assert!(spent <= BUDGET_MICROS, "overspent: {spent} µ$");
+    assert!(
+        spent > BUDGET_MICROS / 5,
+        "the load went on after the restart"
+    );
+    drop((n1, n2, n3));
 }
