@@ -16,8 +16,8 @@ use starling_cluster::crdt::Period;
 use super::Governance;
 use super::budget::{BudgetState, Reserve};
 use super::estimate::{self, EndpointKind, Tokenizer};
-use super::index::{Governed, KeyEntry};
-use super::model::{BudgetMode, EntityKind};
+use super::index::{BudgetRef, Governed, KeyEntry};
+use super::model::{BudgetMode, BudgetPeriod, EntityKind};
 use super::permit::{GovPermit, Held};
 use super::ratelimit::SharedLimit;
 use crate::api::{ApiError, Endpoint, ErrorKind};
@@ -174,7 +174,18 @@ impl Governance {
         let governed: Vec<&Governed> = std::iter::once(&entry.governed)
             .chain(chain.iter().map(|a| a.as_ref()))
             .collect();
-        let strict = is_strict(&governed);
+        // Every budget that applies, with its current period, worked out once per request.
+        let budgets: Vec<InForce<'_>> = governed
+            .iter()
+            .flat_map(|g| {
+                g.budgets.iter().map(move |b| InForce {
+                    owner: g,
+                    budget: b,
+                    period: b.budget.period.current(now).0,
+                })
+            })
+            .collect();
+        let strict = is_strict(&budgets);
         if strict && self.is_stale() {
             return Err(ApiError::new(
                 ErrorKind::Unavailable,
@@ -185,7 +196,7 @@ impl Governance {
         }
         let mut permit = GovPermit::new(self.usage.clone(), now);
         let mut headers = HeaderMap::new();
-        let has_budgets = governed.iter().any(|g| !g.budgets.is_empty());
+        let has_budgets = !budgets.is_empty();
         let has_tpm = governed.iter().any(|g| g.limiters.tpm.is_some());
         // Token bounds are only worth counting when something is charged by them.
         let kind = endpoint_kind(req.endpoint);
@@ -215,24 +226,13 @@ impl Governance {
             // A strict budget whose pool and known rights cannot cover the request gets a
             // refill first (a cold start: the first request here, or a budget just minted),
             // so that the clamp below works from what can really be had.
-            for b in governed.iter().flat_map(|g| g.budgets.iter()) {
-                let (period, _, _) = b.budget.period.current(now);
-                if b.budget.mode == BudgetMode::Strict
-                    && b.state.room(b.budget.mode, b.budget.amount_micros, period) < full_cost
-                {
+            for b in &budgets {
+                if b.budget.budget.mode == BudgetMode::Strict && b.room() < full_cost {
                     super::metrics::slow_path();
-                    self.refill(&b.state, period, full_cost).await;
+                    self.refill(&b.budget.state, b.period, full_cost).await;
                 }
             }
-            let room = governed
-                .iter()
-                .flat_map(|g| g.budgets.iter())
-                .map(|b| {
-                    let (period, _, _) = b.budget.period.current(now);
-                    b.state.room(b.budget.mode, b.budget.amount_micros, period)
-                })
-                .min()
-                .unwrap_or(u64::MAX);
+            let room = budgets.iter().map(InForce::room).min().unwrap_or(u64::MAX);
             let affordable = room
                 .saturating_sub(input_cost + RESERVE_SLACK)
                 .saturating_mul(1_000)
@@ -240,7 +240,7 @@ impl Governance {
                 .map_or(u64::MAX, |tokens| tokens / choices);
             let mut max = wanted.min(affordable);
             if max == 0 {
-                return Err(self.budget_error(&governed, now));
+                return Err(budget_error(&budgets));
             }
             if requested.is_none_or(|r| r > max) {
                 // The clamp may write less than asked (e.g. OpenAI's default of 16 for
@@ -290,43 +290,40 @@ impl Governance {
                     );
                 }
             }
-            for b in &g.budgets {
-                let (period, _, _) = b.budget.period.current(now);
+            for b in budgets.iter().filter(|b| std::ptr::eq(b.owner, *g)) {
+                let (state, budget) = (&b.budget.state, &b.budget.budget);
                 self.reserve(
-                    &b.state,
-                    b.budget.mode,
-                    b.budget.amount_micros,
-                    period,
+                    state,
+                    budget.mode,
+                    budget.amount_micros,
+                    b.period,
                     reservation,
                     now,
                 )
                 .await
-                .map_err(|()| self.budget_error(&governed, now))?;
+                .map_err(|()| budget_error(&budgets))?;
                 permit.hold(Held::Budget {
-                    state: b.state.clone(),
-                    mode: b.budget.mode,
-                    period,
+                    state: state.clone(),
+                    mode: budget.mode,
+                    period: b.period,
                     reserved: reservation,
                 });
             }
         }
         if has_budgets {
-            let remaining = governed
-                .iter()
-                .flat_map(|g| g.budgets.iter())
-                .map(|b| {
-                    let (period, _, _) = b.budget.period.current(now);
-                    b.state
-                        .remaining(b.budget.mode, b.budget.amount_micros, period)
-                })
-                .min()
-                .unwrap_or(0);
+            let remaining = budgets.iter().map(InForce::remaining).min().unwrap_or(0);
             if let Ok(v) = HeaderValue::from_str(&micros_to_usd_string(remaining)) {
                 headers.insert(BUDGET_REMAINING_HEADER, v);
             }
         }
-        permit.set_usage_scopes(&governed, now);
-        permit.set_headers(headers);
+        permit.set_usage_scopes(
+            governed.iter().map(|g| g.scope.clone()),
+            budgets
+                .iter()
+                .filter(|b| matches!(b.budget.budget.period, BudgetPeriod::Every { .. }))
+                .map(|b| (b.owner.scope.clone(), b.period)),
+        );
+        permit.confirm(headers);
         Ok(Admitted {
             permit,
             body_changed,
@@ -364,30 +361,43 @@ impl Governance {
             _ => Err(()),
         }
     }
+}
 
-    fn budget_error(&self, governed: &[&Governed], now: u64) -> ApiError {
-        // Name the budget with the least room left.
-        let tightest = governed
-            .iter()
-            .flat_map(|g| g.budgets.iter().map(move |b| (g, b)))
-            .min_by_key(|(_, b)| {
-                let (period, _, _) = b.budget.period.current(now);
-                b.state
-                    .remaining(b.budget.mode, b.budget.amount_micros, period)
-            });
-        let message = match tightest {
-            Some((g, b)) => format!(
-                "Budget exceeded: the {} budget of {} {} (${}, {}) is spent",
-                b.budget.period.label(),
-                g.kind.noun(),
-                g.id,
-                micros_to_usd_string(b.budget.amount_micros),
-                b.budget.mode.as_str(),
-            ),
-            None => "Budget exceeded".to_owned(),
-        };
-        ApiError::new(ErrorKind::RateLimit, message).with_code("budget_exceeded")
+/// One budget that applies to a request, with its owner and its current period.
+struct InForce<'a> {
+    owner: &'a Governed,
+    budget: &'a BudgetRef,
+    period: Period,
+}
+
+impl InForce<'_> {
+    fn room(&self) -> u64 {
+        let b = &self.budget.budget;
+        self.budget.state.room(b.mode, b.amount_micros, self.period)
     }
+
+    fn remaining(&self) -> u64 {
+        let b = &self.budget.budget;
+        self.budget
+            .state
+            .remaining(b.mode, b.amount_micros, self.period)
+    }
+}
+
+/// A 429 `budget_exceeded` naming the budget with the least left.
+fn budget_error(budgets: &[InForce<'_>]) -> ApiError {
+    let message = match budgets.iter().min_by_key(|b| b.remaining()) {
+        Some(b) => format!(
+            "Budget exceeded: the {} budget of {} {} (${}, {}) is spent",
+            b.budget.budget.period.label(),
+            b.owner.kind.noun(),
+            b.owner.id,
+            micros_to_usd_string(b.budget.budget.amount_micros),
+            b.budget.budget.mode.as_str(),
+        ),
+        None => "Budget exceeded".to_owned(),
+    };
+    ApiError::new(ErrorKind::RateLimit, message).with_code("budget_exceeded")
 }
 
 fn endpoint_kind(endpoint: Endpoint) -> EndpointKind {
@@ -420,9 +430,11 @@ fn model_allowed(patterns: &[String], requested: &str, resolved: &str) -> bool {
 }
 
 /// A key is in strict mode unless every budget that applies to it is `available`.
-fn is_strict(governed: &[&Governed]) -> bool {
-    let mut budgets = governed.iter().flat_map(|g| g.budgets.iter()).peekable();
-    budgets.peek().is_none() || budgets.any(|b| b.budget.mode == BudgetMode::Strict)
+fn is_strict(budgets: &[InForce<'_>]) -> bool {
+    budgets.is_empty()
+        || budgets
+            .iter()
+            .any(|b| b.budget.budget.mode == BudgetMode::Strict)
 }
 
 /// Takes from a limiter, or refuses with a 429 naming the entity and the limit, with

@@ -281,7 +281,8 @@ impl BudgetState {
             reserved,
             local_rights: inner.local_rights,
             cluster_rights: inner.cluster_rights,
-            rate_per_sec: inner.current_rate(now_ms_hint(&inner)),
+            // As of the last use: the rate a refill after it should provide for.
+            rate_per_sec: inner.current_rate(inner.last_used_ms),
             last_used_ms: inner.last_used_ms,
         }
     }
@@ -295,11 +296,6 @@ impl BudgetState {
     pub fn remaining(&self, mode: BudgetMode, amount: u64, period: Period) -> u64 {
         self.room(mode, amount, period).min(amount)
     }
-}
-
-/// The latest instant this budget knows of: its last use.
-fn now_ms_hint(inner: &Inner) -> u64 {
-    inner.last_used_ms
 }
 
 impl Inner {

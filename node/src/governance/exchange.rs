@@ -32,7 +32,7 @@ struct Reports {
     /// When the sending process started: a restarted peer numbers its reports from 1 again,
     /// and its new reports must replace the old process's at once.
     generation: u64,
-    limits: Vec<(String, WireLimit, WireReport)>,
+    limits: Vec<(String, LimitName, WireReport)>,
 }
 
 /// A [`ShareReport`] on the wire: demand, share, intent, seq, tiebreak.
@@ -62,25 +62,6 @@ impl WireReport {
     }
 }
 
-/// Which limiter, on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-enum WireLimit {
-    Rpm,
-    Tpm,
-    Concurrency,
-}
-
-impl WireLimit {
-    fn of(name: LimitName) -> Option<Self> {
-        match name {
-            LimitName::Rpm => Some(Self::Rpm),
-            LimitName::Tpm => Some(Self::Tpm),
-            LimitName::Concurrency => Some(Self::Concurrency),
-            LimitName::Budget => None,
-        }
-    }
-}
-
 /// The latest reports of each peer: node → (scope, limit) → report.
 type Received = HashMap<String, PeerTable>;
 
@@ -88,7 +69,7 @@ type Received = HashMap<String, PeerTable>;
 #[derive(Debug, Default)]
 struct PeerTable {
     generation: u64,
-    reports: HashMap<(String, WireLimit), PeerReport>,
+    reports: HashMap<(String, LimitName), PeerReport>,
 }
 
 /// Starts the sender and the receiver.
@@ -171,11 +152,7 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
                 reports.retain(|_, r| now.saturating_sub(r.received_ms) < FORGET_AFTER_MS);
             }
             table.retain(|_, peer| !peer.reports.is_empty());
-            for ((scope, name), limiter) in gov.index.limiters() {
-                let Some(wire) = WireLimit::of(name) else {
-                    continue;
-                };
-                let key = (scope, wire);
+            for (key, limiter) in gov.index.limiters() {
                 let theirs: Vec<(&str, PeerReport)> = table
                     .iter()
                     .filter_map(|(node, peer)| peer.reports.get(&key).map(|r| (node.as_str(), *r)))

@@ -77,7 +77,8 @@ pub struct Index {
     joining: std::sync::atomic::AtomicBool,
     keys_by_hash: HashMap<SecretHash, Arc<KeyEntry>>,
     hash_by_key_id: HashMap<String, SecretHash>,
-    accounts: HashMap<(EntityKind, String), Arc<Governed>>,
+    teams: HashMap<String, Arc<Governed>>,
+    customers: HashMap<String, Arc<Governed>>,
     budgets: HashMap<String, Arc<BudgetState>>,
     limiters: HashMap<(String, LimitName), Arc<SharedLimit>>,
 }
@@ -108,9 +109,18 @@ impl Index {
         self.keys_by_hash.pin().get(hash).cloned()
     }
 
-    /// A team or customer.
+    /// A team or customer (without allocating: this is on the request path).
     pub fn account(&self, kind: EntityKind, id: &str) -> Option<Arc<Governed>> {
-        self.accounts.pin().get(&(kind, id.to_owned())).cloned()
+        self.accounts_of(kind)?.pin().get(id).cloned()
+    }
+
+    /// The map of teams or of customers; `None` for keys.
+    fn accounts_of(&self, kind: EntityKind) -> Option<&HashMap<String, Arc<Governed>>> {
+        match kind {
+            EntityKind::Team => Some(&self.teams),
+            EntityKind::Customer => Some(&self.customers),
+            EntityKind::Key => None,
+        }
     }
 
     /// Every budget state known, for the background tasks.
@@ -132,16 +142,6 @@ impl Index {
         self.limiters.pin().get(&(scope.to_owned(), name)).cloned()
     }
 
-    /// Every live key, for metrics and the background tasks (not for the request path).
-    pub fn keys(&self) -> Vec<Arc<KeyEntry>> {
-        self.keys_by_hash.pin().values().cloned().collect()
-    }
-
-    /// Every team and customer.
-    pub fn accounts(&self) -> Vec<Arc<Governed>> {
-        self.accounts.pin().values().cloned().collect()
-    }
-
     /// Applies one catalog change (the replica's observer).
     pub fn apply(&self, catalog_id: &str, entry: Option<&Entry>, now_ms: u64) {
         let Some((kind, id)) = EntityKind::parse_catalog_id(catalog_id) else {
@@ -153,12 +153,14 @@ impl Index {
             (EntityKind::Team, Some(Entry::Team(account)))
             | (EntityKind::Customer, Some(Entry::Customer(account))) => {
                 let governed = self.governed(kind, &account.id, account, now_ms);
-                self.accounts
-                    .pin()
-                    .insert((kind, account.id.clone()), Arc::new(governed));
+                if let Some(map) = self.accounts_of(kind) {
+                    map.pin().insert(account.id.clone(), Arc::new(governed));
+                }
             }
             (_, _) => {
-                self.accounts.pin().remove(&(kind, id.to_owned()));
+                if let Some(map) = self.accounts_of(kind) {
+                    map.pin().remove(id);
+                }
             }
         }
     }

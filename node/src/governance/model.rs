@@ -6,7 +6,6 @@
 //! milliseconds, so that every replica computes the same thing from the same entry.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use starling_cluster::crdt::{Period, PeriodUnit};
@@ -327,8 +326,9 @@ impl<'de> Deserialize<'de> for Metadata {
     }
 }
 
-/// A budget, limit or check that refused a request, for error messages and metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which rate limiter of a key, team or customer; also how the share exchange names it on the
+/// wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LimitName {
     /// Requests per minute.
     Rpm,
@@ -336,26 +336,6 @@ pub enum LimitName {
     Tpm,
     /// Requests in flight.
     Concurrency,
-    /// A spending budget.
-    Budget,
-}
-
-impl LimitName {
-    /// The metric label and API wording.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Rpm => "requests_per_minute",
-            Self::Tpm => "tokens_per_minute",
-            Self::Concurrency => "concurrent_requests",
-            Self::Budget => "budget",
-        }
-    }
-}
-
-impl fmt::Display for LimitName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// Usage periods every scope is counted in (besides its budgets' own periods), for the usage

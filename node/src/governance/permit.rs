@@ -17,8 +17,7 @@ use http::HeaderMap;
 use starling_cluster::crdt::{Period, Usage};
 
 use super::budget::BudgetState;
-use super::index::Governed;
-use super::model::{BudgetMode, BudgetPeriod};
+use super::model::BudgetMode;
 use super::ratelimit::SharedLimit;
 use super::usage::{Record, UsageSink};
 
@@ -74,21 +73,22 @@ impl GovPermit {
         self.held.push(held);
     }
 
-    pub(super) fn set_headers(&mut self, headers: HeaderMap) {
+    /// Admission succeeded, with these response headers: from now on the permit must settle,
+    /// and an unsettled drop counts its reservations as spent.
+    pub(super) fn confirm(&mut self, headers: HeaderMap) {
         self.headers = headers;
         self.admitted = true;
     }
 
-    pub(super) fn set_usage_scopes(&mut self, governed: &[&Governed], now_ms: u64) {
-        for g in governed {
-            self.scopes.push(g.scope.clone());
-            for b in &g.budgets {
-                if let BudgetPeriod::Every { .. } = b.budget.period {
-                    let (period, _, _) = b.budget.period.current(now_ms);
-                    self.extra_periods.push((g.scope.clone(), period));
-                }
-            }
-        }
+    /// Where the usage is counted: the scopes charged, and the extra periods of budgets with
+    /// their own durations.
+    pub(super) fn set_usage_scopes(
+        &mut self,
+        scopes: impl IntoIterator<Item = Arc<str>>,
+        extra_periods: impl IntoIterator<Item = (Arc<str>, Period)>,
+    ) {
+        self.scopes.extend(scopes);
+        self.extra_periods.extend(extra_periods);
     }
 
     /// Response headers: rate-limit figures, the budget remainder, a clamp notice.
@@ -232,7 +232,7 @@ mod tests {
                 reserved: 200,
             });
             if admitted {
-                p.set_headers(HeaderMap::new());
+                p.confirm(HeaderMap::new());
             }
             p
         }
