@@ -232,14 +232,13 @@ impl Counters {
     }
 
     pub(crate) fn drop_at(&mut self, cutoff: Period, dot: Dot) -> CounterDelta {
-        self.ctx.insert(&dot);
-        let cell = self.floors.raise(&dot, cutoff);
+        let floor = self.floors.drop_local(&mut self.ctx, &dot, cutoff);
         self.prune();
         CausalDelta {
             context: CausalContext::of_dot(&dot),
             items: CounterItems {
                 cells: Vec::new(),
-                floors: vec![(cutoff.unit, self.me.clone(), cell)],
+                floors: vec![floor],
             },
         }
     }
@@ -317,13 +316,7 @@ impl Counters {
 
     pub(crate) fn apply_parts(&mut self, items: CounterItems, context: &CausalContext) -> usize {
         self.ctx.union(context);
-        for (_, w, c) in &items.floors {
-            self.ctx.insert(&Dot {
-                writer: w.clone(),
-                seq: c.seq,
-            });
-        }
-        if self.floors.merge(items.floors) {
+        if self.floors.merge_shipped(&mut self.ctx, items.floors) {
             self.prune();
         }
         let mut changed = 0;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::version::{Dot, VersionVector};
+use super::version::{CausalContext, Dot, VersionVector};
 use crate::hlc::WriterId;
 
 /// The length of a period.
@@ -188,8 +188,33 @@ impl Floors {
         self.floor(period.unit).is_some_and(|f| period.index < f)
     }
 
+    /// A local drop by `dot.writer`: records `dot` in `ctx`, raises the writer's floor for
+    /// `cutoff.unit` to `cutoff.index`, and returns the cell to ship.
+    pub(crate) fn drop_local(
+        &mut self,
+        ctx: &mut CausalContext,
+        dot: &Dot,
+        cutoff: Period,
+    ) -> FloorItem {
+        ctx.insert(dot);
+        let cell = self.raise(dot, cutoff);
+        (cutoff.unit, dot.writer.clone(), cell)
+    }
+
+    /// Merges shipped floor cells, recording each cell's dot in `ctx`. Returns whether any
+    /// effective floor rose (the caller then prunes what it dropped).
+    pub(crate) fn merge_shipped(&mut self, ctx: &mut CausalContext, items: Vec<FloorItem>) -> bool {
+        for (_, writer, cell) in &items {
+            ctx.insert(&Dot {
+                writer: writer.clone(),
+                seq: cell.seq,
+            });
+        }
+        self.merge(items)
+    }
+
     /// Raises `dot.writer`'s floor for `cutoff.unit` to `cutoff.index` (a local operation).
-    pub(crate) fn raise(&mut self, dot: &Dot, cutoff: Period) -> FloorCell {
+    fn raise(&mut self, dot: &Dot, cutoff: Period) -> FloorCell {
         let cells = self.0.entry(cutoff.unit).or_default();
         let cell = cells
             .entry(dot.writer.clone())
@@ -213,7 +238,7 @@ impl Floors {
     }
 
     /// Merges shipped cells (pointwise maximum). Returns whether any effective floor rose.
-    pub(crate) fn merge(&mut self, items: Vec<FloorItem>) -> bool {
+    fn merge(&mut self, items: Vec<FloorItem>) -> bool {
         let mut raised = false;
         for (unit, writer, cell) in items {
             let before = self.floor(unit);

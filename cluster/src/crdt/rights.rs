@@ -564,14 +564,13 @@ impl Rights {
     }
 
     pub(crate) fn drop_at(&mut self, cutoff: Period, dot: Dot) -> RightsDelta {
-        self.ctx.insert(&dot);
-        let cell = self.floors.raise(&dot, cutoff);
+        let floor = self.floors.drop_local(&mut self.ctx, &dot, cutoff);
         self.prune();
         CausalDelta {
             context: CausalContext::of_dot(&dot),
             items: RightsItems {
                 keys: Vec::new(),
-                floors: vec![(cutoff.unit, self.me.clone(), cell)],
+                floors: vec![floor],
             },
         }
     }
@@ -653,13 +652,7 @@ impl Rights {
         context: &CausalContext,
     ) -> Vec<BudgetKey> {
         self.ctx.union(context);
-        for (_, w, c) in &items.floors {
-            self.ctx.insert(&Dot {
-                writer: w.clone(),
-                seq: c.seq,
-            });
-        }
-        if self.floors.merge(items.floors) {
+        if self.floors.merge_shipped(&mut self.ctx, items.floors) {
             self.prune();
         }
         let mut changed = Vec::new();
