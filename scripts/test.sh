@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, the Rust tests, and the official
-# OpenAI and Anthropic Python SDKs against a live node (tests/sdk/run.sh builds their venv).
+# The whole test suite, as CI runs it: formatting, lints, the Rust tests, a short Jepsen-style
+# fault run (as root), and the official OpenAI and Anthropic Python SDKs against a live node
+# (tests/sdk/run.sh builds their venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,19 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
-echo "== SDK tests"
 cargo build --workspace --bins
+echo "== Jepsen-style fault tests"
+if [ "$(id -u)" -eq 0 ]; then
+    scripts/jepsen-setup.sh
+    # About two minutes of every nemesis and workload on five nodes; fails on any violation.
+    target/debug/starling-jepsen run --seed 1 --time-limit 100s --nemesis all --workload all \
+        --report target/jepsen/suite
+    # The checkers can fail: nodes that skip the rights check overspend, and the budget
+    # checker must say so.
+    target/debug/starling-jepsen run --seed 2 --time-limit 30s --nemesis none --workload budget \
+        --unsafe-skip-rights-check --expect-violation budget-safety --report target/jepsen/broken
+else
+    echo "SKIPPED: the Jepsen-style fault tests need root (network namespaces); run scripts/test.sh as root"
+fi
+echo "== SDK tests"
 tests/sdk/run.sh

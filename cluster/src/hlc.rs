@@ -314,6 +314,31 @@ impl HlcClock {
         Ok(self.stamp())
     }
 
+    /// Merges a remote stamp like [`Self::observe`], but a stamp more than `max_forward_ms`
+    /// ahead moves the clock only up to that bound (and the skew is returned): the data it
+    /// stamps is still merged, while a skewed peer cannot drag this clock, and through it the
+    /// whole cluster, into the future. Refusing the data instead would only delay it (it is
+    /// accepted once real time catches up, with the same stamp) and, with it, everything else
+    /// the peer sends.
+    pub fn observe_bounded(&mut self, remote: &Hlc) -> Option<ClockError> {
+        match self.check(remote) {
+            Ok(()) => {
+                // Within the bound, observing cannot fail.
+                let _ = self.observe(remote);
+                None
+            }
+            Err(skew) => {
+                let bound = Hlc {
+                    wall_ms: self.physical_ms().saturating_add(self.max_forward_ms),
+                    logical: 0,
+                    writer: remote.writer.clone(),
+                };
+                let _ = self.observe(&bound);
+                Some(skew)
+            }
+        }
+    }
+
     /// Moves the clock up to `stamp` if it is ahead, without the forward bound. Only for our own
     /// history (reloading a persisted replica), never for a peer's stamp.
     pub fn adopt(&mut self, stamp: &Hlc) {

@@ -126,14 +126,9 @@ pub struct ApplyOutcome {
     /// slot from peers (e.g. after reloading an old snapshot). Do not write before catching up;
     /// if this happens after we wrote, our incarnation was reused unsafely (see [`crate::hlc`]).
     pub own_slot_recovered: bool,
-}
-
-/// Why a delta was refused as a whole.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApplyError {
-    /// A catalog stamp is too far ahead of our clock; nothing was applied.
-    #[error(transparent)]
-    ClockSkew(#[from] ClockError),
+    /// A catalog stamp was further ahead of our clock than the forward bound: the data was
+    /// merged, but our clock moved only up to the bound (see [`HlcClock::observe_bounded`]).
+    pub clock_skew: Option<ClockError>,
 }
 
 /// A node's replica: catalog of `V`, counters and rights, one context, one clock.
@@ -423,13 +418,21 @@ impl<V: Clone + Eq> Replica<V> {
         self.delta_since(&VersionVector::new())
     }
 
-    /// Merges a peer's delta. The newest catalog stamp goes through [`HlcClock::observe`] first;
-    /// if it is too far ahead the delta is refused and nothing changes.
-    pub fn apply(&mut self, delta: Delta<V>) -> Result<ApplyOutcome, ApplyError> {
-        if let Some(max) = delta.items.catalog.iter().map(|(_, e)| &e.stamp).max() {
-            self.clock.observe(max)?;
+    /// Merges a peer's delta. The newest catalog stamp goes through
+    /// [`HlcClock::observe_bounded`] first: a stamp too far ahead is merged with its data, but
+    /// moves our clock only up to the forward bound (the outcome says so).
+    pub fn apply(&mut self, delta: Delta<V>) -> ApplyOutcome {
+        let clock_skew = delta
+            .items
+            .catalog
+            .iter()
+            .map(|(_, e)| &e.stamp)
+            .max()
+            .and_then(|max| self.clock.observe_bounded(max));
+        ApplyOutcome {
+            clock_skew,
+            ..self.merge(delta)
         }
-        Ok(self.merge(delta))
     }
 
     fn merge(&mut self, delta: Delta<V>) -> ApplyOutcome {
@@ -452,6 +455,7 @@ impl<V: Clone + Eq> Replica<V> {
             counters_changed,
             rights_changed,
             own_slot_recovered: self.context().max_seq(&me) > own_before,
+            clock_skew: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use crate::api::{ApiError, ErrorKind};
+use crate::governance::usage::UsageReceipt;
 use crate::governance::{GovPermit, Governance, KeyEntry, secret};
 use crate::translate::Usage;
 
@@ -157,25 +158,24 @@ impl Permit {
     }
 
     /// Settles the request at its real usage and cost, releasing what was reserved.
-    pub fn settle(self, usage: &Usage, cost_micros: u64) {
-        if let Some(permit) = self.governed {
-            permit.settle(total_tokens(usage), cost_micros);
-        }
+    pub fn settle(self, usage: &Usage, cost_micros: u64) -> Option<UsageReceipt> {
+        self.governed
+            .and_then(|permit| permit.settle(total_tokens(usage), cost_micros))
     }
 
     /// Settles a response that was cut short (the client left, or the upstream broke off):
     /// the usage seen is recorded, but the upstream may have generated more than reached
     /// the gateway, so budgets keep the whole reservation.
-    pub fn settle_cut_short(self, usage: &Usage, cost_micros: u64) {
-        if let Some(permit) = self.governed {
-            permit.settle_cut_short(total_tokens(usage), cost_micros);
-        }
+    pub fn settle_cut_short(self, usage: &Usage, cost_micros: u64) -> Option<UsageReceipt> {
+        self.governed
+            .and_then(|permit| permit.settle_cut_short(total_tokens(usage), cost_micros))
     }
 
     /// Ends a request that no upstream billed (every attempt was refused with an error
     /// status or could not connect): nothing was spent.
     pub fn release_unbilled(self) {
-        self.settle(&Usage::default(), 0);
+        // Nothing was billed, so there is nothing to wait for.
+        let _ = self.settle(&Usage::default(), 0);
     }
 }
 

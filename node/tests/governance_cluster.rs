@@ -963,3 +963,94 @@ async fn reclaim_refuses_a_live_node_and_this_node() {
         n.server.shutdown(Duration::from_millis(200)).await;
     }
 }
+
+/// Found by the Jepsen-style tests: a key updated on a node that had not yet seen its
+/// rotation or revocation wrote the old secret (or the live key) back, because the catalog
+/// keeps the last write of an entry whole. Rotations and revocations now live in entries of
+/// their own, so a concurrent update can change neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_on_a_stale_node_undoes_no_rotation_or_revocation() {
+    let _serial = SERIAL.lock().await;
+    let c = GatewayCluster::start(2).await;
+    let (rotated_id, old_secret) = c.create_key(0, json!({"name": "rotated"})).await;
+    let (revoked_id, revoked_secret) = c.create_key(0, json!({"name": "revoked"})).await;
+    c.partition
+        .isolate(c.nodes[1].cluster.local_addr(), &c.gossip_addrs(&[0]));
+    let rotation = c
+        .admin(
+            0,
+            reqwest::Method::POST,
+            &format!("/admin/v1/keys/{rotated_id}/rotate"),
+            None,
+        )
+        .await;
+    let new_secret = rotation["key"].as_str().expect("new secret").to_owned();
+    c.admin(
+        0,
+        reqwest::Method::POST,
+        &format!("/admin/v1/keys/{revoked_id}/revoke"),
+        None,
+    )
+    .await;
+    // Node 1 has seen neither; its updates come later, so they win any last-writer race.
+    for id in [&rotated_id, &revoked_id] {
+        c.admin(
+            1,
+            reqwest::Method::PATCH,
+            &format!("/admin/v1/keys/{id}"),
+            Some(json!({"rpm": 1000})),
+        )
+        .await;
+    }
+    c.partition.heal();
+    let governance = |n: &Node| {
+        n.gateway
+            .admission
+            .governance()
+            .cloned()
+            .expect("governance")
+    };
+    c.wait("the rotation and the updates reach every node", |c| {
+        c.nodes.iter().all(|n| {
+            let g = governance(n);
+            g.lookup(&new_secret)
+                .is_some_and(|k| k.key.limits.rpm == Some(1000))
+                && g.lookup(&revoked_secret)
+                    .is_some_and(|k| k.key.limits.rpm == Some(1000))
+        })
+    })
+    .await;
+    for (i, n) in c.nodes.iter().enumerate() {
+        let g = governance(n);
+        assert!(
+            g.lookup(&old_secret).is_none(),
+            "node {i}: the old secret came back"
+        );
+        let revoked = g
+            .lookup(&revoked_secret)
+            .expect("the revoked key's record stays");
+        assert!(
+            revoked.key.revoked_at_ms.is_some(),
+            "node {i}: the revoked key came back to life"
+        );
+        assert_eq!(
+            message(&n.base, &revoked_secret, "claude-haiku-4-5", 16)
+                .await
+                .status(),
+            403,
+            "node {i}"
+        );
+        let shown = c
+            .admin(
+                i,
+                reqwest::Method::GET,
+                &format!("/admin/v1/keys/{rotated_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(shown["key_hint"], rotation["key_hint"], "node {i}");
+    }
+    for n in c.nodes {
+        n.server.shutdown(Duration::from_millis(200)).await;
+    }
+}

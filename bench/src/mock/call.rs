@@ -176,6 +176,16 @@ impl Call {
         {
             self.ticket.set_model(m);
         }
+        if let Ok(Value::Object(o)) = &parsed {
+            // OpenAI's `user`, Anthropic's `metadata.user_id`: the client's end-user tag, which
+            // lets a test attribute every upstream call to the operation that caused it.
+            let user = o
+                .get("user")
+                .or_else(|| o.get("metadata").and_then(|m| m.get("user_id")));
+            if let Some(Value::String(user)) = user {
+                self.ticket.set_user(user);
+            }
+        }
         self.check_auth(headers)?;
         match parsed {
             Ok(Value::Object(o)) => Ok(o),

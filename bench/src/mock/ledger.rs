@@ -47,6 +47,9 @@ pub struct LedgerEntry {
     pub request_id: String,
     /// The incoming `x-starling-request-id` header, so the gateway's calls can be matched.
     pub upstream_request_id_header: Option<String>,
+    /// The request's end-user tag (OpenAI `user`, Anthropic `metadata.user_id`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// `openai.chat`, `openai.completions`, `openai.embeddings`, `azure.chat`,
     /// `azure.completions`, `azure.embeddings`, `anthropic.messages`, `anthropic.count_tokens`.
     pub api: String,
@@ -163,6 +166,7 @@ impl Ledger {
                 seq,
                 request_id: request_id.to_owned(),
                 upstream_request_id_header: upstream.map(str::to_owned),
+                user: None,
                 api: api.to_owned(),
                 model: String::new(),
                 stream: false,
@@ -252,6 +256,12 @@ impl Ticket {
     pub(crate) fn set_model(&mut self, model: &str) {
         if let Some(e) = self.entry() {
             model.clone_into(&mut e.model);
+        }
+    }
+
+    pub(crate) fn set_user(&mut self, user: &str) {
+        if let Some(e) = self.entry() {
+            e.user = Some(user.to_owned());
         }
     }
 

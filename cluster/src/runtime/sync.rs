@@ -5,7 +5,7 @@
 //! not cover. Deltas are persisted before they count as ours (local writes wait for the fsync;
 //! merged remote deltas are queued for the next batch, since peers still hold them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chitchat::{ChitchatId, NodeState};
-use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -150,23 +149,19 @@ pub(super) fn merge<V: CatalogValue>(
             Some(raw) => Ok(raw),
             None => codec::encode(Kind::Delta, &delta),
         };
-        match replica.apply(delta) {
-            Ok(outcome) => {
-                let observer = shared.observer();
-                for id in &outcome.catalog_changed {
-                    shared.catalog_changed(observer.as_ref(), id, replica.catalog().get(id));
-                }
-                let changed = !outcome.catalog_changed.is_empty()
-                    || outcome.counters_changed > 0
-                    || !outcome.rights_changed.is_empty();
-                changed.then_some(encoded)
-            }
-            Err(e) => {
-                shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("refusing a delta: {e}");
-                return false;
-            }
+        let outcome = replica.apply(delta);
+        if let Some(skew) = &outcome.clock_skew {
+            shared.stats.clock_skewed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("merged a delta from a peer whose clock runs ahead: {skew}");
         }
+        let observer = shared.observer();
+        for id in &outcome.catalog_changed {
+            shared.catalog_changed(observer.as_ref(), id, replica.catalog().get(id));
+        }
+        let changed = !outcome.catalog_changed.is_empty()
+            || outcome.counters_changed > 0
+            || !outcome.rights_changed.is_empty();
+        changed.then_some(encoded)
     };
     match record {
         Some(Ok(bytes)) => {
@@ -221,7 +216,12 @@ pub(super) async fn exchange<V: CatalogValue>(
     Ok(())
 }
 
-/// The periodic anti-entropy loop: one exchange with a random live peer per tick.
+/// The periodic anti-entropy loop: one exchange per tick with the live peer tried least
+/// recently, each in its own task. Round robin rather than a random pick bounds how long any
+/// peer goes without an exchange to (peers × `sync_interval`), which is what bounds catching
+/// up after a partition heals. Gossip may call a peer live that this node cannot reach
+/// (bridge and ring partitions): an exchange with it waits for its timeout in its own task,
+/// so it never holds up the exchanges with the peers that do answer.
 pub(super) async fn anti_entropy<V: CatalogValue>(
     shared: Arc<Shared<V>>,
     live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
@@ -229,25 +229,53 @@ pub(super) async fn anti_entropy<V: CatalogValue>(
 ) {
     let mut tick = tokio::time::interval(shared.config.sync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tried: HashMap<String, Instant> = HashMap::new();
+    let busy: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
     loop {
         tick.tick().await;
         let peers = peers_of(live.borrow().keys(), &self_id);
-        let Some((node_id, addr)) = peers.choose(&mut rand::rng()).cloned() else {
+        tried.retain(|id, _| peers.iter().any(|(p, _)| p == id));
+        let idle: Vec<_> = {
+            let busy = busy.lock().unwrap_or_else(|p| p.into_inner());
+            peers
+                .into_iter()
+                .filter(|(id, _)| !busy.contains(id))
+                .collect()
+        };
+        let Some((node_id, addr)) = least_recently_tried(&idle, &tried).cloned() else {
             continue;
         };
-        match exchange(&shared, addr).await {
-            Ok(()) => {
-                shared.stats.rounds.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut last) = shared.last_sync.lock() {
-                    last.insert(node_id, Instant::now());
+        tried.insert(node_id.clone(), Instant::now());
+        busy.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node_id.clone());
+        let (shared, busy) = (shared.clone(), busy.clone());
+        tokio::spawn(async move {
+            match exchange(&shared, addr).await {
+                Ok(()) => {
+                    shared.stats.rounds.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut last) = shared.last_sync.lock() {
+                        last.insert(node_id.clone(), Instant::now());
+                    }
+                }
+                Err(e) => {
+                    shared.stats.round_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %addr, "anti-entropy exchange failed: {e}");
                 }
             }
-            Err(e) => {
-                shared.stats.round_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(peer = %addr, "anti-entropy exchange failed: {e}");
-            }
-        }
+            busy.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&node_id);
+        });
     }
+}
+
+/// The peer tried longest ago (never tried first; ties to the first listed).
+fn least_recently_tried<'a>(
+    peers: &'a [(String, SocketAddr)],
+    tried: &HashMap<String, Instant>,
+) -> Option<&'a (String, SocketAddr)> {
+    peers.iter().min_by_key(|(id, _)| tried.get(id).copied())
 }
 
 /// Live peers other than `self_id`, as (node id, address).
@@ -314,4 +342,33 @@ fn queue_snapshot<V: CatalogValue>(shared: &Shared<V>) -> Result<SnapshotDone, C
 pub(super) async fn snapshot<V: CatalogValue>(shared: &Shared<V>) -> Result<(), ClusterError> {
     queue_snapshot(shared)?.wait().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anti_entropy_takes_peers_in_turn() {
+        let peers: Vec<(String, SocketAddr)> = (1..=3)
+            .map(|i| {
+                (
+                    format!("n{i}"),
+                    SocketAddr::from(([127, 0, 0, 1], 7000 + i)),
+                )
+            })
+            .collect();
+        let mut tried = HashMap::new();
+        let start = Instant::now();
+        let mut order = Vec::new();
+        for round in 0..6u64 {
+            let (id, _) = least_recently_tried(&peers, &tried)
+                .cloned()
+                .expect("a peer");
+            tried.insert(id.clone(), start + std::time::Duration::from_millis(round));
+            order.push(id);
+        }
+        assert_eq!(order, ["n1", "n2", "n3", "n1", "n2", "n3"]);
+        assert!(least_recently_tried(&[], &tried).is_none());
+    }
 }

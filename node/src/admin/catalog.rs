@@ -49,8 +49,10 @@ fn document(entry: Entry) -> Value {
         Entry::Doc(doc) => serde_json::from_str(&doc).unwrap_or(Value::String(doc)),
         other => {
             let mut value = serde_json::to_value(other).unwrap_or(Value::Null);
-            if let Some(key) = value.get_mut("Key").and_then(Value::as_object_mut) {
-                key.remove("secret_sha256");
+            for variant in ["Key", "KeySecret"] {
+                if let Some(key) = value.get_mut(variant).and_then(Value::as_object_mut) {
+                    key.remove("secret_sha256");
+                }
             }
             value
         }

@@ -1,6 +1,8 @@
 //! `/admin/v1/keys`: virtual keys. A key's secret is generated here, returned once (on create
 //! and rotate) and stored only as its SHA-256; revoking keeps the record, so that a revoked key
-//! is refused as revoked rather than as unknown.
+//! is refused as revoked rather than as unknown. Rotations and revocations are entries of
+//! their own beside the key's record (see [`crate::governance::model::KeySecret`]), so that
+//! no update, wherever it is made, can undo them.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -15,7 +17,10 @@ use super::input::{KeyBody, apply_key};
 use super::store::{self, Change};
 use super::time::now_ms;
 use super::{AdminState, body, cluster_of, page_limit, render};
-use crate::governance::model::{EntityKind, Entry, Limits, Metadata, VirtualKey};
+use crate::governance::model::{
+    EntityKind, Entry, KEY_REVOKED_PREFIX, KEY_SECRET_PREFIX, KeyRevoked, KeySecret, Limits,
+    Metadata, VirtualKey,
+};
 use crate::governance::secret;
 
 /// The prefix of generated key ids.
@@ -101,14 +106,14 @@ pub(crate) async fn list(
         r.catalog()
             .iter()
             .filter_map(|(_, entry)| match entry {
-                Entry::Key(k) => Some(k),
+                Entry::Key(k) => Some(store::in_force(r, k)),
                 _ => None,
             })
             .filter(|k| q.after.as_deref().is_none_or(|after| k.id.as_str() > after))
             .filter(|k| q.team.is_none() || k.team == q.team)
             .filter(|k| q.customer.is_none() || k.customer == q.customer)
             .take(limit + 1)
-            .map(render::key)
+            .map(|k| render::key(&k))
             .collect()
     });
     Ok(super::page_response(page, limit))
@@ -118,7 +123,7 @@ pub(crate) async fn list(
 pub(crate) async fn show(State(state): State<AdminState>, Path(id): Path<String>) -> AdminResult {
     let cluster = cluster_of(&state)?;
     let key = cluster
-        .read(|r| store::key(r, &id).map(render::key))
+        .read(|r| store::key(r, &id).map(|k| render::key(&k)))
         .ok_or_else(|| not_found(&id))?;
     Ok(axum::Json(key).into_response())
 }
@@ -133,7 +138,7 @@ pub(crate) async fn update(
     let body: KeyBody = body::parse(&body)?;
     let now = now_ms();
     let key = store::change(cluster, |r| {
-        let mut key = store::key(r, &id).ok_or_else(|| not_found(&id))?.clone();
+        let mut key = store::key(r, &id).ok_or_else(|| not_found(&id))?;
         if key.revoked_at_ms.is_some() {
             return Err(revoked(&id, "updated"));
         }
@@ -154,14 +159,17 @@ pub(crate) async fn revoke(State(state): State<AdminState>, Path(id): Path<Strin
     let cluster = cluster_of(&state)?;
     let now = now_ms();
     let key = store::change(cluster, |r| {
-        let mut key = store::key(r, &id).ok_or_else(|| not_found(&id))?.clone();
+        let key = store::key(r, &id).ok_or_else(|| not_found(&id))?;
         if key.revoked_at_ms.is_some() {
             return Ok((Change::Nothing, key));
         }
-        key.revoked_at_ms = Some(now);
-        key.updated_at_ms = now;
-        let cid = EntityKind::Key.catalog_id(&id);
-        Ok((Change::Put(cid, Box::new(Entry::Key(key.clone()))), key))
+        let revocation = KeyRevoked { revoked_at_ms: now };
+        let key = key.in_force(None, Some(&revocation));
+        let cid = format!("{KEY_REVOKED_PREFIX}{id}");
+        Ok((
+            Change::Put(cid, Box::new(Entry::KeyRevoked(revocation))),
+            key,
+        ))
     })
     .await?;
     Ok(axum::Json(render::key(&key)).into_response())
@@ -175,15 +183,18 @@ pub(crate) async fn rotate(State(state): State<AdminState>, Path(id): Path<Strin
     let secret = secret::generate();
     let (secret_sha256, secret_hint) = seal(&secret);
     let key = store::change(cluster, |r| {
-        let mut key = store::key(r, &id).ok_or_else(|| not_found(&id))?.clone();
+        let key = store::key(r, &id).ok_or_else(|| not_found(&id))?;
         if key.revoked_at_ms.is_some() {
             return Err(revoked(&id, "rotated"));
         }
-        key.secret_sha256 = secret_sha256;
-        key.secret_hint = secret_hint;
-        key.updated_at_ms = now;
-        let cid = EntityKind::Key.catalog_id(&id);
-        Ok((Change::Put(cid, Box::new(Entry::Key(key.clone()))), key))
+        let rotated = KeySecret {
+            secret_sha256,
+            secret_hint,
+            rotated_at_ms: now,
+        };
+        let key = key.in_force(Some(&rotated), None);
+        let cid = format!("{KEY_SECRET_PREFIX}{id}");
+        Ok((Change::Put(cid, Box::new(Entry::KeySecret(rotated))), key))
     })
     .await?;
     Ok(axum::Json(render::key_with_secret(&key, &secret)).into_response())

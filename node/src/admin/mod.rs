@@ -75,6 +75,7 @@ pub fn routes(state: AdminState) -> Router {
     Router::new()
         .route("/admin/v1/cluster", get(cluster_status))
         .route("/admin/v1/state/digest", get(digest))
+        .route("/admin/v1/state/dump", get(dump))
         .route("/admin/v1/catalog", get(catalog::list))
         .route(
             "/admin/v1/catalog/{id}",
@@ -193,6 +194,55 @@ async fn cluster_status(State(state): State<AdminState>) -> AdminResult {
         "members": members,
     }))
     .into_response())
+}
+
+/// `GET /admin/v1/state/dump`: every replicated row (catalog entries, counter cells, rights
+/// rows, period floors) as JSON, with the digest, so that a checker can compare two nodes row
+/// by row where their digests differ. Rows come in the replica's own (canonical) order.
+async fn dump(State(state): State<AdminState>) -> AdminResult {
+    let cluster = cluster_of(&state)?;
+    let internal = |e: String| error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e);
+    let (digest, rows) = cluster
+        .read(|r| {
+            let digest = r.digest().map_err(|e| e.to_string())?;
+            let items = r.full_state().items;
+            let rows = dump_rows(&items);
+            Ok::<_, String>((digest, rows))
+        })
+        .map_err(internal)?;
+    Ok(axum::Json(json!({
+        "node_id": cluster.writer().node.as_str(),
+        "digest": digest.to_string(),
+        "rows": rows,
+    }))
+    .into_response())
+}
+
+/// Every row of a full state, each as `{"kind", "row"}`. A row is JSON where it can be, and
+/// its debug form where JSON cannot hold it (maps keyed by writer ids); both are canonical,
+/// so equal rows print equal on every node.
+fn dump_rows(
+    items: &starling_cluster::state::ReplicaItems<crate::cluster::CatalogDoc>,
+) -> Vec<Value> {
+    fn row(kind: &str, item: &(impl serde::Serialize + std::fmt::Debug)) -> Value {
+        let row = serde_json::to_value(item).unwrap_or_else(|_| Value::String(format!("{item:?}")));
+        json!({"kind": kind, "row": row})
+    }
+    let catalog = items.catalog.iter().map(|i| row("catalog", i));
+    let cells = items.counters.cells.iter().map(|i| row("counter", i));
+    let counter_floors = items
+        .counters
+        .floors
+        .iter()
+        .map(|i| row("counter_floor", i));
+    let rights = items.rights.keys.iter().map(|i| row("rights", i));
+    let rights_floors = items.rights.floors.iter().map(|i| row("rights_floor", i));
+    catalog
+        .chain(cells)
+        .chain(counter_floors)
+        .chain(rights)
+        .chain(rights_floors)
+        .collect()
 }
 
 async fn digest(State(state): State<AdminState>) -> AdminResult {

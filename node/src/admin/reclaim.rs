@@ -38,7 +38,7 @@ pub(crate) async fn reclaim(State(state): State<AdminState>, body: Bytes) -> Adm
                 let mint = match &mut entry {
                     Entry::Key(k) => &mut k.mint_node,
                     Entry::Team(a) | Entry::Customer(a) => &mut a.mint_node,
-                    Entry::Doc(_) => return None,
+                    Entry::Doc(_) | Entry::KeySecret(_) | Entry::KeyRevoked(_) => return None,
                 };
                 if *mint != node {
                     return None;

@@ -9,7 +9,9 @@ use starling_cluster::state::{Delta, Replica};
 
 use super::error::AdminError;
 use crate::cluster::Cluster;
-use crate::governance::model::{Account, EntityKind, Entry, VirtualKey};
+use crate::governance::model::{
+    Account, EntityKind, Entry, KEY_REVOKED_PREFIX, KEY_SECRET_PREFIX, VirtualKey,
+};
 
 /// What a checked write does to the catalog.
 pub(crate) enum Change {
@@ -38,12 +40,32 @@ pub(crate) async fn change<R>(
         .map_err(AdminError::storage)?
 }
 
-/// The key `id`, if the catalog has it.
-pub(crate) fn key<'a>(r: &'a Replica<Entry>, id: &str) -> Option<&'a VirtualKey> {
+/// The key `id` as in force (with its latest rotation and its revocation), if the catalog
+/// has it.
+pub(crate) fn key(r: &Replica<Entry>, id: &str) -> Option<VirtualKey> {
     match r.catalog().get(&EntityKind::Key.catalog_id(id)) {
-        Some(Entry::Key(k)) => Some(k),
+        Some(Entry::Key(k)) => Some(in_force(r, k)),
         _ => None,
     }
+}
+
+/// `record` with its rotated secret and revocation applied.
+pub(crate) fn in_force(r: &Replica<Entry>, record: &VirtualKey) -> VirtualKey {
+    let secret = match r
+        .catalog()
+        .get(&format!("{KEY_SECRET_PREFIX}{}", record.id))
+    {
+        Some(Entry::KeySecret(s)) => Some(s),
+        _ => None,
+    };
+    let revoked = match r
+        .catalog()
+        .get(&format!("{KEY_REVOKED_PREFIX}{}", record.id))
+    {
+        Some(Entry::KeyRevoked(v)) => Some(v),
+        _ => None,
+    };
+    record.in_force(secret, revoked)
 }
 
 /// The team or customer `id`, if the catalog has it.
@@ -100,7 +122,7 @@ pub(crate) fn live_keys_of(r: &Replica<Entry>, kind: EntityKind, id: &str) -> us
         .iter()
         .filter(|(cid, _)| cid.starts_with("key/"))
         .filter(|(_, e)| match e {
-            Entry::Key(k) if k.revoked_at_ms.is_none() => match kind {
+            Entry::Key(k) if in_force(r, k).revoked_at_ms.is_none() => match kind {
                 EntityKind::Team => k.team.as_deref() == Some(id),
                 EntityKind::Customer => k.customer.as_deref() == Some(id),
                 EntityKind::Key => false,

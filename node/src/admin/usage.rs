@@ -94,8 +94,8 @@ pub(crate) async fn usage(
     let now = now_ms();
     let (mut periods, mut budgets) = cluster.read(|r| {
         let limits = match kind {
-            EntityKind::Key => store::key(r, id).map(|k| &k.limits),
-            _ => store::account(r, kind, id).map(|a| &a.limits),
+            EntityKind::Key => store::key(r, id).map(|k| k.limits),
+            _ => store::account(r, kind, id).map(|a| a.limits.clone()),
         }
         .ok_or_else(|| AdminError::not_found(format!("no {} {id:?}", kind.noun())))?;
         let scope = model::scope(kind, id);

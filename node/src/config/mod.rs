@@ -93,6 +93,18 @@ pub struct Config {
     pub governance: GovernanceConfig,
 }
 
+/// When a governed request's usage is made durable (see `governance::usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageDurability {
+    /// On disk before the response completes: no acknowledged spend is lost in a crash. Adds
+    /// one group-committed fsync to each governed response.
+    Acknowledged,
+    /// Flushed every `usage_flush_ms` without waiting: a crash may lose the last interval of
+    /// billing figures (never the budget enforcement figure).
+    Batched,
+}
+
 /// How virtual keys, budgets and rate limits are enforced (see docs/governance.md).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -115,10 +127,18 @@ pub struct GovernanceConfig {
     pub rights_wait_ms: u64,
     /// How often nodes exchange rate-limit demand and shares.
     pub rate_report_interval_ms: u64,
-    /// How often usage counters are flushed into the replica.
+    /// How often usage counters are flushed into the replica (`batched` durability), and the
+    /// longest a flush waits in any mode.
     pub usage_flush_ms: u64,
+    /// When a request's usage (the billing figure) must be on disk: `acknowledged` (before
+    /// its response completes) or `batched` (within `usage_flush_ms`, lost in a crash).
+    pub usage_durability: UsageDurability,
     /// Label budget metrics per key, team and customer (unbounded label cardinality).
     pub per_key_metrics: bool,
+    /// **Breaks the strict-budget guarantee; for fault tests only.** Admits strict-budget
+    /// requests without holding rights, so the Jepsen harness can show that its budget
+    /// checker catches an overspend. A node with this set logs an error at start.
+    pub unsafe_skip_rights_check: bool,
 }
 
 impl Default for GovernanceConfig {
@@ -133,7 +153,9 @@ impl Default for GovernanceConfig {
             rights_wait_ms: 500,
             rate_report_interval_ms: 100,
             usage_flush_ms: 100,
+            usage_durability: UsageDurability::Acknowledged,
             per_key_metrics: false,
+            unsafe_skip_rights_check: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! buckets and its pools of debited rights. Only a pool that runs dry waits, for a durable
 //! debit of local rights or, on a cold start, for a bounded transfer from a peer.
 
+use crate::config::UsageDurability;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
@@ -194,7 +195,11 @@ impl Governance {
             .with_code("cluster_unreachable")
             .with_retry_after(1));
         }
-        let mut permit = GovPermit::new(self.usage.clone(), now);
+        let mut permit = GovPermit::new(
+            self.usage.clone(),
+            now,
+            self.config.usage_durability == UsageDurability::Acknowledged,
+        );
         let mut headers = HeaderMap::new();
         let has_budgets = !budgets.is_empty();
         let has_tpm = governed.iter().any(|g| g.limiters.tpm.is_some());
@@ -227,12 +232,16 @@ impl Governance {
             // refill first (a cold start: the first request here, or a budget just minted),
             // so that the clamp below works from what can really be had.
             for b in &budgets {
-                if b.budget.budget.mode == BudgetMode::Strict && b.room() < full_cost {
+                if b.budget.budget.mode == BudgetMode::Strict && self.room(b) < full_cost {
                     super::metrics::slow_path();
                     self.refill(&b.budget.state, b.period, full_cost).await;
                 }
             }
-            let room = budgets.iter().map(InForce::room).min().unwrap_or(u64::MAX);
+            let room = budgets
+                .iter()
+                .map(|b| self.room(b))
+                .min()
+                .unwrap_or(u64::MAX);
             let affordable = room
                 .saturating_sub(input_cost + RESERVE_SLACK)
                 .saturating_mul(1_000)
@@ -292,6 +301,9 @@ impl Governance {
             }
             for b in budgets.iter().filter(|b| std::ptr::eq(b.owner, *g)) {
                 let (state, budget) = (&b.budget.state, &b.budget.budget);
+                if self.skips_rights(budget.mode) {
+                    continue;
+                }
                 self.reserve(
                     state,
                     budget.mode,
@@ -329,6 +341,20 @@ impl Governance {
             body_changed,
             allowed_providers: key.providers.clone(),
         })
+    }
+
+    /// Whether a budget in `mode` is bypassed by the fault-test switch
+    /// `governance.unsafe_skip_rights_check`.
+    fn skips_rights(&self, mode: BudgetMode) -> bool {
+        mode == BudgetMode::Strict && self.config.unsafe_skip_rights_check
+    }
+
+    /// What a budget leaves for this request (unbounded when the fault-test switch bypasses it).
+    fn room(&self, b: &InForce<'_>) -> u64 {
+        if self.skips_rights(b.budget.budget.mode) {
+            return u64::MAX;
+        }
+        b.room()
     }
 
     /// Reserves from a budget, refilling the pool (durable debit, or a transfer from a peer on

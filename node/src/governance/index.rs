@@ -12,7 +12,8 @@ use papaya::HashMap;
 
 use super::budget::BudgetState;
 use super::model::{
-    Account, Budget, EntityKind, Entry, LimitName, Limits, VirtualKey, budget_scope, scope,
+    Account, Budget, EntityKind, Entry, KEY_REVOKED_PREFIX, KEY_SECRET_PREFIX, KeyRevoked,
+    KeySecret, LimitName, Limits, VirtualKey, budget_scope, scope,
 };
 use super::ratelimit::{LimitKind, SharedLimit};
 use super::secret::{self, SecretHash};
@@ -81,6 +82,18 @@ pub struct Index {
     customers: HashMap<String, Arc<Governed>>,
     budgets: HashMap<String, Arc<BudgetState>>,
     limiters: HashMap<(String, LimitName), Arc<SharedLimit>>,
+    /// Each key's catalog entries (record, rotated secret, revocation), which may arrive in
+    /// any order; the key in force is built from all three. Written only by the catalog
+    /// observer, never on the request path.
+    key_parts: std::sync::Mutex<std::collections::HashMap<String, KeyParts>>,
+}
+
+/// A key's catalog entries as last seen.
+#[derive(Debug, Default)]
+struct KeyParts {
+    record: Option<VirtualKey>,
+    secret: Option<KeySecret>,
+    revoked: Option<KeyRevoked>,
 }
 
 impl Index {
@@ -144,12 +157,29 @@ impl Index {
 
     /// Applies one catalog change (the replica's observer).
     pub fn apply(&self, catalog_id: &str, entry: Option<&Entry>, now_ms: u64) {
+        if let Some(id) = catalog_id.strip_prefix(KEY_SECRET_PREFIX) {
+            let secret = match entry {
+                Some(Entry::KeySecret(s)) => Some(s.clone()),
+                _ => None,
+            };
+            return self.update_key(id, now_ms, |p| p.secret = secret);
+        }
+        if let Some(id) = catalog_id.strip_prefix(KEY_REVOKED_PREFIX) {
+            let revoked = match entry {
+                Some(Entry::KeyRevoked(r)) => Some(r.clone()),
+                _ => None,
+            };
+            return self.update_key(id, now_ms, |p| p.revoked = revoked);
+        }
         let Some((kind, id)) = EntityKind::parse_catalog_id(catalog_id) else {
             return;
         };
         match (kind, entry) {
-            (EntityKind::Key, Some(Entry::Key(key))) => self.put_key(key, now_ms),
-            (EntityKind::Key, _) => self.remove_key(id),
+            (EntityKind::Key, Some(Entry::Key(key))) => {
+                let key = key.clone();
+                self.update_key(id, now_ms, |p| p.record = Some(key));
+            }
+            (EntityKind::Key, _) => self.update_key(id, now_ms, |p| p.record = None),
             (EntityKind::Team, Some(Entry::Team(account)))
             | (EntityKind::Customer, Some(Entry::Customer(account))) => {
                 let governed = self.governed(kind, &account.id, account, now_ms);
@@ -162,6 +192,23 @@ impl Index {
                     map.pin().remove(id);
                 }
             }
+        }
+    }
+
+    /// Changes one of a key's parts and indexes the key in force (or removes it, without a
+    /// record).
+    fn update_key(&self, id: &str, now_ms: u64, change: impl FnOnce(&mut KeyParts)) {
+        let in_force = {
+            let mut parts = self.key_parts.lock().unwrap_or_else(|p| p.into_inner());
+            let p = parts.entry(id.to_owned()).or_default();
+            change(p);
+            p.record
+                .as_ref()
+                .map(|r| r.in_force(p.secret.as_ref(), p.revoked.as_ref()))
+        };
+        match in_force {
+            Some(key) => self.put_key(&key, now_ms),
+            None => self.remove_key(id),
         }
     }
 

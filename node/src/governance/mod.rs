@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cluster::Cluster;
-use crate::config::GovernanceConfig;
+use crate::config::{GovernanceConfig, UsageDurability};
 
 pub use admit::{AdmitRequest, Admitted, ReservePrice};
 pub use index::KeyEntry;
@@ -77,6 +77,11 @@ impl Governance {
             observer_index.apply(id, entry, now_ms());
         }));
         index.set_joining(false);
+        if config.unsafe_skip_rights_check {
+            tracing::error!(
+                "governance.unsafe_skip_rights_check is set: strict budgets are NOT enforced on this node (fault tests only)"
+            );
+        }
         let gov = Arc::new(Self {
             index,
             cluster,
@@ -87,6 +92,9 @@ impl Governance {
             has_seeds,
         });
         tokio::spawn(housekeeping(Arc::downgrade(&gov)));
+        if gov.config.usage_durability == UsageDurability::Acknowledged {
+            tokio::spawn(usage_flusher(Arc::downgrade(&gov), gov.usage.clone()));
+        }
         exchange::spawn(&gov);
         gov
     }
@@ -127,21 +135,38 @@ impl Governance {
         metrics::fail_closed(stale);
     }
 
+    /// Flushes queued usage into the replica: durably (waiting for the fsync) when responses
+    /// wait for it, else as a queued append.
     async fn flush_usage(&self) {
-        let cells = self.usage.drain();
+        let (cells, through) = self.usage.drain();
         if cells.is_empty() {
+            self.usage.mark_durable(through);
             return;
         }
-        let result = self
-            .cluster
-            .mutate_nowait(|r| {
-                let (delta, skipped) = r.add_usage_many(&cells);
-                (delta, skipped)
-            })
-            .await;
+        let add = |r: &mut starling_cluster::state::Replica<crate::cluster::CatalogDoc>| {
+            r.add_usage_many(&cells)
+        };
+        let result = match self.config.usage_durability {
+            UsageDurability::Acknowledged => self.cluster.mutate(add).await,
+            UsageDurability::Batched => self.cluster.mutate_nowait(add).await,
+        };
         if let Err(e) = result {
+            // The node cannot write its disk; holding responses forever would not help.
             tracing::error!("cannot record usage: {e}");
         }
+        self.usage.mark_durable(through);
+    }
+}
+
+/// Group commit of usage for acknowledged durability: a flush starts as soon as a record
+/// waits; records settled during a flush go into the next one.
+async fn usage_flusher(gov: std::sync::Weak<Governance>, sink: Arc<usage::UsageSink>) {
+    loop {
+        sink.wait_for_records().await;
+        let Some(gov) = gov.upgrade() else {
+            return;
+        };
+        gov.flush_usage().await;
     }
 }
 
@@ -160,7 +185,9 @@ async fn housekeeping(gov: std::sync::Weak<Governance>) {
             return;
         };
         gov.check_staleness();
-        gov.flush_usage().await;
+        if gov.config.usage_durability == UsageDurability::Batched {
+            gov.flush_usage().await;
+        }
         gov.refresh_available(now_ms());
         if round % 4 == 0 {
             let now = now_ms();

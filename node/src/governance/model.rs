@@ -1,7 +1,8 @@
 //! The governance model: virtual keys, teams and customers, their budgets and limits, as they
 //! are stored in the replicated catalog.
 //!
-//! Catalog ids are `key/<id>`, `team/<id>` and `customer/<id>`; anything else is a generic
+//! Catalog ids are `key/<id>`, `team/<id>` and `customer/<id>`, plus a key's rotated secret
+//! (`key-secret/<id>`) and its revocation (`key-revoked/<id>`); anything else is a generic
 //! document of the admin API. Amounts are integer micro-dollars, times are Unix epoch
 //! milliseconds, so that every replica computes the same thing from the same entry.
 
@@ -13,8 +14,12 @@ use starling_cluster::crdt::{Period, PeriodUnit};
 /// A replicated catalog entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Entry {
-    /// A virtual key.
+    /// A virtual key (its record as created or last updated).
     Key(VirtualKey),
+    /// A key's secret since its latest rotation.
+    KeySecret(KeySecret),
+    /// A key's revocation.
+    KeyRevoked(KeyRevoked),
     /// A team.
     Team(Account),
     /// A customer.
@@ -102,6 +107,54 @@ pub struct VirtualKey {
     pub updated_at_ms: u64,
     /// The node that mints this key's strict budgets (see [`super::budget`]).
     pub mint_node: String,
+}
+
+/// A key's secret after a rotation. It lives in its own catalog entry (`key-secret/<id>`), as
+/// the revocation does (`key-revoked/<id>`): the catalog keeps the last write of each entry
+/// whole, so if they were fields of the key's record, an update made on a node that had not
+/// yet seen a rotation or a revocation would write the old secret or the live key back
+/// (found by the Jepsen-style tests).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySecret {
+    /// SHA-256 of the new secret, lowercase hex.
+    pub secret_sha256: String,
+    /// The new secret's hint.
+    pub secret_hint: String,
+    /// When it was rotated.
+    pub rotated_at_ms: u64,
+}
+
+/// A key's revocation (`key-revoked/<id>`): once written, the key never works again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRevoked {
+    /// When it was revoked.
+    pub revoked_at_ms: u64,
+}
+
+/// Catalog id prefix of rotated secrets.
+pub const KEY_SECRET_PREFIX: &str = "key-secret/";
+/// Catalog id prefix of revocations.
+pub const KEY_REVOKED_PREFIX: &str = "key-revoked/";
+
+impl VirtualKey {
+    /// The key in force: its record, with the secret of its latest rotation and its
+    /// revocation, which live in entries of their own.
+    pub fn in_force(&self, secret: Option<&KeySecret>, revoked: Option<&KeyRevoked>) -> VirtualKey {
+        let mut key = self.clone();
+        if let Some(s) = secret {
+            key.secret_sha256.clone_from(&s.secret_sha256);
+            key.secret_hint.clone_from(&s.secret_hint);
+            key.updated_at_ms = key.updated_at_ms.max(s.rotated_at_ms);
+        }
+        if let Some(r) = revoked {
+            key.revoked_at_ms = Some(
+                key.revoked_at_ms
+                    .map_or(r.revoked_at_ms, |at| at.min(r.revoked_at_ms)),
+            );
+            key.updated_at_ms = key.updated_at_ms.max(r.revoked_at_ms);
+        }
+        key
+    }
 }
 
 /// A team or a customer: budgets and limits shared by many keys.

@@ -19,7 +19,7 @@ use starling_cluster::crdt::{Period, Usage};
 use super::budget::BudgetState;
 use super::model::BudgetMode;
 use super::ratelimit::SharedLimit;
-use super::usage::{Record, UsageSink};
+use super::usage::{Record, UsageReceipt, UsageSink};
 
 /// One thing a permit holds.
 pub enum Held {
@@ -53,12 +53,15 @@ pub struct GovPermit {
     admitted: bool,
     done: bool,
     admitted_at_ms: u64,
+    /// Hand out receipts, so that the response waits for its usage to be durable.
+    durable_acks: bool,
 }
 
 impl GovPermit {
-    pub(super) fn new(usage: Arc<UsageSink>, now_ms: u64) -> Self {
+    pub(super) fn new(usage: Arc<UsageSink>, now_ms: u64, durable_acks: bool) -> Self {
         Self {
             usage,
+            durable_acks,
             held: Vec::new(),
             scopes: Vec::new(),
             extra_periods: Vec::new(),
@@ -96,21 +99,22 @@ impl GovPermit {
         &self.headers
     }
 
-    /// Settles at the real usage: `tokens` input plus output, `cost` in micro-dollars.
-    pub fn settle(mut self, tokens: u64, cost: u64) {
-        self.finish(Some((tokens, cost)), false);
+    /// Settles at the real usage: `tokens` input plus output, `cost` in micro-dollars. The
+    /// receipt tells when the usage is durable (see [`super::usage`]).
+    pub fn settle(mut self, tokens: u64, cost: u64) -> Option<UsageReceipt> {
+        self.finish(Some((tokens, cost)), false)
     }
 
     /// Settles a response cut short: `tokens` and `cost` are what reached the gateway and are
     /// recorded as usage, but the upstream may have generated more, so the budgets and the
     /// token limits keep at least what was reserved (the conservative enforcement figure).
-    pub fn settle_cut_short(mut self, tokens: u64, cost: u64) {
-        self.finish(Some((tokens, cost)), true);
+    pub fn settle_cut_short(mut self, tokens: u64, cost: u64) -> Option<UsageReceipt> {
+        self.finish(Some((tokens, cost)), true)
     }
 
-    fn finish(&mut self, real: Option<(u64, u64)>, cut_short: bool) {
+    fn finish(&mut self, real: Option<(u64, u64)>, cut_short: bool) -> Option<UsageReceipt> {
         if self.done {
-            return;
+            return None;
         }
         self.done = true;
         let now = super::now_ms();
@@ -150,7 +154,7 @@ impl GovPermit {
             }
         }
         if let (true, Some((tokens, cost))) = (self.admitted, real) {
-            self.usage.record(Record {
+            let receipt = self.usage.record(Record {
                 scopes: std::mem::take(&mut self.scopes),
                 extra_periods: std::mem::take(&mut self.extra_periods),
                 usage: Usage {
@@ -160,7 +164,9 @@ impl GovPermit {
                 },
                 at_ms: self.admitted_at_ms,
             });
+            return self.durable_acks.then_some(receipt);
         }
+        None
     }
 }
 
@@ -216,7 +222,7 @@ mod tests {
 
         /// A permit holding a slot, a request and a 200 µ$ reservation.
         fn permit(&self, admitted: bool) -> GovPermit {
-            let mut p = GovPermit::new(self.usage.clone(), 0);
+            let mut p = GovPermit::new(self.usage.clone(), 0, true);
             assert!(self.slots.try_acquire(1, 0).is_ok());
             p.hold(Held::Slot(self.slots.clone()));
             assert!(self.rpm.try_acquire(1, 0).is_ok());
@@ -249,7 +255,7 @@ mod tests {
         f.permit(true).settle(42, 30);
         assert_eq!(f.pool(), (470, 0));
         assert_eq!(f.slots.in_use(), 0);
-        let cells = f.usage.drain();
+        let (cells, _) = f.usage.drain();
         assert!(
             cells
                 .iter()
@@ -262,7 +268,7 @@ mod tests {
         let f = Fixture::new();
         f.permit(true).settle_cut_short(10, 30);
         assert_eq!(f.pool(), (300, 0));
-        assert!(f.usage.drain().iter().all(|(_, u)| u.spend_micros == 30));
+        assert!(f.usage.drain().0.iter().all(|(_, u)| u.spend_micros == 30));
     }
 
     #[test]
@@ -271,7 +277,7 @@ mod tests {
         drop(f.permit(true));
         assert_eq!(f.pool(), (300, 0));
         assert_eq!(f.slots.in_use(), 0);
-        assert!(f.usage.drain().is_empty(), "no usage is invented");
+        assert!(f.usage.drain().0.is_empty(), "no usage is invented");
     }
 
     #[test]
@@ -282,6 +288,6 @@ mod tests {
         assert_eq!(f.pool(), (500, 0));
         assert_eq!(f.slots.in_use(), 0);
         assert_eq!(f.rpm.status(0).remaining, before);
-        assert!(f.usage.drain().is_empty());
+        assert!(f.usage.drain().0.is_empty());
     }
 }

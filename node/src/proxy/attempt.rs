@@ -209,7 +209,7 @@ async fn run_attempts(
                                 permit,
                                 in_flight,
                             );
-                            return Ok(ready.into_response(&ctx, settlement));
+                            return Ok(ready.into_response(&ctx, settlement).await);
                         }
                         Err(failure) => {
                             // The upstream accepted the request; it may bill what it began.
@@ -272,9 +272,9 @@ enum Answer {
 }
 
 impl Answer {
-    fn into_response(self, ctx: &RequestCtx, settlement: Settlement) -> Response {
+    async fn into_response(self, ctx: &RequestCtx, settlement: Settlement) -> Response {
         match self {
-            Answer::Complete(c) => c.into_response(ctx, settlement),
+            Answer::Complete(c) => c.into_response(ctx, settlement).await,
             Answer::Stream(s) => (*s).into_response(ctx, settlement),
         }
     }

@@ -110,10 +110,18 @@ pub(super) async fn read(
 }
 
 impl Completed {
-    /// Settles and builds the client's response.
-    pub(super) fn into_response(self, ctx: &RequestCtx, mut settlement: Settlement) -> Response {
+    /// Settles and builds the client's response, once the usage is durable where that is
+    /// required (the response is the acknowledgement of the spend).
+    pub(super) async fn into_response(
+        self,
+        ctx: &RequestCtx,
+        mut settlement: Settlement,
+    ) -> Response {
         record_overhead(ctx.endpoint, ctx.started, self.upstream_wait);
-        let cost = settlement.settle(&self.usage, 200, Ending::Completed);
+        let (cost, receipt) = settlement.settle(&self.usage, 200, Ending::Completed);
+        if let Some(receipt) = receipt {
+            receipt.durable().await;
+        }
         let mut response = (StatusCode::OK, self.body).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::RequestCtx;
 use crate::admission::Permit;
 use crate::api::{ApiError, Endpoint};
+use crate::governance::usage::UsageReceipt;
 use crate::metrics as m;
 use crate::pricing::ModelPrice;
 use crate::routing::Deployment;
@@ -95,17 +96,23 @@ impl Settlement {
         self.price.cost_micros(usage)
     }
 
-    /// Settles once; later calls do nothing. Returns the cost in micro-dollars.
-    pub fn settle(&mut self, usage: &Usage, status: u16, ending: Ending) -> u64 {
+    /// Settles once; later calls do nothing. Returns the cost in micro-dollars, and the
+    /// receipt to wait on before the response completes, when usage must be durable first.
+    pub fn settle(
+        &mut self,
+        usage: &Usage,
+        status: u16,
+        ending: Ending,
+    ) -> (u64, Option<UsageReceipt>) {
         let Some(permit) = self.permit.take() else {
-            return 0;
+            return (0, None);
         };
         let cost = self.cost_micros(usage);
-        if ending == Ending::Completed {
-            permit.settle(usage, cost);
+        let receipt = if ending == Ending::Completed {
+            permit.settle(usage, cost)
         } else {
-            permit.settle_cut_short(usage, cost);
-        }
+            permit.settle_cut_short(usage, cost)
+        };
         let route = self.endpoint.label();
         let model = self.model.clone();
         let provider = self.provider.to_string();
@@ -141,7 +148,7 @@ impl Settlement {
             duration_ms = self.started.elapsed().as_millis() as u64,
             "request settled"
         );
-        cost
+        (cost, receipt)
     }
 }
 

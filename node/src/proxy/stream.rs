@@ -25,6 +25,7 @@ use super::prepare::Translation;
 use super::settle::{Ending, Settlement, record_overhead};
 use super::{RequestCtx, set_route_headers};
 use crate::api::{ApiError, ApiFormat, ErrorKind};
+use crate::governance::usage::UsageReceipt;
 use crate::metrics as m;
 use crate::providers::{ByteStream, UpstreamFailure};
 use crate::translate::sse::{self, SseEvent, SseParser};
@@ -177,6 +178,14 @@ impl Pump {
     /// The next frame for the client, or `None` when the stream is over.
     async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
+            // The terminal event acknowledges the spend to the client: settle before it goes
+            // out, and hold it until the usage is durable where that is required.
+            if self.finished
+                && !self.failed
+                && let Some(receipt) = self.settle(Ending::Completed)
+            {
+                receipt.durable().await;
+            }
             if let Some(frame) = self.pending.pop_front() {
                 return Some(frame);
             }
@@ -186,7 +195,9 @@ impl Pump {
                 } else {
                     Ending::Completed
                 };
-                self.settle(ending);
+                if let Some(receipt) = self.settle(ending) {
+                    receipt.durable().await;
+                }
                 return None;
             }
             if let Err(error) = self.fill().await {
@@ -310,20 +321,20 @@ impl Pump {
         }
     }
 
-    fn settle(&mut self, ending: Ending) {
-        if let Some(mut settlement) = self.settlement.take() {
-            histogram!(m::UPSTREAM_DURATION, "provider" => self.provider.to_string())
-                .record(self.attempt_started.elapsed().as_secs_f64());
-            settlement.settle(&self.usage(), 200, ending);
-        }
+    fn settle(&mut self, ending: Ending) -> Option<UsageReceipt> {
+        let mut settlement = self.settlement.take()?;
+        histogram!(m::UPSTREAM_DURATION, "provider" => self.provider.to_string())
+            .record(self.attempt_started.elapsed().as_secs_f64());
+        settlement.settle(&self.usage(), 200, ending).1
     }
 }
 
 impl Drop for Pump {
     fn drop(&mut self) {
         // Dropped with a settlement pending: the client went away mid-stream. The upstream
-        // connection closes with this struct; settle what was generated so far.
-        self.settle(Ending::ClientGone);
+        // connection closes with this struct; settle what was generated so far. Nobody is
+        // left to acknowledge, so nothing waits for the receipt.
+        let _ = self.settle(Ending::ClientGone);
     }
 }
 

@@ -1,0 +1,88 @@
+//! Accounting: every node's recorded spend of a key lies between what the ledger billed for
+//! acknowledged requests (the gateway must not lose those) and what the ledger billed in all
+//! (it must not invent spend). Checked per key and in total, on every node.
+
+use std::collections::HashMap;
+
+use super::{Evidence, Verdict, usd};
+use crate::history::Outcome;
+
+/// Checks the recorded spend against the ledger.
+pub fn check(ev: &Evidence) -> Verdict {
+    let mut v = Verdict::new("accounting");
+    // Per key: (billed for acknowledged requests, billed in all, requests in all).
+    let mut ledger: HashMap<&str, (u64, u64, u64)> = HashMap::new();
+    for (entry, op) in ev.attributed() {
+        let row = ledger.entry(op.key.as_str()).or_default();
+        if op.outcome == Outcome::Ok {
+            row.0 += entry.cost_micros;
+        }
+        row.1 += entry.cost_micros;
+        row.2 += 1;
+    }
+    let (mut lost_worst, mut extra_worst) = (0u64, 0u64);
+    for node in &ev.finals {
+        let (mut recorded_total, mut lower_total, mut upper_total, mut requests_total) =
+            (0, 0, 0, 0);
+        for key in &ev.keys {
+            let (lower, upper, requests) = ledger.get(key.id.as_str()).copied().unwrap_or_default();
+            requests_total += requests;
+            let Some(&recorded) = node.spend.get(&key.id) else {
+                v.violation(format!(
+                    "n{}: no usage figure for key {}",
+                    node.node + 1,
+                    key.id
+                ));
+                continue;
+            };
+            // Gateway and mock price a request alike, to the micro-dollar: no slack.
+            if recorded < lower {
+                lost_worst = lost_worst.max(lower - recorded);
+                v.violation(format!(
+                    "n{}: key {} ({}) records {} but acknowledged requests were billed {}: spend lost",
+                    node.node + 1,
+                    key.id,
+                    key.label,
+                    usd(recorded),
+                    usd(lower)
+                ));
+            }
+            if recorded > upper {
+                extra_worst = extra_worst.max(recorded - upper);
+                v.violation(format!(
+                    "n{}: key {} ({}) records {} but the ledger billed only {}",
+                    node.node + 1,
+                    key.id,
+                    key.label,
+                    usd(recorded),
+                    usd(upper)
+                ));
+            }
+            recorded_total += recorded;
+            lower_total += lower;
+            upper_total += upper;
+        }
+        if recorded_total < lower_total || recorded_total > upper_total {
+            v.violation(format!(
+                "n{}: total recorded {} outside [{}, {}]",
+                node.node + 1,
+                usd(recorded_total),
+                usd(lower_total),
+                usd(upper_total)
+            ));
+        }
+        v.figure(format!(
+            "n{}: recorded {} for {requests_total} upstream calls (ledger: {} acknowledged, {} in all)",
+            node.node + 1,
+            usd(recorded_total),
+            usd(lower_total),
+            usd(upper_total)
+        ));
+    }
+    v.figure(format!(
+        "largest spend lost {}, largest spend invented {}",
+        usd(lost_worst),
+        usd(extra_worst)
+    ));
+    v
+}

@@ -1,0 +1,836 @@
+//! A PNG of a run's latency and throughput over time, with the fault windows shaded.
+//!
+//! The picture answers "what did clients see while each fault was active": the top panel shows
+//! latency percentiles per time bucket on a log scale, the bottom one operations per second by
+//! outcome, and both shade every fault window so that dips and spikes line up with their cause.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{FontStyle, register_font};
+use serde::{Deserialize, Serialize};
+
+/// Image size in pixels: wide, because runs are long and the time axis carries the story.
+const WIDTH: u32 = 1400;
+const HEIGHT: u32 = 800;
+
+/// Latencies are drawn no lower than this, in ms: a log axis cannot show zero.
+pub const LATENCY_FLOOR_MS: f64 = 0.1;
+
+/// Latencies are drawn no higher than this, in ms (about 30 years): plotters' log axis loops
+/// practically forever when the ratio of its bounds overflows to infinity.
+const LATENCY_CEILING_MS: f64 = 1e12;
+
+/// Times beyond this many seconds (about 30 years) either way are treated as garbage: plotters'
+/// axis code loops practically forever when the span of an axis overflows to infinity.
+const TIME_LIMIT_S: f64 = 1e9;
+
+/// Rates are drawn no higher than this, in operations per second, for the same reason.
+const RATE_CEILING: f64 = 1e15;
+
+/// Bucket width assumed when a bucket's own width is unusable (zero, negative, not finite).
+const DEFAULT_BUCKET_S: f64 = 1.0;
+
+/// `bucketize` stops here so that a wild `until_s / bucket_s` cannot exhaust memory; a
+/// million one-second buckets is over eleven days, far beyond any run.
+const MAX_BUCKETS: usize = 1_000_000;
+
+/// Fault labels are staggered over this many rows; more would eat into the data.
+const LABEL_ROWS: usize = 3;
+
+/// Where DejaVu Sans lives on Debian/Ubuntu, Fedora and Arch, in that order.
+const FONT_PATHS: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+];
+
+const P50_COLOR: RGBColor = RGBColor(31, 119, 180);
+const P99_COLOR: RGBColor = RGBColor(255, 127, 14);
+const MAX_COLOR: RGBColor = RGBColor(214, 39, 40);
+const OK_COLOR: RGBColor = RGBColor(44, 160, 44);
+const REJECTED_COLOR: RGBColor = RGBColor(255, 127, 14);
+const FAILED_COLOR: RGBColor = RGBColor(214, 39, 40);
+const FAULT_COLOR: RGBColor = RGBColor(148, 103, 189);
+
+/// Errors from drawing a plot.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// No DejaVu Sans font file was found; plotters draws no text without one.
+    #[error(
+        "no DejaVuSans.ttf found (looked in {}); install the Debian package fonts-dejavu-core",
+        FONT_PATHS.join(", ")
+    )]
+    FontNotFound,
+    /// The font file exists but could not be read.
+    #[error("reading font {path}: {source}")]
+    FontRead {
+        /// The font file.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// The font file was read but is not a font plotters can use.
+    #[error("font {path} is not a valid TrueType/OpenType font")]
+    InvalidFont {
+        /// The font file.
+        path: PathBuf,
+    },
+    /// The output path does not end in `.png`; the encoder picks the format by extension, so
+    /// anything else would either fail later or silently write another format.
+    #[error("plot path {path} must end in .png")]
+    NotPng {
+        /// The path given to [`draw`].
+        path: PathBuf,
+    },
+    /// Drawing or writing the image failed.
+    #[error("drawing plot {path}: {source}")]
+    Draw {
+        /// The path given to [`draw`].
+        path: PathBuf,
+        /// What plotters or the image encoder reported.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// One time bucket (typically 1 s) of client operations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Start of the bucket, in seconds since the run's start.
+    pub t_start_s: f64,
+    /// Width of the bucket in seconds; turns counts into operations per second. Values that are
+    /// not positive and finite are read as 1 s.
+    pub width_s: f64,
+    /// Operations answered successfully.
+    pub ok: u64,
+    /// Operations refused by the gateway (e.g. a budget or rate limit said no).
+    pub rejected: u64,
+    /// Operations that got no proper answer (transport error, timeout, 5xx).
+    pub failed: u64,
+    /// Median latency in ms, `None` when the bucket has no latency samples.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency in ms, `None` when the bucket has no latency samples.
+    pub p99_ms: Option<f64>,
+    /// Highest latency in ms, `None` when the bucket has no latency samples.
+    pub max_ms: Option<f64>,
+}
+
+/// A fault's active window, in seconds since the run's start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// When the fault was injected.
+    pub start_s: f64,
+    /// When it was healed. It may lie past the last bucket, and the time axis then extends to
+    /// it, so that a fault outlasting the load shows; an infinite end (never healed) runs to
+    /// the edge of the plot.
+    pub end_s: f64,
+    /// Short text written at the top of the window, e.g. "partition n1|n2,n3".
+    pub label: String,
+}
+
+/// Everything [`draw`] needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlotInput {
+    /// Written above both panels.
+    pub title: String,
+    /// Time buckets, in any order; those starting more than 1e9 s (about 30 years) before or
+    /// after the run's start, or at a non-finite time, are skipped.
+    pub buckets: Vec<Bucket>,
+    /// Fault windows; they may overlap each other and extend past the data.
+    pub faults: Vec<FaultWindow>,
+}
+
+/// One client operation, as [`bucketize`] consumes it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Completion time, in seconds since the run's start.
+    pub t_s: f64,
+    /// Time from sending the request to its outcome, in ms.
+    pub latency_ms: f64,
+    /// How the operation ended.
+    pub kind: SampleKind,
+}
+
+/// How a client operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SampleKind {
+    /// Answered successfully.
+    Ok,
+    /// Refused by the gateway with a proper answer.
+    Rejected,
+    /// No proper answer: transport error, timeout, server error.
+    Failed,
+}
+
+/// Groups samples into consecutive buckets of `bucket_s` seconds covering `[0, until_s)`.
+///
+/// A sample belongs to the bucket its completion time `t_s` falls in; samples outside
+/// `[0, until_s)` or with a non-finite time are ignored. Every bucket is returned, also empty
+/// ones (zero counts, `None` percentiles), so that gaps in service show as gaps.
+///
+/// Percentiles and the maximum are taken over the latencies of **ok and rejected** operations:
+/// both are answers the gateway gave, while a failed operation's latency mostly measures the
+/// client's timeout. Failed operations are only counted. Percentiles use the nearest-rank
+/// method (the smallest sample with at least p % of the samples at or below it), so every
+/// reported value is one that was observed. Non-finite latencies are counted but not used.
+///
+/// Returns no buckets when `bucket_s` or `until_s` is not positive and finite. Returns at most
+/// one million buckets; samples after the last of them are ignored.
+pub fn bucketize(samples: &[Sample], bucket_s: f64, until_s: f64) -> Vec<Bucket> {
+    if !(bucket_s.is_finite() && bucket_s > 0.0 && until_s.is_finite() && until_s > 0.0) {
+        return Vec::new();
+    }
+    // Float-to-int `as` saturates, so a huge ratio lands on the cap instead of wrapping.
+    let n = ((until_s / bucket_s).ceil() as usize).min(MAX_BUCKETS);
+    if n == 0 {
+        // `until_s / bucket_s` underflowed.
+        return Vec::new();
+    }
+    let end_s = until_s.min(n as f64 * bucket_s);
+
+    #[derive(Clone, Default)]
+    struct Acc {
+        ok: u64,
+        rejected: u64,
+        failed: u64,
+        latencies: Vec<f64>,
+    }
+    let mut accs = vec![Acc::default(); n];
+    for s in samples {
+        if !(s.t_s >= 0.0 && s.t_s < end_s) {
+            continue;
+        }
+        // Rounding can put a time just below `end_s` one past the last bucket, where it
+        // still belongs.
+        let i = ((s.t_s / bucket_s) as usize).min(n - 1);
+        let Some(acc) = accs.get_mut(i) else { continue };
+        match s.kind {
+            SampleKind::Ok => acc.ok += 1,
+            SampleKind::Rejected => acc.rejected += 1,
+            SampleKind::Failed => acc.failed += 1,
+        }
+        if s.kind != SampleKind::Failed && s.latency_ms.is_finite() {
+            acc.latencies.push(s.latency_ms);
+        }
+    }
+    accs.into_iter()
+        .enumerate()
+        .map(|(i, mut acc)| {
+            acc.latencies.sort_by(f64::total_cmp);
+            Bucket {
+                t_start_s: i as f64 * bucket_s,
+                width_s: bucket_s,
+                ok: acc.ok,
+                rejected: acc.rejected,
+                failed: acc.failed,
+                p50_ms: nearest_rank(&acc.latencies, 50.0),
+                p99_ms: nearest_rank(&acc.latencies, 99.0),
+                max_ms: acc.latencies.last().copied(),
+            }
+        })
+        .collect()
+}
+
+/// Nearest-rank percentile of an ascending slice.
+fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+/// Draws `input` as a PNG at `path` (which must end in `.png`), replacing any file there.
+///
+/// Needs DejaVu Sans (Debian package fonts-dejavu-core) for text; see [`PlotError`]. Odd input
+/// (no buckets, zero latencies, faults past the end or with swapped or non-finite bounds) is
+/// drawn as well as it can be rather than refused.
+pub fn draw(path: &Path, input: &PlotInput) -> Result<(), PlotError> {
+    let is_png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !is_png {
+        return Err(PlotError::NotPng {
+            path: path.to_path_buf(),
+        });
+    }
+    ensure_font()?;
+    render(path, input).map_err(|source| PlotError::Draw {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Whether the font has been registered with plotters, or why registering it failed.
+///
+/// Only a font file that was read gets here, so a missing font is retried on the next call
+/// while the bytes of a present one are leaked at most once per process.
+static FONT: OnceLock<Result<(), PathBuf>> = OnceLock::new();
+
+/// Registers DejaVu Sans as plotters' "sans-serif", once per process.
+fn ensure_font() -> Result<(), PlotError> {
+    if let Some(registered) = FONT.get() {
+        return registered
+            .clone()
+            .map_err(|path| PlotError::InvalidFont { path });
+    }
+    let path = FONT_PATHS
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .ok_or(PlotError::FontNotFound)?;
+    let bytes = std::fs::read(path).map_err(|source| PlotError::FontRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    FONT.get_or_init(|| {
+        // plotters keeps a `&'static` to the font for the life of the process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| path.to_path_buf())
+    })
+    .clone()
+    .map_err(|path| PlotError::InvalidFont { path })
+}
+
+type DrawResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A bucket cleaned up for drawing: a usable width and its time at the bucket's middle.
+struct Point<'a> {
+    mid_s: f64,
+    width_s: f64,
+    bucket: &'a Bucket,
+}
+
+/// A fault window with ordered bounds, clamped to the time axis.
+struct Shade<'a> {
+    start_s: f64,
+    end_s: f64,
+    label: &'a str,
+}
+
+fn render(path: &Path, input: &PlotInput) -> DrawResult<()> {
+    let mut points: Vec<Point<'_>> = input
+        .buckets
+        .iter()
+        .filter(|b| b.t_start_s.abs() <= TIME_LIMIT_S)
+        .map(|b| {
+            let width_s = if b.width_s.is_finite() && b.width_s > 0.0 {
+                b.width_s.min(TIME_LIMIT_S)
+            } else {
+                DEFAULT_BUCKET_S
+            };
+            Point {
+                mid_s: b.t_start_s + width_s / 2.0,
+                width_s,
+                bucket: b,
+            }
+        })
+        .collect();
+    points.sort_by(|a, b| a.mid_s.total_cmp(&b.mid_s));
+
+    // The axis covers the data and every finite fault bound, so a fault that outlasted the
+    // load is visible as a shaded stretch without samples.
+    let mut x_min = 0.0f64;
+    let mut x_max = 0.0f64;
+    for p in &points {
+        x_min = x_min.min(p.bucket.t_start_s);
+        x_max = x_max.max(p.bucket.t_start_s + p.width_s);
+    }
+    for f in &input.faults {
+        for t in [f.start_s, f.end_s] {
+            if t.is_finite() {
+                x_min = x_min.min(t.max(-TIME_LIMIT_S));
+                x_max = x_max.max(t.min(TIME_LIMIT_S));
+            }
+        }
+    }
+    if x_max - x_min < DEFAULT_BUCKET_S {
+        x_max = x_min + DEFAULT_BUCKET_S;
+    }
+    let shades: Vec<Shade<'_>> = input
+        .faults
+        .iter()
+        .filter(|f| !f.start_s.is_nan() && !f.end_s.is_nan())
+        .map(|f| Shade {
+            start_s: f.start_s.min(f.end_s).clamp(x_min, x_max),
+            end_s: f.start_s.max(f.end_s).clamp(x_min, x_max),
+            label: &f.label,
+        })
+        .collect();
+
+    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = if input.title.is_empty() {
+        "Starling Jepsen run"
+    } else {
+        &input.title
+    };
+    let body = root.margin(8, 0, 0, 0).titled(title, ("sans-serif", 26))?;
+    let (top, bottom) = body.split_vertically(body.dim_in_pixel().1 / 2);
+    latency_panel(&top, &points, &shades, x_min..x_max)?;
+    throughput_panel(&bottom, &points, &shades, x_min..x_max)?;
+    root.present()?;
+    Ok(())
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+fn latency_panel(
+    area: &Area<'_>,
+    points: &[Point<'_>],
+    shades: &[Shade<'_>],
+    x: std::ops::Range<f64>,
+) -> DrawResult<()> {
+    let clamp = |v: Option<f64>| {
+        v.filter(|v| !v.is_nan())
+            .map(|v| v.clamp(LATENCY_FLOOR_MS, LATENCY_CEILING_MS))
+    };
+    let highest = points
+        .iter()
+        .flat_map(|p| [p.bucket.p50_ms, p.bucket.p99_ms, p.bucket.max_ms])
+        .filter_map(clamp)
+        .fold(1.0f64, f64::max);
+    // Headroom above the highest line keeps the fault labels and the legend off the data; the
+    // minimum keeps a few decades, and so labelled ticks, on an axis with little or no data.
+    let y_top = (highest * 8.0).max(100.0);
+    let mut chart = ChartBuilder::on(area)
+        .margin(10)
+        .margin_right(25)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, (LATENCY_FLOOR_MS..y_top).log_scale())?;
+    chart
+        .configure_mesh()
+        .y_desc("latency (ms, log; floor 0.1)")
+        .y_label_formatter(&|v| format_number(*v))
+        .x_label_formatter(&|v| format_number(*v))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
+        .light_line_style(BLACK.mix(0.03))
+        .bold_line_style(BLACK.mix(0.12))
+        .draw()?;
+    shade_faults(&mut chart, shades, LATENCY_FLOOR_MS, y_top)?;
+
+    let line = |value: fn(&Bucket) -> Option<f64>| {
+        points
+            .iter()
+            .map(move |p| (p.mid_s, clamp(value(p.bucket))))
+    };
+    // Highest first, so that where the lines coincide (few samples) the lower percentile stays
+    // visible on top, and the legend lists them in their vertical order.
+    draw_broken_line(&mut chart, line(|b| b.max_ms), "max", MAX_COLOR)?;
+    draw_broken_line(&mut chart, line(|b| b.p99_ms), "p99", P99_COLOR)?;
+    draw_broken_line(&mut chart, line(|b| b.p50_ms), "p50", P50_COLOR)?;
+    finish_panel(&mut chart, !points.is_empty())
+}
+
+fn throughput_panel(
+    area: &Area<'_>,
+    points: &[Point<'_>],
+    shades: &[Shade<'_>],
+    x: std::ops::Range<f64>,
+) -> DrawResult<()> {
+    let rate = |n: u64, p: &Point<'_>| (n as f64 / p.width_s).min(RATE_CEILING);
+    let highest = points
+        .iter()
+        .flat_map(|p| {
+            [
+                rate(p.bucket.ok, p),
+                rate(p.bucket.rejected, p),
+                rate(p.bucket.failed, p),
+            ]
+        })
+        .fold(1.0f64, f64::max);
+    let y_top = highest * 1.3;
+    let mut chart = ChartBuilder::on(area)
+        .margin(10)
+        .margin_right(25)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, 0.0..y_top)?;
+    chart
+        .configure_mesh()
+        .x_desc("time since start (s)")
+        .y_desc("operations / s")
+        .y_label_formatter(&|v| format_number(*v))
+        .x_label_formatter(&|v| format_number(*v))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
+        .light_line_style(BLACK.mix(0.03))
+        .bold_line_style(BLACK.mix(0.12))
+        .draw()?;
+    shade_faults(&mut chart, shades, 0.0, y_top)?;
+
+    let line = |count: fn(&Bucket) -> u64| {
+        points
+            .iter()
+            .map(move |p| (p.mid_s, Some(rate(count(p.bucket), p))))
+    };
+    draw_broken_line(&mut chart, line(|b| b.ok), "ok", OK_COLOR)?;
+    draw_broken_line(&mut chart, line(|b| b.rejected), "rejected", REJECTED_COLOR)?;
+    draw_broken_line(&mut chart, line(|b| b.failed), "failed", FAILED_COLOR)?;
+    finish_panel(&mut chart, !points.is_empty())
+}
+
+/// Shades each window over the panel's full height and writes its label at the top.
+fn shade_faults<'a, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    shades: &[Shade<'_>],
+    y_bottom: Y::ValueType,
+    y_top: Y::ValueType,
+) -> DrawResult<()>
+where
+    Y: Ranged,
+    Y::ValueType: Copy + 'static,
+{
+    let style = FAULT_COLOR.mix(0.15).filled();
+    let rects = shades
+        .iter()
+        .map(|s| Rectangle::new([(s.start_s, y_bottom), (s.end_s, y_top)], style));
+    let anno = chart.draw_series(rects)?;
+    if !shades.is_empty() {
+        anno.label("fault").legend(move |(x, y)| {
+            Rectangle::new([(x, y - 6), (x + 20, y + 6)], FAULT_COLOR.mix(0.3).filled())
+        });
+    }
+    let font = ("sans-serif", 14).into_font().color(&BLACK.mix(0.8));
+    let labels = shades.iter().enumerate().map(|(i, s)| {
+        // Pixel offsets from the window's top-left corner: overlapping windows start at
+        // different times, and rows keep labels of windows that start together apart.
+        let dy = 4 + 17 * (i % LABEL_ROWS) as i32;
+        EmptyElement::at((s.start_s, y_top)) + Text::new(s.label.to_owned(), (4, dy), font.clone())
+    });
+    chart.draw_series(labels)?;
+    Ok(())
+}
+
+/// Draws a line that is interrupted wherever the value is `None`, with one legend entry.
+fn draw_broken_line<'a, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    series: impl Iterator<Item = (f64, Option<f64>)>,
+    name: &str,
+    color: RGBColor,
+) -> DrawResult<()>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+    for (x, y) in series {
+        match (y, segments.last_mut()) {
+            (Some(y), Some(segment)) => segment.push((x, y)),
+            (None, Some(segment)) if !segment.is_empty() => segments.push(Vec::new()),
+            _ => {}
+        }
+    }
+    let style = color.stroke_width(2);
+    for segment in &segments {
+        if let [only] = segment.as_slice() {
+            // A lone bucket between gaps has no line to show.
+            chart.draw_series(std::iter::once(Circle::new(*only, 3, style.filled())))?;
+        }
+        // Pair by pair rather than as one polyline: plotters joins wide polylines with unlimited
+        // miters, which shoot long spikes out of sharp turns in noisy data.
+        let pairs = segment
+            .windows(2)
+            .map(|pair| PathElement::new(pair.to_vec(), style));
+        chart.draw_series(pairs)?;
+    }
+    // An empty series carries the legend entry, so the legend is complete even without data.
+    chart
+        .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+    Ok(())
+}
+
+/// Draws the legend, and says so when there is no data rather than leaving a blank panel that
+/// looks like a broken plot.
+fn finish_panel<'a, Y: Ranged>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    has_data: bool,
+) -> DrawResult<()> {
+    if !has_data {
+        let area = chart.plotting_area().strip_coord_spec();
+        let (w, h) = area.dim_in_pixel();
+        let style = ("sans-serif", 20)
+            .into_font()
+            .color(&BLACK.mix(0.5))
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        area.draw(&Text::new(
+            "no samples",
+            (w as i32 / 2, h as i32 / 2),
+            style,
+        ))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    Ok(())
+}
+
+/// Axis labels without float noise: "0.3", "2.5", "1000" rather than "0.30000000000000004".
+fn format_number(v: f64) -> String {
+    if v.abs() >= 1e6 {
+        return format!("{v:.1e}");
+    }
+    let s = if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t_s: f64, latency_ms: f64, kind: SampleKind) -> Sample {
+        Sample {
+            t_s,
+            latency_ms,
+            kind,
+        }
+    }
+
+    #[test]
+    fn plot_bucketize_counts_and_nearest_rank_percentiles() {
+        let mut samples = Vec::new();
+        // Bucket 0: ok latencies 1..=9 plus one rejected at 10 ms, and a failed one whose
+        // 5000 ms must not show up in the percentiles.
+        for ms in 1..=9 {
+            samples.push(sample(0.05 * ms as f64, ms as f64, SampleKind::Ok));
+        }
+        samples.push(sample(0.9, 10.0, SampleKind::Rejected));
+        samples.push(sample(0.95, 5000.0, SampleKind::Failed));
+        // Bucket 1 stays empty. Bucket 2: one failed operation only.
+        samples.push(sample(2.5, 30_000.0, SampleKind::Failed));
+        // Bucket 3 (partial, until_s = 3.5): a single ok sample.
+        samples.push(sample(3.2, 7.0, SampleKind::Ok));
+        // Outside the range or unusable: ignored.
+        samples.push(sample(-0.1, 1.0, SampleKind::Ok));
+        samples.push(sample(3.5, 1.0, SampleKind::Ok));
+        samples.push(sample(f64::NAN, 1.0, SampleKind::Ok));
+
+        let b = bucketize(&samples, 1.0, 3.5);
+        assert_eq!(b.len(), 4);
+        assert_eq!(
+            b.iter().map(|b| b.t_start_s).collect::<Vec<_>>(),
+            [0.0, 1.0, 2.0, 3.0]
+        );
+        assert!(b.iter().all(|b| b.width_s == 1.0));
+
+        assert_eq!((b[0].ok, b[0].rejected, b[0].failed), (9, 1, 1));
+        // Ten latencies 1..=10: rank ceil(0.5 * 10) = 5, rank ceil(0.99 * 10) = 10.
+        assert_eq!(b[0].p50_ms, Some(5.0));
+        assert_eq!(b[0].p99_ms, Some(10.0));
+        assert_eq!(b[0].max_ms, Some(10.0));
+
+        assert_eq!((b[1].ok, b[1].rejected, b[1].failed), (0, 0, 0));
+        assert_eq!((b[1].p50_ms, b[1].p99_ms, b[1].max_ms), (None, None, None));
+
+        assert_eq!((b[2].ok, b[2].rejected, b[2].failed), (0, 0, 1));
+        assert_eq!((b[2].p50_ms, b[2].p99_ms, b[2].max_ms), (None, None, None));
+
+        assert_eq!((b[3].ok, b[3].rejected, b[3].failed), (1, 0, 0));
+        assert_eq!(
+            (b[3].p50_ms, b[3].p99_ms, b[3].max_ms),
+            (Some(7.0), Some(7.0), Some(7.0))
+        );
+    }
+
+    #[test]
+    fn plot_bucketize_p99_of_a_hundred() {
+        let samples: Vec<Sample> = (1..=100)
+            .rev()
+            .map(|ms| sample(0.5, ms as f64, SampleKind::Ok))
+            .collect();
+        let b = bucketize(&samples, 2.0, 2.0);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].p50_ms, Some(50.0));
+        assert_eq!(b[0].p99_ms, Some(99.0));
+        assert_eq!(b[0].max_ms, Some(100.0));
+    }
+
+    #[test]
+    fn plot_bucketize_degenerate_arguments() {
+        let s = [sample(0.5, 1.0, SampleKind::Ok)];
+        assert!(bucketize(&s, 0.0, 10.0).is_empty());
+        assert!(bucketize(&s, -1.0, 10.0).is_empty());
+        assert!(bucketize(&s, f64::NAN, 10.0).is_empty());
+        assert!(bucketize(&s, 1.0, 0.0).is_empty());
+        assert!(bucketize(&s, 1.0, f64::INFINITY).is_empty());
+        assert_eq!(bucketize(&s, 1e-300, 1.0).len(), MAX_BUCKETS);
+        assert_eq!(bucketize(&[], 1.0, 3.0).len(), 3);
+    }
+
+    fn assert_png(path: &Path) {
+        let bytes = std::fs::read(path).expect("plot file written");
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "not a PNG signature"
+        );
+        assert!(
+            bytes.len() > 10_000,
+            "PNG suspiciously small: {} bytes",
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn plot_draws_a_run_with_overlapping_faults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run.png");
+        let mut samples = Vec::new();
+        for i in 0..6000 {
+            let t = i as f64 / 100.0;
+            let in_fault = (20.0..35.0).contains(&t);
+            let kind = match i % 50 {
+                0 if in_fault => SampleKind::Failed,
+                1..=3 if in_fault => SampleKind::Rejected,
+                7 => SampleKind::Rejected,
+                _ => SampleKind::Ok,
+            };
+            let latency = if in_fault {
+                40.0 + (i % 97) as f64 * 3.0
+            } else {
+                2.0 + (i % 13) as f64
+            };
+            if !(45.0..47.0).contains(&t) {
+                samples.push(sample(t, latency, kind));
+            }
+        }
+        let input = PlotInput {
+            title: "partition + clock skew".into(),
+            buckets: bucketize(&samples, 1.0, 60.0),
+            faults: vec![
+                FaultWindow {
+                    start_s: 20.0,
+                    end_s: 35.0,
+                    label: "partition n1 | n2 n3".into(),
+                },
+                FaultWindow {
+                    start_s: 28.0,
+                    end_s: 50.0,
+                    label: "clock skew n2 +5s".into(),
+                },
+            ],
+        };
+        draw(&path, &input).expect("draw");
+        assert_png(&path);
+    }
+
+    #[test]
+    fn plot_draws_the_empty_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("empty.png");
+        draw(&path, &PlotInput::default()).expect("draw");
+        assert_png(&path);
+    }
+
+    #[test]
+    fn plot_draws_odd_inputs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let zero = Bucket {
+            t_start_s: 0.0,
+            width_s: 0.0,
+            ok: 3,
+            rejected: 0,
+            failed: 0,
+            p50_ms: Some(0.0),
+            p99_ms: Some(0.0),
+            max_ms: Some(0.0),
+        };
+        let faults = vec![
+            FaultWindow {
+                start_s: 0.5,
+                end_s: 100.0,
+                label: "past the end".into(),
+            },
+            FaultWindow {
+                start_s: 3.0,
+                end_s: f64::INFINITY,
+                label: "never healed".into(),
+            },
+            FaultWindow {
+                start_s: 2.0,
+                end_s: 1.0,
+                label: "swapped".into(),
+            },
+            FaultWindow {
+                start_s: f64::NAN,
+                end_s: 1.0,
+                label: "nan".into(),
+            },
+            FaultWindow {
+                start_s: 0.0,
+                end_s: 0.0,
+                label: "分区 ⚡ \u{0}\n".into(),
+            },
+        ];
+        let inputs = [
+            PlotInput {
+                title: "single zero-latency bucket".into(),
+                buckets: vec![zero.clone()],
+                faults: faults.clone(),
+            },
+            PlotInput {
+                title: "faults only".into(),
+                buckets: Vec::new(),
+                faults,
+            },
+            PlotInput {
+                title: "no latencies, NaN start".into(),
+                buckets: vec![
+                    Bucket {
+                        p50_ms: None,
+                        p99_ms: None,
+                        max_ms: Some(f64::NAN),
+                        failed: 7,
+                        ..zero.clone()
+                    },
+                    Bucket {
+                        t_start_s: f64::NAN,
+                        ..zero
+                    },
+                ],
+                faults: Vec::new(),
+            },
+        ];
+        for (i, input) in inputs.iter().enumerate() {
+            let path = dir.path().join(format!("odd{i}.png"));
+            draw(&path, input).expect("draw");
+            assert_png(&path);
+        }
+    }
+
+    #[test]
+    fn plot_axis_numbers() {
+        assert_eq!(format_number(0.1), "0.1");
+        assert_eq!(format_number(0.30000000000000004), "0.3");
+        assert_eq!(format_number(0.9999999999), "1");
+        assert_eq!(format_number(2.5), "2.5");
+        assert_eq!(format_number(60.0), "60");
+        assert_eq!(format_number(1000.0), "1000");
+        assert_eq!(format_number(2.5e7), "2.5e7");
+    }
+
+    #[test]
+    fn plot_refuses_other_extensions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = draw(&dir.path().join("run.jpg"), &PlotInput::default());
+        assert!(matches!(err, Err(PlotError::NotPng { .. })));
+    }
+}
