@@ -17,8 +17,13 @@
 //! kind, a declared length that disagrees with the bytes present, a payload over the caller's
 //! bound, trailing bytes and malformed payloads are all [`CodecError`]s. bincode allocates a
 //! string's buffer before reading it, so the decoder runs under a byte limit chosen from the
-//! payload's actual size (the next of 64 KiB, 1 MiB, 16 MiB, 256 MiB, 4 GiB): a lying length
-//! prefix can reserve at most 16× the payload (or 64 KiB), not gigabytes.
+//! payload's actual size: the first of 64 KiB, 1 MiB, 16 MiB, 256 MiB and 4 GiB that holds
+//! [`DECODE_AMPLIFICATION`] times the payload. A lying length prefix can reserve at most that
+//! (about 16 to 256 times the payload, or 64 KiB), not gigabytes; an honest payload always
+//! fits, since its decoded containers take at most a few times its compact varint encoding.
+//! (The limit once came from the payload size alone, so a state of many small rows, such as
+//! the full state a node with a wiped disk pulls, could fail to decode: found by the
+//! Jepsen-style tests.)
 //!
 //! Payload types must not rely on `deserialize_any` (bincode is not self-describing), so e.g.
 //! `serde_json::Value` cannot be a catalog value; use concrete structs.
@@ -229,7 +234,14 @@ pub fn decode_kind<T: DeserializeOwned>(
     decode(frame, max_payload).map(|(_, v)| v)
 }
 
-/// Runs bincode under the smallest byte-limit tier that fits the payload (see the module docs).
+/// How much more memory than wire bytes a decoded value may claim: bincode counts each
+/// container's elements at their in-memory size, which for rows of varints and short strings
+/// is a few times their encoding (a `u64` dot takes one to nine bytes on the wire, eight in
+/// memory).
+pub const DECODE_AMPLIFICATION: usize = 16;
+
+/// Runs bincode under the smallest byte-limit tier that holds [`DECODE_AMPLIFICATION`] times
+/// the payload (see the module docs).
 fn decode_payload<T: DeserializeOwned>(
     payload: &[u8],
 ) -> Result<(T, usize), bincode::error::DecodeError> {
@@ -238,7 +250,7 @@ fn decode_payload<T: DeserializeOwned>(
             bincode::serde::decode_from_slice(payload, WIRE.with_limit::<{ $limit }>())
         };
     }
-    match payload.len() {
+    match payload.len().saturating_mul(DECODE_AMPLIFICATION) {
         n if n <= 1 << 16 => under!(1 << 16),
         n if n <= 1 << 20 => under!(1 << 20),
         n if n <= 1 << 24 => under!(1 << 24),
@@ -284,5 +296,21 @@ mod tests {
         frame.extend_from_slice(&payload);
         let err = decode::<String>(&frame, 1 << 20).unwrap_err();
         assert!(matches!(err, CodecError::Decode(_)), "{err}");
+    }
+
+    /// Small numbers take one byte on the wire and eight in memory: a payload just under a
+    /// limit tier used to fail to decode once its containers claimed more than the tier
+    /// (found by the Jepsen-style tests: a node with a wiped disk could not decode the full
+    /// state it pulled).
+    #[test]
+    fn compact_payloads_that_decode_larger_still_decode() {
+        let dots: Vec<u64> = vec![1; 60_000];
+        let frame = encode(Kind::Delta, &dots).unwrap();
+        assert!(
+            frame.len() < 1 << 16,
+            "the payload sits in the smallest tier"
+        );
+        let (_, back): (Kind, Vec<u64>) = decode(&frame, 1 << 20).unwrap();
+        assert_eq!(back, dots);
     }
 }

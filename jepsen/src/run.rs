@@ -215,6 +215,7 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
         .collect();
     // The logs live in the work dir, which the teardown removes.
     report::copy_logs(&spec.report_dir, &logs)?;
+    save_metrics(&clients, &spec.report_dir.join("logs")).await;
     drop(guard);
     report::write(&spec, &evidence, &verdicts, started_ms)?;
     Ok(verdicts.iter().all(|v| v.ok))
@@ -392,6 +393,20 @@ async fn collect_finals(
         finals.push(f);
     }
     finals
+}
+
+/// Saves every node's `/metrics` beside its log (replication rounds and failures, fail-closed
+/// state, ...), for digging into a violation.
+async fn save_metrics(clients: &Clients, dir: &Path) {
+    let http = Clients::http();
+    for (node, url) in clients.urls.iter().enumerate() {
+        let text = match http.get(format!("{url}/metrics")).send().await {
+            Ok(resp) => resp.text().await.unwrap_or_default(),
+            Err(e) => format!("# unavailable: {e}\n"),
+        };
+        // A missing metrics file only makes a report less complete.
+        let _ = std::fs::write(dir.join(format!("n{}.metrics", node + 1)), text);
+    }
 }
 
 /// The JSON summary of a run's parameters.
