@@ -265,35 +265,42 @@ async fn budget(ctx: Arc<Ctx>) {
         let mut clients = tokio::task::JoinSet::new();
         for c in 0..ctx.config.budget_clients {
             let key = keys[c as usize % keys.len()].clone();
-            let ctx = ctx.clone();
-            let seed = rng.random();
-            clients.spawn(async move {
-                let http = Clients::http();
-                let mut rng = StdRng::seed_from_u64(seed);
-                while !ctx.stopped() && tokio::time::Instant::now() < until {
-                    let node = ctx.pick_node(&mut rng);
-                    let op = ctx
-                        .clients
-                        .chat(
-                            &http,
-                            "budget",
-                            c,
-                            node,
-                            &key.id,
-                            &key.secrets[0],
-                            0,
-                            MAX_TOKENS,
-                        )
-                        .await;
-                    // Refused requests cost the gateway almost nothing: pace them so the
-                    // machine's two cores are not spent on refusals.
-                    if op.outcome != Outcome::Ok {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            });
+            clients.spawn(spend(ctx.clone(), key, c, rng.random(), Some(until)));
         }
         while clients.join_next().await.is_some() {}
+    }
+}
+
+/// One budget client: spends `key` through random nodes until `until` (or the run's end).
+async fn spend(
+    ctx: Arc<Ctx>,
+    key: KeyInfo,
+    client: u32,
+    seed: u64,
+    until: Option<tokio::time::Instant>,
+) {
+    let http = Clients::http();
+    let mut rng = StdRng::seed_from_u64(seed);
+    while !ctx.stopped() && until.is_none_or(|u| tokio::time::Instant::now() < u) {
+        let node = ctx.pick_node(&mut rng);
+        let op = ctx
+            .clients
+            .chat(
+                &http,
+                "budget",
+                client,
+                node,
+                &key.id,
+                &key.secrets[0],
+                0,
+                MAX_TOKENS,
+            )
+            .await;
+        // Refused requests cost the gateway almost nothing: pace them so the machine's two
+        // cores are not spent on refusals.
+        if op.outcome != Outcome::Ok {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -314,30 +321,7 @@ async fn periodic(ctx: Arc<Ctx>) {
     };
     let mut clients = tokio::task::JoinSet::new();
     for c in 0..2 {
-        let (ctx, key, seed) = (ctx.clone(), key.clone(), rng.random());
-        clients.spawn(async move {
-            let http = Clients::http();
-            let mut rng = StdRng::seed_from_u64(seed);
-            while !ctx.stopped() {
-                let node = ctx.pick_node(&mut rng);
-                let op = ctx
-                    .clients
-                    .chat(
-                        &http,
-                        "budget",
-                        100 + c,
-                        node,
-                        &key.id,
-                        &key.secrets[0],
-                        0,
-                        MAX_TOKENS,
-                    )
-                    .await;
-                if op.outcome != Outcome::Ok {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        });
+        clients.spawn(spend(ctx.clone(), key.clone(), 100 + c, rng.random(), None));
     }
     while clients.join_next().await.is_some() {}
 }
