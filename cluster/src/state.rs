@@ -28,7 +28,7 @@ use crate::{
         RefundError, Rights, RightsGrant, RightsItems, RightsRequest, TransferError, Usage,
         VersionVector, catalog::Catalog,
     },
-    hlc::{ClockError, HlcClock, WriterId},
+    hlc::{ClockError, Hlc, HlcClock, WriterId},
 };
 
 /// The payload of a replica delta: one part per structure.
@@ -214,16 +214,30 @@ impl<V: Clone + Eq> Replica<V> {
     /// Writes `value` under `id`.
     pub fn put(&mut self, id: &str, value: V) -> Delta<V> {
         let dot = self.next_dot();
-        let stamp = self.clock.now();
+        let stamp = self.stamp_over(id);
         let d = self.catalog.write_at(id, Some(value), stamp, dot.clone());
         self.note(&dot);
         Delta::catalog(d.context, d.items)
     }
 
+    /// A stamp for a write of `id` that is greater than the entry it replaces. A write made
+    /// after reading an entry must win over it, even when this node's clock is behind the
+    /// entry's writer (a clock that jumped back, or one held within the forward bound):
+    /// otherwise an acknowledged update could lose to the older value it replaced (found by
+    /// the Jepsen-style clock nemesis). The clock moves up to the entry's stamp, which this
+    /// replica has already accepted.
+    fn stamp_over(&mut self, id: &str) -> Hlc {
+        if let Some(current) = self.catalog.entry(id) {
+            let current = current.stamp.clone();
+            self.clock.adopt(&current);
+        }
+        self.clock.now()
+    }
+
     /// Deletes `id` (writes a tombstone).
     pub fn delete(&mut self, id: &str) -> Delta<V> {
         let dot = self.next_dot();
-        let stamp = self.clock.now();
+        let stamp = self.stamp_over(id);
         let d = self.catalog.write_at(id, None, stamp, dot.clone());
         self.note(&dot);
         Delta::catalog(d.context, d.items)

@@ -196,6 +196,30 @@ fn writes_stay_ordered_across_a_backward_clock_jump() {
     assert_eq!(a.catalog().get("k"), Some(&3));
 }
 
+/// Found by the Jepsen-style clock nemesis: a node whose clock is more than the forward bound
+/// behind keeps its clock within the bound of what it merges, so an update it makes after
+/// reading an entry was stamped below that entry and lost to the older value everywhere.
+#[test]
+fn an_update_wins_over_the_entry_it_read_even_from_a_clock_far_behind() {
+    let time = ManualTime::at(1_700_000_000_000);
+    // Two minutes apart: beyond the 30 s bound, so merging moves `behind`'s clock only part
+    // of the way.
+    let mut ahead = replica(&time, writer("ahead", 1), 120_000);
+    let mut behind = replica(&time, writer("behind", 1), 0);
+    behind.apply(ahead.put("k", 1));
+    assert_eq!(behind.catalog().get("k"), Some(&1));
+    let update = behind.put("k", 2);
+    ahead.apply(update);
+    assert_eq!(
+        ahead.catalog().get("k"),
+        Some(&2),
+        "the later write wins on the writer's peer"
+    );
+    assert_eq!(behind.catalog().get("k"), Some(&2), "and on the writer");
+    behind.apply(ahead.full_state());
+    assert_eq!(ahead.digest().unwrap(), behind.digest().unwrap());
+}
+
 #[test]
 fn restart_without_disk_uses_a_new_slot_and_counts_survive() {
     let time = ManualTime::at(1_700_000_000_000);

@@ -557,15 +557,12 @@ pub fn run(
         if !wait_until(begin + step.at) {
             return Ok(());
         }
-        let mut first_record = 0;
-        {
+        let first_record = {
             let mut c = lock();
+            let first_record = c.timeline.len();
             for fault in &step.faults {
                 tracing::info!(fault = %fault.label(), "nemesis: apply");
                 c.apply(fault)?;
-                if first_record == 0 {
-                    first_record = c.timeline.len();
-                }
                 c.timeline.push(FaultRecord {
                     fault: fault.clone(),
                     label: fault.label(),
@@ -573,7 +570,8 @@ pub fn run(
                     end_ms: u64::MAX,
                 });
             }
-        }
+            first_record
+        };
         let _ = wait_until(begin + step.at + step.hold / 2);
         {
             let mut c = lock();

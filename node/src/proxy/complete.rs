@@ -117,11 +117,12 @@ impl Completed {
         ctx: &RequestCtx,
         mut settlement: Settlement,
     ) -> Response {
-        record_overhead(ctx.endpoint, ctx.started, self.upstream_wait);
         let (cost, receipt) = settlement.settle(&self.usage, 200, Ending::Completed);
         if let Some(receipt) = receipt {
             receipt.durable().await;
         }
+        // After the wait: making the spend durable is part of what the gateway adds.
+        record_overhead(ctx.endpoint, ctx.started, self.upstream_wait);
         let mut response = (StatusCode::OK, self.body).into_response();
         let headers = response.headers_mut();
         headers.insert(
