@@ -31,7 +31,7 @@ pub fn check(ev: &Evidence) -> Verdict {
         for node in &ev.finals {
             checked += 1;
             let Some(record) = node.key_records.get(&key.id) else {
-                if wiped_soon_after(ev, created.node, created.ack_ms) {
+                if super::topology::wiped_soon_after(&ev.timeline, created.node, created.ack_ms) {
                     lost_to_wipe += 1;
                 } else {
                     v.violation(format!(
@@ -145,14 +145,4 @@ fn hint_matches(secret: Option<&String>, record: &Value) -> bool {
         Some((head, tail)) => secret.starts_with(head) && secret.ends_with(tail),
         None => false,
     }
-}
-
-/// Whether `node`'s disk was wiped within a second of `ack_ms`, before the write could have
-/// replicated.
-fn wiped_soon_after(ev: &Evidence, node: usize, ack_ms: u64) -> bool {
-    ev.timeline.iter().any(|r| {
-        matches!(&r.fault, Fault::Kill { nodes, wipe: true } if nodes.contains(&node))
-            && r.start_ms >= ack_ms
-            && r.start_ms <= ack_ms + 1_000
-    })
 }

@@ -119,6 +119,16 @@ pub fn isolated_throughout(
         .all(|t| !stopped_at(timeline, t).contains(&a) && visible_at(timeline, n, t)[a].len() == 1)
 }
 
+/// Whether `node`'s disk was wiped within a second after `at_ms`: what it acknowledged then
+/// may not have reached a peer.
+pub fn wiped_soon_after(timeline: &[FaultRecord], node: usize, at_ms: u64) -> bool {
+    timeline.iter().any(|r| {
+        matches!(&r.fault, Fault::Kill { nodes, wipe: true } if nodes.contains(&node))
+            && r.start_ms >= at_ms
+            && r.start_ms <= at_ms + 1_000
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +190,23 @@ mod tests {
         // 0 and 1 cannot talk, but both talk to 2.
         let t = vec![partition(vec![(0, 1), (1, 0)], 0, 100)];
         assert!(connected_at(&t, 3, 0, 1, 50));
+    }
+
+    #[test]
+    fn spend_acknowledged_just_before_a_disk_is_lost_is_at_risk() {
+        let wipe = FaultRecord {
+            fault: Fault::Kill {
+                nodes: vec![2],
+                wipe: true,
+            },
+            label: String::new(),
+            start_ms: 10_000,
+            end_ms: 12_000,
+        };
+        let t = [wipe];
+        assert!(wiped_soon_after(&t, 2, 9_500));
+        assert!(!wiped_soon_after(&t, 2, 8_000), "long enough to replicate");
+        assert!(!wiped_soon_after(&t, 1, 9_500), "another node's disk");
+        assert!(!wiped_soon_after(&t, 2, 10_500), "after the wipe");
     }
 }
