@@ -10,8 +10,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --workspace
+# The bench smoke test and the Jepsen run start the workspace's binaries: build them first.
 cargo build --workspace --bins
+cargo test --workspace
 echo "== Jepsen-style fault tests"
 if [ "$(id -u)" -eq 0 ]; then
     scripts/jepsen-setup.sh

@@ -5,13 +5,11 @@
 //! outcome, and both shade every fault window so that dips and spikes line up with their cause.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters::style::{FontStyle, register_font};
 use serde::{Deserialize, Serialize};
 
 /// Image size in pixels: wide, because runs are long and the time axis carries the story.
@@ -42,13 +40,6 @@ const MAX_BUCKETS: usize = 1_000_000;
 /// Fault labels are staggered over this many rows; more would eat into the data.
 const LABEL_ROWS: usize = 3;
 
-/// Where DejaVu Sans lives on Debian/Ubuntu, Fedora and Arch, in that order.
-const FONT_PATHS: [&str; 3] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-];
-
 const P50_COLOR: RGBColor = RGBColor(31, 119, 180);
 const P99_COLOR: RGBColor = RGBColor(255, 127, 14);
 const MAX_COLOR: RGBColor = RGBColor(214, 39, 40);
@@ -60,26 +51,9 @@ const FAULT_COLOR: RGBColor = RGBColor(148, 103, 189);
 /// Errors from drawing a plot.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    /// No DejaVu Sans font file was found; plotters draws no text without one.
-    #[error(
-        "no DejaVuSans.ttf found (looked in {}); install the Debian package fonts-dejavu-core",
-        FONT_PATHS.join(", ")
-    )]
-    FontNotFound,
-    /// The font file exists but could not be read.
-    #[error("reading font {path}: {source}")]
-    FontRead {
-        /// The font file.
-        path: PathBuf,
-        /// Why reading failed.
-        source: std::io::Error,
-    },
-    /// The font file was read but is not a font plotters can use.
-    #[error("font {path} is not a valid TrueType/OpenType font")]
-    InvalidFont {
-        /// The font file.
-        path: PathBuf,
-    },
+    /// The font could not be set up.
+    #[error(transparent)]
+    Font(#[from] starling_bench::report::FontError),
     /// The output path does not end in `.png`; the encoder picks the format by extension, so
     /// anything else would either fail later or silently write another format.
     #[error("plot path {path} must end in .png")]
@@ -258,7 +232,7 @@ pub fn draw(path: &Path, input: &PlotInput) -> Result<(), PlotError> {
             path: path.to_path_buf(),
         });
     }
-    ensure_font()?;
+    starling_bench::report::ensure_font()?;
     render(path, input).map_err(|source| PlotError::Draw {
         path: path.to_path_buf(),
         source,
@@ -267,35 +241,6 @@ pub fn draw(path: &Path, input: &PlotInput) -> Result<(), PlotError> {
 
 /// Whether the font has been registered with plotters, or why registering it failed.
 ///
-/// Only a font file that was read gets here, so a missing font is retried on the next call
-/// while the bytes of a present one are leaked at most once per process.
-static FONT: OnceLock<Result<(), PathBuf>> = OnceLock::new();
-
-/// Registers DejaVu Sans as plotters' "sans-serif", once per process.
-fn ensure_font() -> Result<(), PlotError> {
-    if let Some(registered) = FONT.get() {
-        return registered
-            .clone()
-            .map_err(|path| PlotError::InvalidFont { path });
-    }
-    let path = FONT_PATHS
-        .iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-        .ok_or(PlotError::FontNotFound)?;
-    let bytes = std::fs::read(path).map_err(|source| PlotError::FontRead {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    FONT.get_or_init(|| {
-        // plotters keeps a `&'static` to the font for the life of the process.
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| path.to_path_buf())
-    })
-    .clone()
-    .map_err(|path| PlotError::InvalidFont { path })
-}
-
 type DrawResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// A bucket cleaned up for drawing: a usable width and its time at the bucket's middle.
