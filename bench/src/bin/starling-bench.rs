@@ -112,6 +112,10 @@ struct RunArgs {
     /// Mock delay between streamed tokens, ms.
     #[arg(long, default_value_t = 1)]
     inter_token_ms: u64,
+    /// `governance.usage_durability` of the governed targets: acknowledged (a response waits
+    /// until its usage is on disk) or batched.
+    #[arg(long, default_value = "acknowledged")]
+    usage_durability: String,
     /// Pin the load generator to the last CPU and everything else to the others.
     #[arg(long)]
     pin: bool,
@@ -242,6 +246,10 @@ fn plan_from(args: RunArgs) -> anyhow::Result<BenchPlan> {
         work,
         litellm_venv: args.litellm_venv,
         target_cpus: args.pin.then(other_cpus).flatten(),
+        usage_durability: match args.usage_durability.as_str() {
+            d @ ("acknowledged" | "batched") => d.to_owned(),
+            other => bail!("--usage-durability {other:?}: expected acknowledged or batched"),
+        },
     })
 }
 
@@ -275,6 +283,7 @@ fn smoke_plan(out: &std::path::Path, bin_dir_arg: Option<PathBuf>) -> anyhow::Re
         work: out.join("work"),
         litellm_venv: PathBuf::new(),
         target_cpus: None,
+        usage_durability: "acknowledged".into(),
     })
 }
 

@@ -73,6 +73,8 @@ pub struct BenchPlan {
     pub litellm_venv: PathBuf,
     /// CPUs for the mock and the targets (`taskset -c` syntax), when pinning.
     pub target_cpus: Option<String>,
+    /// `governance.usage_durability` of the governed targets.
+    pub usage_durability: String,
 }
 
 /// Everything a bench run measured.
@@ -168,6 +170,7 @@ pub async fn run(plan: &BenchPlan, report: &mut BenchReport) -> Result<(), Scena
         binary: plan.bin_dir.join("starling"),
         work: plan.work.clone(),
         cpus: plan.target_cpus.clone(),
+        usage_durability: plan.usage_durability.clone(),
     };
     report.max_p99_us = plan.max_p99_us;
 

@@ -33,6 +33,9 @@ pub struct StarlingSetup {
     pub work: PathBuf,
     /// CPUs to pin the nodes to (`taskset -c` syntax).
     pub cpus: Option<String>,
+    /// `governance.usage_durability` of governed nodes (`acknowledged`, the default, waits
+    /// for each response's usage to be on disk; `batched` does not).
+    pub usage_durability: String,
 }
 
 impl StarlingSetup {
@@ -58,7 +61,7 @@ impl StarlingSetup {
         let config = write_file(
             &dir,
             "starling.toml",
-            &config(mock, &provider_key, governance),
+            &config(mock, &provider_key, governance, &self.usage_durability),
         )?;
         let secret = match governance {
             Governance::On => Some(self.keygen()?),
@@ -144,14 +147,25 @@ impl StarlingSetup {
 }
 
 /// The node config: the mock as both an OpenAI and an Anthropic provider.
-fn config(mock: SocketAddr, provider_key: &Path, governance: Governance) -> String {
-    let auth = match governance {
-        Governance::Off => format!("[auth]\nkeys = [\"{CLIENT_KEY}\"]\n\n"),
-        Governance::On => String::new(),
+fn config(
+    mock: SocketAddr,
+    provider_key: &Path,
+    governance: Governance,
+    usage_durability: &str,
+) -> String {
+    let (auth, governance) = match governance {
+        Governance::Off => (
+            format!("[auth]\nkeys = [\"{CLIENT_KEY}\"]\n\n"),
+            String::new(),
+        ),
+        Governance::On => (
+            String::new(),
+            format!("[governance]\nusage_durability = \"{usage_durability}\"\n\n"),
+        ),
     };
     let key = provider_key.display();
     format!(
-        "{auth}[[providers]]\nname = \"mock-openai\"\nkind = \"openai\"\nbase_url = \"http://{mock}/v1\"\n\
+        "{auth}{governance}[[providers]]\nname = \"mock-openai\"\nkind = \"openai\"\nbase_url = \"http://{mock}/v1\"\n\
          api_key_file = \"{key}\"\nmodels = [\"gpt-*\"]\n\n\
          [[providers]]\nname = \"mock-anthropic\"\nkind = \"anthropic\"\nbase_url = \"http://{mock}\"\n\
          api_key_file = \"{key}\"\nmodels = [\"claude-*\"]\n\n\
