@@ -7,7 +7,8 @@
 //!
 //! The rest is the `starling-bench` harness: an open-loop load generator ([`load`]), the
 //! processes under test ([`procs`], [`targets`]), the scenarios ([`scenarios`]) and their
-//! outputs ([`report`]).
+//! outputs ([`report`]); and the cluster-scale scenarios ([`scale`]): replication latency,
+//! convergence and bandwidth of in-process `starling-cluster` clusters as they grow.
 
 #![warn(missing_docs)]
 
@@ -15,6 +16,7 @@ pub mod load;
 pub mod mock;
 pub mod procs;
 pub mod report;
+pub mod scale;
 pub mod scenarios;
 pub mod targets;
 

@@ -68,13 +68,23 @@ fn smoke_run_measures_every_target_and_writes_the_report() {
     assert_eq!(memory[0]["keys"], 50);
     assert!(memory[0]["rss_bytes"].as_u64().unwrap_or(0) > 0);
 
+    assert_eq!(
+        json["convergence"][0]["nodes"], 3,
+        "{}",
+        json["convergence"]
+    );
+    assert_eq!(json["idle_keys"].as_array().map(Vec::len), Some(2));
+    assert_eq!(json["update_rates"].as_array().map(Vec::len), Some(2));
+
     let md = std::fs::read_to_string(out.path().join("results.md")).expect("results.md");
     assert!(md.contains("| starling-governed |"), "{md}");
+    assert!(md.contains("## Cluster scale"), "{md}");
     for name in [
         "latency-openai-plain.png",
         "latency-openai-stream.png",
         "latency-anthropic-plain.png",
         "latency-anthropic-stream.png",
+        "convergence-vs-size.png",
     ] {
         let png = std::fs::read(out.path().join(name)).expect(name);
         assert!(png.starts_with(b"\x89PNG"), "{name} is not a PNG");

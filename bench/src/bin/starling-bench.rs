@@ -8,8 +8,11 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use starling_bench::load::ApiFormat;
 use starling_bench::report;
-use starling_bench::scenarios::{self, BenchPlan, BenchReport, Environment, RunSettings};
-use starling_bench::targets::{MockSettings, TargetKind};
+use starling_bench::scale::ScaleOptions;
+use starling_bench::scenarios::{
+    self, BenchPlan, BenchReport, Environment, RunSettings, ScalePlan,
+};
+use starling_bench::targets::{MockSettings, PeerCommand, TargetKind};
 
 /// Benchmarks Starling against direct traffic to the same mock upstream, and against peers.
 ///
@@ -33,14 +36,22 @@ use starling_bench::targets::{MockSettings, TargetKind};
 /// * memory: a governed node's RSS with `--memory-keys` virtual keys created through the admin
 ///   API (default 10k, 100k).
 ///
+/// * scale: in-process cluster nodes on loopback with production intervals. For each of
+///   `--scale-sizes` nodes: membership formation, the time a write takes to be visible on every
+///   node, the time a burst of writes takes until all digests agree, and sync bandwidth per
+///   node idle and under steady writes. Then idle bandwidth against `--scale-keys` catalog
+///   entries held, and bandwidth against `--scale-rates` counter updates per second, on
+///   `--scale-nodes` nodes.
+///
 /// Targets (`--targets`): starling (one node, governance off), starling-governed (one node,
 /// virtual key with budget and rate limits, metrics), starling-cluster3 (three governed nodes,
 /// round-robin). `--peer litellm` adds LiteLLM's proxy (pip-installed into a venv once);
-/// `--peer-command NAME='CMD'` adds any gateway: `{port}` in CMD is where it must listen and
-/// `{upstream}` the mock's URL.
+/// `--peer-command NAME='CMD'` adds any gateway: `{port}` in CMD is where it must listen,
+/// `{upstream}` the mock's URL and `{config}` the file `--peer-config NAME=FILE` gives, written
+/// out with the same placeholders filled in. The load presents `sk-bench-client` as its key.
 ///
 /// Outputs in `--out`: results.json, results.md (the tables), latency-*.png (latency against
-/// rate per target).
+/// rate per target), convergence-vs-size.png.
 #[derive(Parser, Debug)]
 #[command(name = "starling-bench", version)]
 struct Cli {
@@ -66,8 +77,8 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// Scenarios: rates, max, memory (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "rates,max,memory")]
+    /// Scenarios: rates, max, memory, scale (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "rates,max,memory,scale")]
     scenario: Vec<String>,
     /// Gateway targets, in order.
     #[arg(
@@ -82,6 +93,9 @@ struct RunArgs {
     /// Another gateway as NAME=COMMAND (repeatable).
     #[arg(long)]
     peer_command: Vec<String>,
+    /// A config template for a `--peer-command` gateway, as NAME=FILE (repeatable).
+    #[arg(long)]
+    peer_config: Vec<String>,
     /// Offered rates, requests per second.
     #[arg(long, value_delimiter = ',', default_value = "1000,2000,5000,10000")]
     rates: Vec<f64>,
@@ -106,6 +120,21 @@ struct RunArgs {
     /// Key counts of the memory scenario.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     memory_keys: Vec<usize>,
+    /// Cluster sizes of the scale scenario.
+    #[arg(long, value_delimiter = ',', default_value = "3,5,10,25,50")]
+    scale_sizes: Vec<usize>,
+    /// Idle catalog entries of the scale scenario.
+    #[arg(long, value_delimiter = ',', default_value = "0,1000,10000,100000")]
+    scale_keys: Vec<usize>,
+    /// Counter updates per second of the scale scenario.
+    #[arg(long, value_delimiter = ',', default_value = "0,10,100,1000,10000")]
+    scale_rates: Vec<u64>,
+    /// Cluster size for the idle-keys and update-rate measurements.
+    #[arg(long, default_value_t = 3)]
+    scale_nodes: usize,
+    /// Seconds of each bandwidth window of the scale scenario.
+    #[arg(long, default_value_t = 10.0)]
+    scale_window: f64,
     /// Reply length, tokens.
     #[arg(long, default_value_t = 16)]
     output_tokens: u32,
@@ -157,14 +186,36 @@ fn main() -> anyhow::Result<()> {
         environment: Environment::read(command_line, started, plan.settings.clone()),
         ..BenchReport::default()
     };
-    let result = runtime.block_on(scenarios::run(&plan, &mut report));
+    // On Ctrl-C or SIGTERM the run is dropped, and with it every process it started.
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = scenarios::run(&plan, &mut report) => r.context("bench run"),
+            s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
+        }
+    });
     // Whatever was measured is written, also when a later scenario failed.
     let files = report::write(&report, &out).context("writing the report")?;
-    result.context("bench run")?;
+    result?;
     for f in files {
         println!("{}", f.display());
     }
     Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM; names the one that came.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+        },
+        // Without a SIGTERM handler, Ctrl-C still stops the run cleanly.
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }
 
 fn plan_from(args: RunArgs) -> anyhow::Result<BenchPlan> {
@@ -186,12 +237,26 @@ fn plan_from(args: RunArgs) -> anyhow::Result<BenchPlan> {
             other => bail!("unknown peer {other:?}: expected litellm (or use --peer-command)"),
         }
     }
-    let mut commands = Vec::new();
+    let mut commands: Vec<PeerCommand> = Vec::new();
     for c in &args.peer_command {
         let (name, line) = c
             .split_once('=')
             .with_context(|| format!("--peer-command {c:?}: expected NAME=COMMAND"))?;
-        commands.push((name.trim().to_owned(), line.to_owned()));
+        commands.push(PeerCommand {
+            name: name.trim().to_owned(),
+            command: line.to_owned(),
+            config: None,
+        });
+    }
+    for c in &args.peer_config {
+        let (name, file) = c
+            .split_once('=')
+            .with_context(|| format!("--peer-config {c:?}: expected NAME=FILE"))?;
+        let peer = commands
+            .iter_mut()
+            .find(|p| p.name == name.trim())
+            .with_context(|| format!("--peer-config {c:?}: no --peer-command named {name:?}"))?;
+        peer.config = Some(PathBuf::from(file));
     }
     let mut streams = Vec::new();
     for m in &args.mode {
@@ -203,15 +268,18 @@ fn plan_from(args: RunArgs) -> anyhow::Result<BenchPlan> {
     }
     let scenario = |s: &str| args.scenario.iter().any(|x| x == s);
     for s in &args.scenario {
-        if !["rates", "max", "memory"].contains(&s.as_str()) {
-            bail!("unknown scenario {s:?}: expected rates, max or memory");
+        if !["rates", "max", "memory", "scale"].contains(&s.as_str()) {
+            bail!("unknown scenario {s:?}: expected rates, max, memory or scale");
         }
     }
     if args.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
         bail!("--rates must be positive numbers");
     }
-    if !(args.duration > 0.0 && args.warmup >= 0.0) {
-        bail!("--duration must be positive and --warmup not negative");
+    if !(args.duration > 0.0 && args.warmup >= 0.0 && args.scale_window > 0.0) {
+        bail!("--duration and --scale-window must be positive and --warmup not negative");
+    }
+    if args.scale_nodes == 0 || args.scale_sizes.contains(&0) {
+        bail!("cluster sizes must be at least 1");
     }
     let work = args.out.join("work");
     Ok(BenchPlan {
@@ -250,6 +318,16 @@ fn plan_from(args: RunArgs) -> anyhow::Result<BenchPlan> {
             d @ ("acknowledged" | "batched") => d.to_owned(),
             other => bail!("--usage-durability {other:?}: expected acknowledged or batched"),
         },
+        scale: scenario("scale").then(|| ScalePlan {
+            sizes: args.scale_sizes.clone(),
+            idle_keys: args.scale_keys.clone(),
+            update_rates: args.scale_rates.clone(),
+            nodes: args.scale_nodes,
+            options: ScaleOptions {
+                window: Duration::from_secs_f64(args.scale_window),
+                ..ScaleOptions::default()
+            },
+        }),
     })
 }
 
@@ -284,6 +362,21 @@ fn smoke_plan(out: &std::path::Path, bin_dir_arg: Option<PathBuf>) -> anyhow::Re
         litellm_venv: PathBuf::new(),
         target_cpus: None,
         usage_durability: "acknowledged".into(),
+        scale: Some(ScalePlan {
+            sizes: vec![3],
+            idle_keys: vec![0, 100],
+            update_rates: vec![0, 50],
+            nodes: 3,
+            options: ScaleOptions {
+                visibility_writes: 5,
+                burst_writes: 10,
+                window: Duration::from_millis(500),
+                warmup: Duration::from_millis(100),
+                load_batch: 50,
+                counter_keys: 5,
+                ..ScaleOptions::default()
+            },
+        }),
     })
 }
 

@@ -29,6 +29,24 @@ pub fn render(report: &BenchReport) -> String {
         );
     }
 
+    if !report.idle.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Idle cost (no traffic, before each target's load)\n"
+        );
+        let _ = writeln!(out, "| target | CPU ms per s | RSS |");
+        let _ = writeln!(out, "|---|---|---|");
+        for r in &report.idle {
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} | {} |",
+                r.target,
+                r.cpu_ms_per_s,
+                mb(r.rss_bytes)
+            );
+        }
+    }
+
     let modes = report.modes();
     for (format, stream) in modes {
         let rows: Vec<&RateRow> = report
@@ -141,7 +159,88 @@ pub fn render(report: &BenchReport) -> String {
             );
         }
     }
+    scale(report, &mut out);
     out
+}
+
+/// The cluster-scale tables.
+fn scale(report: &BenchReport, out: &mut String) {
+    if !report.convergence.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Cluster scale: convergence and bandwidth against cluster size\n"
+        );
+        let _ = writeln!(
+            out,
+            "| nodes | membership formed | write visible everywhere p50 | p99 | max | 100-write burst: digests equal | idle bandwidth per node | with 10 writes/s |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+        for r in &report.convergence {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} ms | {} | {} |",
+                r.nodes,
+                r.formation.membership_ms,
+                r.write_visible.p50_ms,
+                r.write_visible.p99_ms,
+                r.write_visible.max_ms,
+                r.burst.digests_equal_ms,
+                rate(r.idle.total_bps),
+                rate(r.steady.bandwidth.total_bps),
+            );
+        }
+    }
+    if !report.idle_keys.is_empty() {
+        let _ = writeln!(out, "\n## Idle sync bandwidth against keys held\n");
+        let _ = writeln!(
+            out,
+            "| catalog entries | state size | gossip per node | sync pull per node | total per node |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for r in &report.idle_keys {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                r.keys,
+                mb(r.state_bytes as u64),
+                rate(r.idle.gossip_bps),
+                rate(r.idle.sync_pull_bps),
+                rate(r.idle.total_bps),
+            );
+        }
+    }
+    if !report.update_rates.is_empty() {
+        let _ = writeln!(out, "\n## Sync bandwidth against counter updates\n");
+        let _ = writeln!(
+            out,
+            "| updates/s (cluster) | achieved | sync push per node | total per node | push bytes per update per peer |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for r in &report.update_rates {
+            let n = r.nodes as f64;
+            let per_update = if r.achieved_rate > 0.0 && r.nodes > 1 {
+                // Every update is pushed from its node to each of the others.
+                let cluster_push = r.bandwidth.sync_push_bps * n;
+                format!("{:.0} B", cluster_push / r.achieved_rate / (n - 1.0))
+            } else {
+                "–".into()
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {} | {} |",
+                r.target_rate,
+                r.achieved_rate,
+                rate(r.bandwidth.sync_push_bps),
+                rate(r.bandwidth.total_bps),
+                per_update,
+            );
+        }
+    }
+}
+
+/// Bytes per second, in KB/s.
+fn rate(bytes_per_s: f64) -> String {
+    format!("{:.1} KB/s", bytes_per_s / 1000.0)
 }
 
 fn us(v: u64) -> String {

@@ -11,7 +11,7 @@ use crate::scenarios::BenchReport;
 
 pub use font::{FONT_PATHS, FontError, ensure_font};
 pub use markdown::render as markdown;
-pub use plot::{PlotError, Series, latency_vs_rate, line_plot};
+pub use plot::{PlotError, Series, convergence_vs_size, latency_vs_rate, line_plot};
 
 /// Errors from writing the outputs.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,11 @@ pub fn write(report: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>, ReportErr
         );
         let path = dir.join(name);
         latency_vs_rate(report, format, stream, &path)?;
+        files.push(path);
+    }
+    if !report.convergence.is_empty() {
+        let path = dir.join("convergence-vs-size.png");
+        convergence_vs_size(report, &path)?;
         files.push(path);
     }
     Ok(files)

@@ -104,6 +104,46 @@ pub fn latency_vs_rate(
     )
 }
 
+/// Write visibility (p50 solid, p99 dashed) and burst convergence against cluster size.
+pub fn convergence_vs_size(report: &BenchReport, path: &Path) -> Result<(), PlotError> {
+    let points = |pick: fn(&crate::scale::SizeResult) -> f64| {
+        report
+            .convergence
+            .iter()
+            .map(|r| (r.nodes as f64, pick(r)))
+            .collect()
+    };
+    let series = [
+        Series {
+            name: "write visible on every node, p50".into(),
+            points: points(|r| r.write_visible.p50_ms),
+            dashed: false,
+        },
+        Series {
+            name: "write visible on every node, p99".into(),
+            points: points(|r| r.write_visible.p99_ms),
+            dashed: true,
+        },
+        Series {
+            name: "100-write burst until digests agree".into(),
+            points: points(|r| r.burst.digests_equal_ms),
+            dashed: false,
+        },
+        Series {
+            name: "membership formed".into(),
+            points: points(|r| r.formation.membership_ms),
+            dashed: true,
+        },
+    ];
+    line_plot(
+        "Convergence against cluster size",
+        "nodes",
+        "time (ms, log)",
+        &series,
+        path,
+    )
+}
+
 /// A line plot of `series` (pairs of lines of one colour: a solid one followed by a dashed
 /// one), y on a log scale.
 pub fn line_plot(

@@ -9,8 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::load::{ApiFormat, LoadError};
+use crate::scale::{self, IdleKeysResult, ScaleError, ScaleOptions, SizeResult, UpdateRateResult};
 use crate::targets::{
-    self, Governance, LitellmSetup, MockSettings, StarlingSetup, Target, TargetError, TargetKind,
+    self, Governance, LitellmSetup, MockSettings, PeerCommand, StarlingSetup, Target, TargetError,
+    TargetKind,
 };
 use memory::MemoryRow;
 use rates::RateRow;
@@ -27,6 +29,24 @@ pub enum ScenarioError {
     /// Loading keys for the memory scenario failed.
     #[error("memory scenario: {0}")]
     Memory(String),
+    /// A cluster-scale scenario failed.
+    #[error("cluster-scale scenario: {0}")]
+    Scale(#[from] ScaleError),
+}
+
+/// The cluster-scale scenarios of a run.
+#[derive(Clone, Debug)]
+pub struct ScalePlan {
+    /// Cluster sizes for convergence and bandwidth against size.
+    pub sizes: Vec<usize>,
+    /// Catalog entries for idle bandwidth against keys.
+    pub idle_keys: Vec<usize>,
+    /// Counter updates per second for bandwidth against the rate of change.
+    pub update_rates: Vec<u64>,
+    /// Cluster size of the last two.
+    pub nodes: usize,
+    /// Windows, sample counts, deadlines.
+    pub options: ScaleOptions,
 }
 
 /// Settings shared by every load run.
@@ -49,8 +69,8 @@ pub struct RunSettings {
 pub struct BenchPlan {
     /// The targets of the rate ladder, in order (`direct` is always measured first).
     pub targets: Vec<TargetKind>,
-    /// Operator-supplied gateways: (name, command line).
-    pub commands: Vec<(String, String)>,
+    /// Operator-supplied gateways.
+    pub commands: Vec<PeerCommand>,
     /// The rate ladder, requests per second.
     pub rates: Vec<f64>,
     /// Client APIs to run the ladder in.
@@ -75,10 +95,12 @@ pub struct BenchPlan {
     pub target_cpus: Option<String>,
     /// `governance.usage_durability` of the governed targets.
     pub usage_durability: String,
+    /// The cluster-scale scenarios (`None`: skip).
+    pub scale: Option<ScalePlan>,
 }
 
 /// Everything a bench run measured.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct BenchReport {
     /// The machine and the settings, for the record.
     pub environment: Environment,
@@ -90,6 +112,14 @@ pub struct BenchReport {
     pub max_p99_us: Option<u64>,
     /// Memory against keys loaded.
     pub memory: Vec<MemoryRow>,
+    /// What each target costs with no traffic, measured before its load.
+    pub idle: Vec<IdleRow>,
+    /// Cluster scale: formation, write visibility, burst convergence and bandwidth per size.
+    pub convergence: Vec<SizeResult>,
+    /// Idle sync bandwidth against catalog entries held.
+    pub idle_keys: Vec<IdleKeysResult>,
+    /// Sync bandwidth against counter updates per second.
+    pub update_rates: Vec<UpdateRateResult>,
 }
 
 impl BenchReport {
@@ -103,6 +133,33 @@ impl BenchReport {
         }
         modes
     }
+}
+
+/// A target's cost with no traffic: what its background work (timers, gossip, replication)
+/// takes, and part of every CPU-per-request figure at low rates.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IdleRow {
+    /// Which target.
+    pub target: String,
+    /// CPU time per second of wall time, ms (summed over a cluster's nodes).
+    pub cpu_ms_per_s: f64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+}
+
+/// How long a target's idle cost is measured.
+const IDLE_WINDOW: Duration = Duration::from_secs(3);
+
+/// Measures `target` over [`IDLE_WINDOW`] with no traffic.
+async fn idle(target: &Target) -> Result<IdleRow, ScenarioError> {
+    let before = target.usage().map_err(TargetError::from)?;
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let after = target.usage().map_err(TargetError::from)?;
+    Ok(IdleRow {
+        target: target.kind.label(),
+        cpu_ms_per_s: (after.cpu_us - before.cpu_us) as f64 / 1000.0 / IDLE_WINDOW.as_secs_f64(),
+        rss_bytes: after.rss_bytes,
+    })
 }
 
 /// What the run ran on.
@@ -154,8 +211,23 @@ impl Environment {
     }
 }
 
-/// Runs the plan: the mock, then each target in turn (started, measured, stopped).
+/// Runs the plan: the mock, then each target in turn (started, measured, stopped), then the
+/// cluster-scale scenarios.
 pub async fn run(plan: &BenchPlan, report: &mut BenchReport) -> Result<(), ScenarioError> {
+    if !plan.rates.is_empty() || plan.max_p99_us.is_some() || !plan.memory_keys.is_empty() {
+        run_targets(plan, report).await?;
+    }
+    if let Some(s) = &plan.scale {
+        report.convergence = scale::convergence_vs_size(&s.sizes, &s.options).await?;
+        report.idle_keys = scale::bandwidth_vs_idle_keys(&s.idle_keys, s.nodes, &s.options).await?;
+        report.update_rates =
+            scale::bandwidth_vs_update_rate(&s.update_rates, s.nodes, &s.options).await?;
+    }
+    Ok(())
+}
+
+/// The mock and the gateway targets.
+async fn run_targets(plan: &BenchPlan, report: &mut BenchReport) -> Result<(), ScenarioError> {
     std::fs::create_dir_all(&plan.work).map_err(|source| TargetError::Io {
         path: plan.work.clone(),
         source,
@@ -184,6 +256,7 @@ pub async fn run(plan: &BenchPlan, report: &mut BenchReport) -> Result<(), Scena
         api_key: targets::CLIENT_KEY.to_owned(),
         procs: vec![mock.proc],
     };
+    report.idle.push(idle(&direct).await?);
     let baseline = ladder_all(&direct, plan).await?;
     report.rates.extend(baseline.iter().cloned());
 
@@ -191,7 +264,7 @@ pub async fn run(plan: &BenchPlan, report: &mut BenchReport) -> Result<(), Scena
     kinds.extend(
         plan.commands
             .iter()
-            .map(|(name, _)| TargetKind::Command(name.clone())),
+            .map(|peer| TargetKind::Command(peer.name.clone())),
     );
     for kind in kinds.iter().filter(|k| **k != TargetKind::Direct) {
         let target = match kind {
@@ -209,23 +282,15 @@ pub async fn run(plan: &BenchPlan, report: &mut BenchReport) -> Result<(), Scena
                 tokio::task::block_in_place(|| setup.start(mock_addr))?
             }
             TargetKind::Command(name) => {
-                let line = plan
-                    .commands
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, l)| l.as_str())
-                    .unwrap_or_default();
+                let Some(peer) = plan.commands.iter().find(|p| &p.name == name) else {
+                    continue;
+                };
                 tokio::task::block_in_place(|| {
-                    targets::start_command(
-                        name,
-                        line,
-                        mock_addr,
-                        &plan.work,
-                        plan.target_cpus.as_deref(),
-                    )
+                    targets::start_command(peer, mock_addr, &plan.work, plan.target_cpus.as_deref())
                 })?
             }
         };
+        report.idle.push(idle(&target).await?);
         let mut rows = ladder_all(&target, plan).await?;
         for row in &mut rows {
             if let Some(base) = baseline.iter().find(|b| {

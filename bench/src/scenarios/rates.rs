@@ -63,7 +63,7 @@ pub async fn measure(
         rate,
         warmup: settings.warmup,
         duration: settings.duration,
-        connections: settings.connections,
+        connections: connections_for(settings.connections, stream, rate),
         drain: settings.drain,
     };
     let before = target.usage().map_err(TargetError::from)?;
@@ -82,6 +82,17 @@ pub async fn measure(
         added_ttft: None,
         added_inter_token: None,
     })
+}
+
+/// Streams hold their connection for their whole length, so a rate of streams needs more
+/// connections than the same rate of short requests: enough for streams of up to 100 ms, or
+/// the generator's connection limit, not the target, would set the ceiling.
+fn connections_for(configured: usize, stream: bool, rate: f64) -> usize {
+    if stream {
+        configured.max((rate / 10.0).ceil() as usize)
+    } else {
+        configured
+    }
 }
 
 /// Runs `rates` in order, stopping after the first rate the target does not keep up with.

@@ -215,27 +215,53 @@ pub(crate) fn accepting(addr: SocketAddr) -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
-/// Starts a gateway from an operator's command line. `{port}` in it is replaced by the port
-/// it must listen on (loopback) and `{upstream}` by the mock's `http://host:port`; it is
-/// ready once the port accepts connections.
+/// Another gateway to measure, as the operator describes it.
+#[derive(Clone, Debug)]
+pub struct PeerCommand {
+    /// Its name in reports.
+    pub name: String,
+    /// The command line, run by `sh -c`. `{port}` is replaced by the loopback port it must
+    /// listen on, `{upstream}` by the mock's `http://host:port`, and `{config}` by the path of
+    /// its config file.
+    pub command: String,
+    /// A config file template, with the same placeholders (`{port}`, `{upstream}`), written
+    /// out for the run.
+    pub config: Option<PathBuf>,
+}
+
+/// Starts a gateway from an operator's command line (and config template), in front of
+/// `mock`; it is ready once its port accepts connections. The load uses [`CLIENT_KEY`].
 pub fn start_command(
-    name: &str,
-    command_line: &str,
+    peer: &PeerCommand,
     mock: SocketAddr,
     work: &Path,
     cpus: Option<&str>,
 ) -> Result<Target, TargetError> {
     let port = free_port()?;
-    let line = command_line
-        .replace("{port}", &port.to_string())
-        .replace("{upstream}", &format!("http://{mock}"));
+    let fill = |text: &str| {
+        text.replace("{port}", &port.to_string())
+            .replace("{upstream}", &format!("http://{mock}"))
+    };
+    let mut line = fill(&peer.command);
+    if let Some(template) = &peer.config {
+        let text = std::fs::read_to_string(template).map_err(|source| TargetError::Io {
+            path: template.clone(),
+            source,
+        })?;
+        let file_name = template
+            .file_name()
+            .map_or_else(|| "config".into(), |n| n.to_string_lossy().into_owned());
+        let config = write_file(work, &format!("{}-{file_name}", peer.name), &fill(&text))?;
+        line = line.replace("{config}", &config.display().to_string());
+    }
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(format!("exec {line}"));
-    let mut proc = Proc::spawn(name, &mut cmd, &work.join(format!("{name}.log")), cpus)?;
+    let log = work.join(format!("{}.log", peer.name));
+    let mut proc = Proc::spawn(&peer.name, &mut cmd, &log, cpus)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     proc.wait_ready(Duration::from_secs(120), || accepting(addr).then_some(()))?;
     Ok(Target {
-        kind: TargetKind::Command(name.to_owned()),
+        kind: TargetKind::Command(peer.name.clone()),
         addrs: vec![addr],
         base_path: String::new(),
         api_key: CLIENT_KEY.to_owned(),
