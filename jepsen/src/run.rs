@@ -279,12 +279,7 @@ async fn wait_for_members(clients: &Clients, nodes: usize) -> anyhow::Result<()>
             let live = clients
                 .admin_get(&http, node, "/admin/v1/cluster")
                 .await
-                .and_then(|v| {
-                    v["members"]
-                        .as_array()
-                        .map(|m| m.iter().filter(|m| m["live"] == true).count())
-                })
-                .unwrap_or(0);
+                .map_or(0, |v| starling_bench::targets::live_members(&v));
             all &= live == nodes;
         }
         if all {

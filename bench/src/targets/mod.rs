@@ -210,6 +210,14 @@ pub(crate) fn free_port() -> Result<u16, TargetError> {
         })
 }
 
+/// How many members a node's `GET /admin/v1/cluster` answer lists as live (0 for an answer
+/// without a member list).
+pub fn live_members(cluster_status: &serde_json::Value) -> usize {
+    cluster_status["members"]
+        .as_array()
+        .map_or(0, |m| m.iter().filter(|m| m["live"] == true).count())
+}
+
 /// Whether something accepts TCP connections at `addr`.
 pub(crate) fn accepting(addr: SocketAddr) -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{CLIENT_KEY, Target, TargetError, TargetKind, ready_addr, write_file};
+use super::{CLIENT_KEY, Target, TargetError, TargetKind, live_members, ready_addr, write_file};
 use crate::procs::Proc;
 
 /// The admin token the bench gives its nodes.
@@ -214,12 +214,7 @@ impl Admin {
                 let live = self
                     .get(*addr, "/admin/v1/cluster")
                     .await
-                    .and_then(|v| {
-                        v["members"]
-                            .as_array()
-                            .map(|m| m.iter().filter(|m| m["live"] == true).count())
-                    })
-                    .unwrap_or(0);
+                    .map_or(0, |v| live_members(&v));
                 all &= live == addrs.len();
             }
             if all {
