@@ -33,7 +33,8 @@ pub struct ClusterConfig {
     pub sync_interval: Duration,
     /// Largest replication message accepted, in bytes (full states included).
     pub max_sync_bytes: usize,
-    /// Snapshot the replica after this many logged deltas.
+    /// Snapshot the replica after this many logged deltas, once the log has also grown to half
+    /// the last snapshot's size (so that snapshot cost stays proportional to what is logged).
     pub snapshot_every: u64,
     /// Metadata gossiped for this node (HTTP address, version, readiness, load).
     pub metadata: BTreeMap<String, String>,

@@ -170,6 +170,10 @@ pub(crate) struct Shared<V> {
     pub last_sync: Mutex<BTreeMap<String, Instant>>,
     /// Records appended since the last snapshot.
     pub since_snapshot: AtomicU64,
+    /// Bytes of those records.
+    pub logged_bytes: AtomicU64,
+    /// Size of the last snapshot written (or recovered), bytes.
+    pub snapshot_bytes: AtomicU64,
     /// A snapshot is being written (one at a time).
     pub snapshotting: Arc<AtomicBool>,
     /// The newest version vector each peer (by address) has shown us: in its pull requests
@@ -219,6 +223,8 @@ impl<V: CatalogValue> ClusterNode<V> {
         let (store, identity, recovered) = Store::open(&config.data_dir, node.as_str())?;
         let writer = WriterId::new(node, identity.incarnation);
         let clock = HlcClock::system(writer.clone());
+        let snapshot_bytes = recovered.snapshot.as_ref().map_or(0, |b| b.len() as u64);
+        let logged_bytes: u64 = recovered.records.iter().map(|r| r.len() as u64).sum();
         let mut replica = match recovered.snapshot {
             Some(bytes) => {
                 let state: Delta<V> = codec::decode_kind(&bytes, Kind::Snapshot, usize::MAX)?;
@@ -247,6 +253,8 @@ impl<V: CatalogValue> ClusterNode<V> {
             stats: SyncStats::default(),
             last_sync: Mutex::new(BTreeMap::new()),
             since_snapshot: AtomicU64::new(recovered.records.len() as u64),
+            logged_bytes: AtomicU64::new(logged_bytes),
+            snapshot_bytes: AtomicU64::new(snapshot_bytes),
             snapshotting: Arc::new(AtomicBool::new(false)),
             acked: Mutex::new(BTreeMap::new()),
             observer: Mutex::new(None),
@@ -348,7 +356,7 @@ impl<V: CatalogValue> ClusterNode<V> {
             return Ok(result);
         };
         self.shared.store.append(record.clone()).await?;
-        sync::after_persist(&self.shared);
+        sync::after_persist(&self.shared, record.len());
         sync::push_to_peers(&self.shared, self.live_peers(), &record);
         Ok(result)
     }
@@ -370,7 +378,7 @@ impl<V: CatalogValue> ClusterNode<V> {
             return Ok(result);
         };
         let done = self.shared.store.append_queued(record.clone())?;
-        sync::after_persist(&self.shared);
+        sync::after_persist(&self.shared, record.len());
         let shared = self.shared.clone();
         let live = self.live.clone();
         let self_id = self.writer.node.as_str().to_owned();

@@ -76,7 +76,7 @@ async fn answer<V: CatalogValue>(
                 tracing::error!("cannot persist a rights transfer; not answering: {e}");
                 return;
             }
-            sync::after_persist(shared);
+            sync::after_persist(shared, record.len());
             RightsReply {
                 grant: Some((grant, delta)),
             }

@@ -165,10 +165,11 @@ pub(super) fn merge<V: CatalogValue>(
     };
     match record {
         Some(Ok(bytes)) => {
+            let len = bytes.len();
             if let Err(e) = shared.store.append_nowait(bytes) {
                 tracing::error!("cannot persist a merged delta: {e}");
             }
-            after_persist(shared);
+            after_persist(shared, len);
         }
         Some(Err(e)) => tracing::error!("cannot encode a merged delta: {e}"),
         None => {}
@@ -304,10 +305,17 @@ pub(super) fn push_to_peers<V>(
     }
 }
 
-/// Counts a persisted record and snapshots when enough have accumulated.
-pub(super) fn after_persist<V: CatalogValue>(shared: &Shared<V>) {
+/// Counts a persisted record of `len` bytes and snapshots when enough have accumulated.
+pub(super) fn after_persist<V: CatalogValue>(shared: &Shared<V>, len: usize) {
     let count = shared.since_snapshot.fetch_add(1, Ordering::Relaxed) + 1;
-    if count < shared.config.snapshot_every || shared.snapshotting.swap(true, Ordering::AcqRel) {
+    let logged = shared.logged_bytes.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
+    let due = snapshot_due(
+        count,
+        shared.config.snapshot_every,
+        logged,
+        shared.snapshot_bytes.load(Ordering::Relaxed),
+    );
+    if !due || shared.snapshotting.swap(true, Ordering::AcqRel) {
         return;
     }
     match queue_snapshot(shared) {
@@ -328,6 +336,15 @@ pub(super) fn after_persist<V: CatalogValue>(shared: &Shared<V>) {
     }
 }
 
+/// Whether to snapshot: after `every` records, and once the log since the last snapshot has
+/// grown to half that snapshot's size. A snapshot re-encodes the whole state, so taking one
+/// every `every` records alone would make loading N entries cost O(N²) (a million keys took
+/// minutes per hundred thousand); with the size rule the snapshots' cost stays within twice
+/// the bytes logged, and a recovery replays at most about half a snapshot's worth of log.
+fn snapshot_due(records: u64, every: u64, logged_bytes: u64, last_snapshot_bytes: u64) -> bool {
+    records >= every && logged_bytes >= last_snapshot_bytes / 2
+}
+
 /// Encodes the full state and queues it, under the replica lock: every delta applied before is
 /// in it, and every record queued before it was applied before it, so no acknowledged record
 /// can fall between the snapshot and the logs it replaces.
@@ -335,6 +352,10 @@ fn queue_snapshot<V: CatalogValue>(shared: &Shared<V>) -> Result<SnapshotDone, C
     let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
     let bytes = codec::encode(Kind::Snapshot, &replica.full_state())?;
     shared.since_snapshot.store(0, Ordering::Relaxed);
+    shared.logged_bytes.store(0, Ordering::Relaxed);
+    shared
+        .snapshot_bytes
+        .store(bytes.len() as u64, Ordering::Relaxed);
     Ok(shared.store.queue_snapshot(bytes)?)
 }
 
@@ -347,6 +368,19 @@ pub(super) async fn snapshot<V: CatalogValue>(shared: &Shared<V>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshots_wait_for_the_log_to_grow_with_the_state() {
+        // A small state: every `every` records, as before.
+        assert!(!snapshot_due(9_999, 10_000, 1 << 20, 1_000));
+        assert!(snapshot_due(10_000, 10_000, 1 << 20, 1_000));
+        // A 100 MB state is not re-encoded for 10 000 small records (3 MB of log) ...
+        assert!(!snapshot_due(10_000, 10_000, 3 << 20, 100 << 20));
+        // ... but once the log reaches half its size.
+        assert!(snapshot_due(200_000, 10_000, 50 << 20, 100 << 20));
+        // No snapshot yet: the record count alone decides.
+        assert!(snapshot_due(10_000, 10_000, 0, 0));
+    }
 
     #[test]
     fn anti_entropy_takes_peers_in_turn() {
