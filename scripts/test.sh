@@ -12,10 +12,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 # The bench smoke test and the Jepsen run start the workspace's binaries: build them first.
 cargo build --workspace --bins
+# As root, install what the tests need up front: the fault tests' tools and the font the
+# bench's and the fault tests' plots draw with.
+if [ "$(id -u)" -eq 0 ]; then
+    scripts/jepsen-setup.sh
+fi
 cargo test --workspace
 echo "== Jepsen-style fault tests"
 if [ "$(id -u)" -eq 0 ]; then
-    scripts/jepsen-setup.sh
     # About two minutes of every nemesis and workload on five nodes; fails on any violation.
     target/debug/starling-jepsen run --seed 1 --time-limit 100s --nemesis all --workload all \
         --report target/jepsen/suite
