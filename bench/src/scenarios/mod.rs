@@ -232,7 +232,8 @@ async fn run_targets(plan: &BenchPlan, report: &mut BenchReport) -> Result<(), S
         path: plan.work.clone(),
         source,
     })?;
-    let mock = targets::start_mock(
+    // The baseline: the mock itself. Its process serves every other target too and stops last.
+    let direct = targets::start_mock(
         &plan.bin_dir,
         &plan.work,
         &plan.mock,
@@ -246,16 +247,7 @@ async fn run_targets(plan: &BenchPlan, report: &mut BenchReport) -> Result<(), S
     };
     report.max_p99_us = plan.max_p99_us;
 
-    // The baseline: the mock itself, whose CPU is what the upstream costs. It owns the mock's
-    // process, which serves every other target too and stops last.
-    let mock_addr = mock.addr;
-    let direct = Target {
-        kind: TargetKind::Direct,
-        addrs: vec![mock_addr],
-        base_path: String::new(),
-        api_key: targets::CLIENT_KEY.to_owned(),
-        procs: vec![mock.proc],
-    };
+    let mock_addr = direct.addrs[0];
     report.idle.push(idle(&direct).await?);
     let baseline = ladder_all(&direct, plan).await?;
     report.rates.extend(baseline.iter().cloned());
@@ -266,7 +258,7 @@ async fn run_targets(plan: &BenchPlan, report: &mut BenchReport) -> Result<(), S
             .iter()
             .map(|peer| TargetKind::Command(peer.name.clone())),
     );
-    for kind in kinds.iter().filter(|k| **k != TargetKind::Direct) {
+    for kind in &kinds {
         let target = match kind {
             TargetKind::Direct => continue,
             TargetKind::Starling => starling.start(mock_addr, Governance::Off, 1).await?,

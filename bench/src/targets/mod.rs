@@ -128,14 +128,6 @@ impl Target {
     }
 }
 
-/// The shared mock upstream.
-pub struct Mock {
-    /// Its address.
-    pub addr: SocketAddr,
-    /// Its process (its CPU is the baseline's cost).
-    pub proc: Proc,
-}
-
 /// How the mock answers.
 #[derive(Clone, Debug)]
 pub struct MockSettings {
@@ -147,13 +139,14 @@ pub struct MockSettings {
     pub inter_token_ms: u64,
 }
 
-/// Starts `starling-mock` from `bin_dir`, with its log and ready file in `work`.
+/// Starts `starling-mock` from `bin_dir`, with its log and ready file in `work`, as the
+/// baseline target: its CPU is what the upstream costs.
 pub fn start_mock(
     bin_dir: &Path,
     work: &Path,
     settings: &MockSettings,
     cpus: Option<&str>,
-) -> Result<Mock, TargetError> {
+) -> Result<Target, TargetError> {
     let ready = work.join("mock.ready");
     let _ = std::fs::remove_file(&ready);
     let mut cmd = Command::new(bin_dir.join("starling-mock"));
@@ -174,7 +167,13 @@ pub fn start_mock(
         .env("RUST_LOG", "warn");
     let mut proc = Proc::spawn("mock", &mut cmd, &work.join("mock.log"), cpus)?;
     let addr = proc.wait_ready(Duration::from_secs(30), || ready_addr(&ready, "http"))?;
-    Ok(Mock { addr, proc })
+    Ok(Target {
+        kind: TargetKind::Direct,
+        addrs: vec![addr],
+        base_path: String::new(),
+        api_key: CLIENT_KEY.to_owned(),
+        procs: vec![proc],
+    })
 }
 
 /// The address under `field` in a ready file, once it is there.
@@ -196,13 +195,8 @@ pub(crate) fn write_file(work: &Path, name: &str, contents: &str) -> Result<Path
 /// released before the program binds it, so another process could take it in between; the
 /// program then fails to start, loudly.
 pub(crate) fn free_port() -> Result<u16, TargetError> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| TargetError::Io {
-            path: PathBuf::from("127.0.0.1:0"),
-            source,
-        })?;
-    listener
-        .local_addr()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
         .map(|a| a.port())
         .map_err(|source| TargetError::Io {
             path: PathBuf::from("127.0.0.1:0"),
