@@ -12,8 +12,12 @@ use super::{MAX_RECORD_BYTES, Recovered, StoreError};
 pub(super) const RECORD_HEADER: usize = 8;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"STRLSNAP";
 
-/// Appends `payload`'s frame to `out`.
+/// Appends `payload`'s frame to `out`. Payloads are never empty: an all-zero header (length 0,
+/// and 0 is the CRC-32 of nothing) marks the preallocated tail of a log.
 pub(super) fn frame_record(payload: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    if payload.is_empty() {
+        return Err("empty record".to_owned());
+    }
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|l| (*l as usize) <= MAX_RECORD_BYTES)
@@ -24,12 +28,16 @@ pub(super) fn frame_record(payload: &[u8], out: &mut Vec<u8>) -> Result<(), Stri
     Ok(())
 }
 
-/// Splits a log file's bytes into records, stopping at the first torn or corrupt one.
-/// Returns the records and whether the file ended cleanly.
+/// Splits a log file's bytes into records, stopping at the first torn or corrupt one, or at
+/// the zero-filled tail. Returns the records and whether the file ended cleanly (only zeros
+/// after the last record).
 pub(super) fn parse_records(bytes: &[u8]) -> (Vec<Bytes>, bool) {
     let mut records = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
+        if rest.iter().take(RECORD_HEADER).all(|b| *b == 0) {
+            return (records, rest.iter().all(|b| *b == 0));
+        }
         let Some((header, body)) = rest.split_at_checked(RECORD_HEADER) else {
             return (records, false);
         };

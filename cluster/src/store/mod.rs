@@ -9,7 +9,8 @@
 //! (`append_nowait`), so the request hot path never touches the disk.
 //!
 //! Files: `identity.json` (node id and incarnation), `wal-GEN.log` (records framed as length,
-//! CRC-32, payload), `snapshot-GEN.bin` (one framed payload). A snapshot of generation G holds
+//! CRC-32, payload, in a file zero-filled ahead of them so that a sync never has to grow it; the
+//! first all-zero header ends the log), `snapshot-GEN.bin` (one framed payload). A snapshot of generation G holds
 //! everything in logs before G; recovery loads the newest snapshot and replays the logs from its
 //! generation on. A torn record at the end of a log (a crash mid-write) ends that log's replay;
 //! logs are never appended to after a restart, so a torn tail is never followed by new data.

@@ -13,6 +13,17 @@ fn open(dir: &Path) -> (Store, Identity, Recovered) {
     Store::open(dir, "n1").expect("opens")
 }
 
+/// The bytes of a log up to its preallocated zero tail.
+fn used_log(bytes: &[u8]) -> &[u8] {
+    let mut end = 0;
+    while let Some(header) = bytes.get(end..end + 8)
+        && header != [0u8; 8]
+    {
+        end += 8 + u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    }
+    &bytes[..end]
+}
+
 #[tokio::test]
 async fn appended_records_survive_a_reopen_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -74,7 +85,8 @@ async fn a_torn_tail_ends_replay_and_later_writes_still_recover() {
     let (logs, _) = list(dir.path()).expect("list");
     let path = log_path(dir.path(), logs[0]);
     let bytes = std::fs::read(&path).expect("read");
-    std::fs::write(&path, &bytes[..bytes.len() - 1]).expect("truncate");
+    let used = used_log(&bytes);
+    std::fs::write(&path, &used[..used.len() - 1]).expect("truncate");
     let (store, _, recovered) = open(dir.path());
     assert_eq!(records(&recovered), vec![&b"a"[..], b"b"]);
     store
@@ -102,11 +114,45 @@ async fn a_flipped_bit_is_caught_by_the_checksum() {
     let (logs, _) = list(dir.path()).expect("list");
     let path = log_path(dir.path(), logs[0]);
     let mut bytes = std::fs::read(&path).expect("read");
-    let last = bytes.len() - 1;
+    let last = used_log(&bytes).len() - 1;
     bytes[last] ^= 0x01;
     std::fs::write(&path, &bytes).expect("write");
     let (_, _, recovered) = open(dir.path());
     assert_eq!(records(&recovered), vec![&b"good"[..]]);
+}
+
+#[tokio::test]
+async fn the_log_is_zero_filled_ahead_and_its_tail_ends_replay_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _, _) = open(dir.path());
+    // Enough to need a second preallocation step.
+    let record = Bytes::from(vec![7u8; 64 * 1024]);
+    for _ in 0..20 {
+        store.append(record.clone()).await.expect("append");
+    }
+    // An empty record would read as the zero tail: it is refused, not written.
+    store.append(Bytes::new()).await.expect("acknowledged");
+    store
+        .append(Bytes::from_static(b"last"))
+        .await
+        .expect("append");
+    store.sync().await.expect("sync");
+    drop(store);
+    let (logs, _) = list(dir.path()).expect("list");
+    let bytes = std::fs::read(log_path(dir.path(), logs[0])).expect("read");
+    let used = used_log(&bytes).len();
+    assert_eq!(used, 21 * 8 + 20 * record.len() + 4);
+    assert!(bytes.len() > used, "zeros follow the records");
+    assert!(bytes[used..].iter().all(|b| *b == 0));
+    let (files_records, clean) = super::files::parse_records(&bytes);
+    assert!(clean, "a zero tail is a clean end");
+    assert_eq!(files_records.len(), 21);
+    let (_, _, recovered) = open(dir.path());
+    assert_eq!(recovered.records.len(), 21);
+    assert_eq!(
+        recovered.records.last().map(|r| r.as_ref()),
+        Some(&b"last"[..])
+    );
 }
 
 #[tokio::test]

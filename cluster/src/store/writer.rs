@@ -1,7 +1,7 @@
 //! The writer thread: appends, group commit, snapshots and log rotation.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -12,6 +12,13 @@ use super::files::{frame_record, list, log_path, snapshot_path, sync_dir, write_
 
 /// Most commands folded into one fsync.
 const MAX_BATCH: usize = 4_096;
+
+/// How far ahead of the records the log is zero-filled. Records then overwrite bytes that
+/// already exist, so `fdatasync` writes only data blocks: an append that grows the file makes
+/// every sync commit the file system's journal too (ext4: about 50 % more time per sync, and
+/// a wake-up of the journal thread). The size trades one larger write every so often against
+/// the disk space a rotated log leaves unused.
+const PREALLOCATE_BYTES: u64 = 1 << 20;
 
 type Ack = oneshot::Sender<Result<(), StoreError>>;
 
@@ -27,6 +34,12 @@ struct Writer {
     dir: PathBuf,
     generation: u64,
     log: File,
+    /// Where the next record goes in `log`.
+    offset: u64,
+    /// How much of `log` is zero-filled and synced, from its start.
+    allocated: u64,
+    /// Off after a failed preallocation: records then grow the file as plain appends.
+    preallocating: bool,
     buffer: Vec<u8>,
     failed: Option<StoreError>,
 }
@@ -41,6 +54,9 @@ pub(super) fn spawn(
         log: open_log(&dir, generation)?,
         dir,
         generation,
+        offset: 0,
+        allocated: 0,
+        preallocating: true,
         buffer: Vec::new(),
         failed: None,
     };
@@ -57,6 +73,7 @@ pub(super) fn spawn(
                     }
                 }
                 writer.run_batch(&mut batch);
+                writer.preallocate();
             }
         })
         .map(|_| ())
@@ -65,9 +82,12 @@ pub(super) fn spawn(
 
 fn open_log(dir: &std::path::Path, generation: u64) -> Result<File, StoreError> {
     let path = log_path(dir, generation);
+    // A generation is never reused (recovery starts past the newest), so an existing file
+    // here is a bug that must not be overwritten.
     let file = OpenOptions::new()
-        .create(true)
-        .append(true)
+        .create_new(true)
+        .read(true)
+        .write(true)
         .open(&path)
         .map_err(|e| StoreError::io("open", &path, &e))?;
     sync_dir(dir)?;
@@ -84,7 +104,7 @@ impl Writer {
                     if self.failed.is_none()
                         && let Err(detail) = frame_record(&record, &mut self.buffer)
                     {
-                        tracing::error!("dropping an oversized store record: {detail}");
+                        tracing::error!("dropping a store record: {detail}");
                     }
                     acks.extend(ack);
                 }
@@ -127,13 +147,45 @@ impl Writer {
         }
         let path = log_path(&self.dir, self.generation);
         self.log
-            .write_all(&self.buffer)
+            .write_all_at(&self.buffer, self.offset)
             .map_err(|e| StoreError::io("write", &path, &e))?;
         self.log
             .sync_data()
             .map_err(|e| StoreError::io("fsync", &path, &e))?;
+        self.offset += self.buffer.len() as u64;
+        self.allocated = self.allocated.max(self.offset);
         self.buffer.clear();
         Ok(())
+    }
+
+    /// Zero-fills the log ahead of the records once less than half a step is left. Runs after
+    /// a batch's waiters are answered, so no acknowledgement waits for it.
+    fn preallocate(&mut self) {
+        if !self.preallocating
+            || self.failed.is_some()
+            || self.allocated - self.offset >= PREALLOCATE_BYTES / 2
+        {
+            return;
+        }
+        let path = log_path(&self.dir, self.generation);
+        let zeros = vec![0u8; (self.offset + PREALLOCATE_BYTES - self.allocated) as usize];
+        let result = self
+            .log
+            .write_all_at(&zeros, self.allocated)
+            .map_err(|e| StoreError::io("preallocate", &path, &e))
+            .and_then(|()| {
+                self.log
+                    .sync_data()
+                    .map_err(|e| StoreError::io("fsync", &path, &e))
+            });
+        match result {
+            Ok(()) => self.allocated += zeros.len() as u64,
+            Err(e) => {
+                // Slower syncs, not lost data: the records still land, as appends.
+                tracing::warn!("log preallocation off for this log: {e}");
+                self.preallocating = false;
+            }
+        }
     }
 
     /// Rotates to a new log and writes the snapshot under its generation, which then covers
@@ -142,6 +194,9 @@ impl Writer {
         let next = self.generation + 1;
         self.log = open_log(&self.dir, next)?;
         self.generation = next;
+        self.offset = 0;
+        self.allocated = 0;
+        self.preallocating = true;
         write_snapshot(&self.dir, next, state)?;
         let (logs, snapshots) = list(&self.dir)?;
         for old in logs.into_iter().filter(|g| *g < next) {
