@@ -1,6 +1,7 @@
 //! Processes under test: started with a ready file, watched through `/proc` (CPU time and
 //! peak resident memory), and killed when dropped, so a failed run leaves nothing behind.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,15 +56,24 @@ pub struct Usage {
     pub peak_rss_bytes: u64,
 }
 
+/// A command for `program`, started through `taskset` when `cpus` is given, so that the
+/// pinning holds for every thread the process starts (the process id is the same after
+/// `taskset` execs it).
+pub fn command(program: impl AsRef<OsStr>, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut pinned = Command::new("taskset");
+            pinned.arg("-c").arg(cpus).arg(program);
+            pinned
+        }
+        None => Command::new(program),
+    }
+}
+
 impl Proc {
-    /// Starts `command` with stdout and stderr appended to `log`, pinned to `cpus` when given
-    /// (through `taskset`, so that the pinning holds for every thread it starts).
-    pub fn spawn(
-        name: &str,
-        command: &mut Command,
-        log: &Path,
-        cpus: Option<&str>,
-    ) -> Result<Self, ProcError> {
+    /// Starts `command` (made with [`command`], which pins it) with stdout and stderr
+    /// appended to `log`.
+    pub fn spawn(name: &str, command: &mut Command, log: &Path) -> Result<Self, ProcError> {
         let spawn_error = |source| ProcError::Spawn {
             name: name.to_owned(),
             source,
@@ -74,24 +84,6 @@ impl Proc {
             .open(log)
             .map_err(spawn_error)?;
         let err = out.try_clone().map_err(spawn_error)?;
-        let mut command = match cpus {
-            Some(cpus) => {
-                let mut pinned = Command::new("taskset");
-                pinned.arg("-c").arg(cpus).arg(command.get_program());
-                pinned.args(command.get_args());
-                for (k, v) in command.get_envs() {
-                    match v {
-                        Some(v) => pinned.env(k, v),
-                        None => pinned.env_remove(k),
-                    };
-                }
-                if let Some(dir) = command.get_current_dir() {
-                    pinned.current_dir(dir);
-                }
-                pinned
-            }
-            None => std::mem::replace(command, Command::new("true")),
-        };
         let child = command
             .stdin(Stdio::null())
             .stdout(out)
@@ -204,4 +196,23 @@ pub fn total_usage<'a>(procs: impl IntoIterator<Item = &'a Proc>) -> Result<Usag
 pub fn read_ready_file(path: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pinned process is the program itself, on the given CPU only.
+    #[test]
+    fn a_pinned_command_runs_its_program_on_the_given_cpu() {
+        let out = command("grep", Some("0"))
+            .args(["Cpus_allowed_list", "/proc/self/status"])
+            .output()
+            .expect("runs grep through taskset");
+        assert!(out.status.success(), "{out:?}");
+        let line = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(line.split_whitespace().last(), Some("0"), "{line}");
+        let unpinned = command("true", None).status().expect("runs true");
+        assert!(unpinned.success());
+    }
 }

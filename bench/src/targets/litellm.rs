@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{CLIENT_KEY, Target, TargetError, TargetKind, accepting, free_port, write_file};
 use crate::load::ApiFormat;
-use crate::procs::Proc;
+use crate::procs::{self, Proc};
 
 /// The version measured, pinned so that reruns compare like with like: the newest whose
 /// `[proxy]` extra resolves from the package index (later ones pin `litellm-proxy` or
@@ -35,7 +35,7 @@ impl LitellmSetup {
         self.install()?;
         let config = write_file(&self.work, "litellm.yaml", &config(mock))?;
         let port = free_port()?;
-        let mut cmd = Command::new(self.venv.join("bin/litellm"));
+        let mut cmd = procs::command(self.venv.join("bin/litellm"), self.cpus.as_deref());
         cmd.arg("--config")
             .arg(&config)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -44,12 +44,7 @@ impl LitellmSetup {
             .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             .env("LITELLM_TELEMETRY", "False")
             .env("LITELLM_LOG", "ERROR");
-        let mut proc = Proc::spawn(
-            "litellm",
-            &mut cmd,
-            &self.work.join("litellm.log"),
-            self.cpus.as_deref(),
-        )?;
+        let mut proc = Proc::spawn("litellm", &mut cmd, &self.work.join("litellm.log"))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         proc.wait_ready(Duration::from_secs(180), || accepting(addr).then_some(()))?;
         Ok(Target {

@@ -6,13 +6,12 @@ mod starling;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::load::{ApiFormat, Endpoint, RequestTemplate};
-use crate::procs::{Proc, ProcError, Usage, read_ready_file, total_usage};
+use crate::procs::{self, Proc, ProcError, Usage, read_ready_file, total_usage};
 
 pub use litellm::LitellmSetup;
 pub use starling::{ADMIN_TOKEN, Governance, StarlingSetup};
@@ -149,7 +148,7 @@ pub fn start_mock(
 ) -> Result<Target, TargetError> {
     let ready = work.join("mock.ready");
     let _ = std::fs::remove_file(&ready);
-    let mut cmd = Command::new(bin_dir.join("starling-mock"));
+    let mut cmd = procs::command(bin_dir.join("starling-mock"), cpus);
     cmd.arg("--listen")
         .arg("127.0.0.1:0")
         .arg("--ready-file")
@@ -165,7 +164,7 @@ pub fn start_mock(
         .arg("--ledger-limit")
         .arg("1000")
         .env("RUST_LOG", "warn");
-    let mut proc = Proc::spawn("mock", &mut cmd, &work.join("mock.log"), cpus)?;
+    let mut proc = Proc::spawn("mock", &mut cmd, &work.join("mock.log"))?;
     let addr = proc.wait_ready(Duration::from_secs(30), || ready_addr(&ready, "http"))?;
     Ok(Target {
         kind: TargetKind::Direct,
@@ -256,10 +255,10 @@ pub fn start_command(
         let config = write_file(work, &format!("{}-{file_name}", peer.name), &fill(&text))?;
         line = line.replace("{config}", &config.display().to_string());
     }
-    let mut cmd = Command::new("sh");
+    let mut cmd = procs::command("sh", cpus);
     cmd.arg("-c").arg(format!("exec {line}"));
     let log = work.join(format!("{}.log", peer.name));
-    let mut proc = Proc::spawn(&peer.name, &mut cmd, &log, cpus)?;
+    let mut proc = Proc::spawn(&peer.name, &mut cmd, &log)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     proc.wait_ready(Duration::from_secs(120), || accepting(addr).then_some(()))?;
     Ok(Target {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{CLIENT_KEY, Target, TargetError, TargetKind, live_members, ready_addr, write_file};
-use crate::procs::Proc;
+use crate::procs::{self, Proc};
 
 /// The admin token the bench gives its nodes.
 pub const ADMIN_TOKEN: &str = "bench-admin-token";
@@ -75,7 +75,7 @@ impl StarlingSetup {
             let id = format!("n{}", i + 1);
             let ready = dir.join(format!("{id}.ready"));
             let _ = std::fs::remove_file(&ready);
-            let mut cmd = Command::new(&self.binary);
+            let mut cmd = procs::command(&self.binary, self.cpus.as_deref());
             cmd.arg("serve")
                 .arg("--config")
                 .arg(&config)
@@ -97,7 +97,7 @@ impl StarlingSetup {
                 }
             }
             let log = dir.join(format!("{id}.log"));
-            let mut proc = Proc::spawn(&id, &mut cmd, &log, self.cpus.as_deref())?;
+            let mut proc = Proc::spawn(&id, &mut cmd, &log)?;
             let addr = tokio::task::block_in_place(|| {
                 proc.wait_ready(Duration::from_secs(60), || ready_addr(&ready, "http"))
             })?;
