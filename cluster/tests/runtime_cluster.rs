@@ -246,10 +246,7 @@ async fn tombstones_are_collected_only_after_every_member_acknowledged_them() {
             .all(|n| n.read(|r| r.catalog().tombstones()) == 0)
     })
     .await;
-    assert!(
-        c.running()
-            .all(|n| n.catalog_view().get("doomed").is_none())
-    );
+    assert!(c.running().all(|n| n.catalog_get("doomed").is_none()));
     c.wait_converged().await;
 }
 
@@ -332,7 +329,7 @@ async fn garbage_on_the_sync_channels_is_dropped_and_counted() {
         .await
         .expect("put");
     wait_until("replication after garbage", || async {
-        c.node(1).catalog_view().get("after").is_some()
+        c.node(1).catalog_get("after").is_some()
     })
     .await;
 }
@@ -382,7 +379,7 @@ async fn a_node_restarted_on_its_old_address_rejoins_with_fresh_gossip() {
         .await
         .expect("put");
     wait_until("the write from the restarted node", || async {
-        c.node(0).catalog_view().get("after").is_some()
+        c.node(0).catalog_get("after").is_some()
     })
     .await;
 }
@@ -471,7 +468,7 @@ async fn the_catalog_observer_sees_existing_local_and_remote_changes_in_order() 
         .await
         .expect("put");
     wait_until("the first write on n1", || async {
-        c.node(1).catalog_view().get("pre").is_some()
+        c.node(1).catalog_get("pre").is_some()
     })
     .await;
     type Events = Arc<Mutex<Vec<(String, Option<String>)>>>;
@@ -506,13 +503,13 @@ async fn the_catalog_observer_sees_existing_local_and_remote_changes_in_order() 
         vec![Some("old".to_owned()), None],
         "the delete comes after the entry"
     );
-    // The observer agrees with the view it mirrors.
+    // The observer agrees with the replica it mirrors.
     let mut replayed = std::collections::BTreeMap::new();
     for (id, v) in got {
         replayed.insert(id, v);
     }
     for (id, v) in replayed {
-        assert_eq!(c.node(1).catalog_view().get(&id), v, "{id}");
+        assert_eq!(c.node(1).catalog_get(&id), v, "{id}");
     }
 }
 

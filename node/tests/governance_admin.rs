@@ -100,16 +100,16 @@ impl Node {
     /// The stored key `id`, straight from the replica.
     /// The key as stored and in force: its record, rotated secret and revocation.
     fn stored_key(&self, id: &str) -> model::VirtualKey {
-        let view = self.cluster.catalog_view();
-        let secret = match view.get(&format!("key-secret/{id}")) {
+        let view = |id: &str| self.cluster.catalog_get(id);
+        let secret = match view(&format!("key-secret/{id}")) {
             Some(Entry::KeySecret(s)) => Some(s),
             _ => None,
         };
-        let revoked = match view.get(&format!("key-revoked/{id}")) {
+        let revoked = match view(&format!("key-revoked/{id}")) {
             Some(Entry::KeyRevoked(r)) => Some(r),
             _ => None,
         };
-        match view.get(&format!("key/{id}")) {
+        match view(&format!("key/{id}")) {
             Some(Entry::Key(k)) => k.in_force(secret.as_ref(), revoked.as_ref()),
             other => panic!("key/{id} is {other:?}"),
         }

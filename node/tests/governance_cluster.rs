@@ -183,7 +183,7 @@ impl GatewayCluster {
         };
         self.nodes[0]
             .cluster
-            .catalog_put(&format!("key/{id}"), Entry::Key(key))
+            .catalog_put(&format!("key/{id}"), Entry::Key(key.into()))
             .await
             .expect("put key");
         self.wait("the key reaches every node", |c| {

@@ -186,8 +186,8 @@ impl BenchCluster {
         .await
     }
 
-    /// Waits until every node's live catalog holds `entries` entries (cheap: the lock-free
-    /// view), e.g. before comparing digests of a large load.
+    /// Waits until every node's live catalog holds `entries` entries (cheap: a counter read
+    /// under the replica lock), e.g. before comparing digests of a large load.
     pub(crate) async fn wait_catalog_len(
         &self,
         entries: usize,
@@ -197,7 +197,7 @@ impl BenchCluster {
             let fewest = self
                 .nodes
                 .iter()
-                .map(|n| n.catalog_view().len())
+                .map(|n| n.read(|r| r.catalog().len()))
                 .min()
                 .unwrap_or(0);
             Ok(if fewest == entries {

@@ -67,6 +67,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use litemap::LiteMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -152,6 +154,13 @@ fn merge_max(mine: &mut BTreeMap<WriterId, u64>, theirs: &BTreeMap<WriterId, u64
         *cur = (*cur).max(v);
     }
 }
+
+/// One budget key's rows, by writer. A sorted vector, not a `BTreeMap`: a key has one row per
+/// writer that touched it, usually one or two, and a B-tree's first node reserves room for
+/// eleven (about 1.7 KB per budget period, the largest per-key cost of a governed node's
+/// memory; docs/benchmarks.md). Same order and the same serde map encoding as the `BTreeMap`
+/// it replaces, so digests and snapshots are unchanged.
+type Rows = LiteMap<WriterId, Row>;
 
 /// All rows of one key as shipped.
 pub type RightsItem = (BudgetKey, Vec<(WriterId, Row)>);
@@ -248,7 +257,7 @@ pub enum MintError {
 #[derive(Clone, Debug)]
 pub struct Rights {
     me: WriterId,
-    keys: BTreeMap<BudgetKey, BTreeMap<WriterId, Row>>,
+    keys: BTreeMap<BudgetKey, Rows>,
     floors: Floors,
     ctx: CausalContext,
     recent: DotIndex<BudgetKey>,
@@ -613,8 +622,8 @@ impl Rights {
         if self.ctx.above(vv).is_empty() {
             return RightsItems::default();
         }
-        let missing = |rows: &BTreeMap<WriterId, Row>| rows.iter().any(|(w, r)| vv.get(w) < r.seq);
-        let whole = |(k, rows): (&BudgetKey, &BTreeMap<WriterId, Row>)| {
+        let missing = |rows: &Rows| rows.iter().any(|(w, r)| vv.get(w) < r.seq);
+        let whole = |(k, rows): (&BudgetKey, &Rows)| {
             let rows = rows.iter().map(|(w, r)| (w.clone(), r.clone())).collect();
             (k.clone(), rows)
         };
@@ -712,7 +721,7 @@ impl Rights {
 
 /// `rights(w)` over one key's rows (see the module docs); clamped at 0 for rows a faulty peer
 /// could have made inconsistent.
-fn rights_in(rows: &BTreeMap<WriterId, Row>, w: &WriterId) -> u64 {
+fn rights_in(rows: &Rows, w: &WriterId) -> u64 {
     let own = rows.get(w);
     let mut plus: u128 = own.map_or(0, |r| {
         u128::from(r.minted)
@@ -737,4 +746,42 @@ fn rights_in(rows: &BTreeMap<WriterId, Row>, w: &WriterId) -> u64 {
         }
     }
     u64::try_from(plus.saturating_sub(minus)).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::{Period, PeriodUnit};
+    use crate::hlc::NodeId;
+
+    fn writer(name: &str) -> WriterId {
+        WriterId::new(NodeId::new(name).expect("valid node id"), 1)
+    }
+
+    /// Rows moved from `BTreeMap` to `LiteMap`; their encoding, and so every digest a peer of
+    /// an older version compares with, must not change.
+    #[test]
+    fn rows_encode_as_the_btree_map_they_replace() {
+        let key = BudgetKey::new("key:a", Period::new(PeriodUnit::Month, 600));
+        let mut b = Rights::new(writer("b"));
+        let mut a = Rights::new(writer("a"));
+        b.apply(a.mint(&key, 0, 1_000).expect("mints"));
+        a.apply(b.mint(&key, 1, 500).expect("mints"));
+        a.apply(b.spend(&key, 200).expect("spends"));
+        let rows = a.keys.get(&key).expect("the key has rows");
+        assert_eq!(rows.len(), 2);
+        let as_btree: BTreeMap<BudgetKey, BTreeMap<WriterId, Row>> = a
+            .keys
+            .iter()
+            .map(|(k, rows)| {
+                (
+                    k.clone(),
+                    rows.iter().map(|(w, r)| (w.clone(), r.clone())).collect(),
+                )
+            })
+            .collect();
+        let lite = codec::digest(&(&a.keys, &a.floors, &a.ctx)).expect("encodes");
+        let btree = codec::digest(&(&as_btree, &a.floors, &a.ctx)).expect("encodes");
+        assert_eq!(lite, btree);
+    }
 }

@@ -37,7 +37,6 @@ mod config;
 mod gc;
 mod rights;
 mod sync;
-mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -54,7 +53,6 @@ use tokio::task::JoinHandle;
 
 pub use config::ClusterConfig;
 pub use sync::SyncError;
-pub use view::CatalogView;
 
 use crate::crdt::BudgetKey;
 use crate::transport::Inbound;
@@ -160,8 +158,6 @@ pub struct SyncStats {
 
 pub(crate) struct Shared<V> {
     pub replica: Mutex<Replica<V>>,
-    /// Lock-free mirror of the live catalog, updated under the replica lock.
-    pub view: Arc<CatalogView<V>>,
     pub store: Store,
     pub endpoint: ClusterEndpoint,
     pub stats: SyncStats,
@@ -241,13 +237,8 @@ impl<V: CatalogValue> ClusterNode<V> {
         endpoint_config.max_message_size =
             endpoint_config.max_message_size.max(config.max_sync_bytes);
         let endpoint = ClusterEndpoint::bind(config.listen, &config.credentials, endpoint_config)?;
-        let view = Arc::new(CatalogView::new());
-        for (id, value) in replica.catalog().iter() {
-            view.set(id, Some(value.clone()));
-        }
         let shared = Arc::new(Shared {
             replica: Mutex::new(replica),
-            view,
             store,
             endpoint: endpoint.clone(),
             stats: SyncStats::default(),
@@ -330,9 +321,12 @@ impl<V: CatalogValue> ClusterNode<V> {
         self.shared.endpoint.stats().kind(kind)
     }
 
-    /// The lock-free view of the live catalog, for the request path.
-    pub fn catalog_view(&self) -> Arc<CatalogView<V>> {
-        self.shared.view.clone()
+    /// A copy of the live catalog entry `id`, read under the replica lock. Not for the request
+    /// path: a node mirrors what its requests need through [`Self::set_catalog_observer`] into
+    /// lock-free structures of its own (the gateway's governance index), so a second mirror of
+    /// every entry here would only double the catalog's memory.
+    pub fn catalog_get(&self, id: &str) -> Option<V> {
+        self.read(|r| r.catalog().get(id).cloned())
     }
 
     /// Reads the replica under its lock. Keep `f` short: it blocks writers.
@@ -655,15 +649,14 @@ impl<V: CatalogValue> ClusterNode<V> {
 }
 
 impl<V: Clone + Send + Sync> Shared<V> {
-    /// Mirrors one catalog change into the view and tells the observer (call under the
-    /// replica lock, so both see changes in the order they are applied).
+    /// Tells the observer of one catalog change (call under the replica lock, so that it sees
+    /// changes in the order they are applied).
     pub(crate) fn catalog_changed(
         &self,
         observer: Option<&CatalogObserver<V>>,
         id: &str,
         value: Option<&V>,
     ) {
-        self.view.set(id, value.cloned());
         if let Some(f) = observer {
             f(id, value);
         }

@@ -61,10 +61,7 @@ fn document(entry: Entry) -> Value {
 
 pub(crate) async fn read(State(state): State<AdminState>, Path(id): Path<String>) -> AdminResult {
     let cluster = cluster_of(&state)?;
-    let doc = cluster
-        .catalog_view()
-        .get(&id)
-        .ok_or_else(|| not_found(&id))?;
+    let doc = cluster.catalog_get(&id).ok_or_else(|| not_found(&id))?;
     Ok(axum::Json(json!({"id": id, "value": document(doc)})).into_response())
 }
 

@@ -4,6 +4,8 @@
 //! their own beside the key's record (see [`crate::governance::model::KeySecret`]), so that
 //! no update, wherever it is made, can undo them.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
@@ -70,7 +72,10 @@ pub(crate) async fn create(State(state): State<AdminState>, body: Bytes) -> Admi
             store::account(r, kind, id).is_some()
         })?;
         let id = EntityKind::Key.catalog_id(&key.id);
-        Ok((Change::Put(id, Box::new(Entry::Key(key.clone()))), key))
+        Ok((
+            Change::Put(id, Box::new(Entry::Key(Arc::new(key.clone())))),
+            key,
+        ))
     })
     .await?;
     Ok((
@@ -147,7 +152,10 @@ pub(crate) async fn update(
         })?;
         key.updated_at_ms = now;
         let cid = EntityKind::Key.catalog_id(&id);
-        Ok((Change::Put(cid, Box::new(Entry::Key(key.clone()))), key))
+        Ok((
+            Change::Put(cid, Box::new(Entry::Key(Arc::new(key.clone())))),
+            key,
+        ))
     })
     .await?;
     Ok(axum::Json(render::key(&key)).into_response())

@@ -2,6 +2,8 @@
 //! this node, and makes this node the mint node of the budgets the dead one minted, so that
 //! their next periods are minted again.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::response::IntoResponse;
 use bytes::Bytes;
@@ -36,7 +38,7 @@ pub(crate) async fn reclaim(State(state): State<AdminState>, body: Bytes) -> Adm
             .filter_map(|(id, entry)| {
                 let mut entry = entry.clone();
                 let mint = match &mut entry {
-                    Entry::Key(k) => &mut k.mint_node,
+                    Entry::Key(k) => &mut Arc::make_mut(k).mint_node,
                     Entry::Team(a) | Entry::Customer(a) => &mut a.mint_node,
                     Entry::Doc(_) | Entry::KeySecret(_) | Entry::KeyRevoked(_) => return None,
                 };

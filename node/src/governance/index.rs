@@ -60,8 +60,8 @@ pub struct Governed {
 /// A virtual key as the request path sees it.
 #[derive(Debug)]
 pub struct KeyEntry {
-    /// The stored key.
-    pub key: VirtualKey,
+    /// The key in force (shared with the replica's record unless rotated or revoked).
+    pub key: Arc<VirtualKey>,
     /// Budgets and limits of the key itself.
     pub governed: Governed,
 }
@@ -91,7 +91,7 @@ pub struct Index {
 /// A key's catalog entries as last seen.
 #[derive(Debug, Default)]
 struct KeyParts {
-    record: Option<VirtualKey>,
+    record: Option<Arc<VirtualKey>>,
     secret: Option<KeySecret>,
     revoked: Option<KeyRevoked>,
 }
@@ -204,15 +204,15 @@ impl Index {
             change(p);
             p.record
                 .as_ref()
-                .map(|r| r.in_force(p.secret.as_ref(), p.revoked.as_ref()))
+                .map(|r| VirtualKey::in_force_shared(r, p.secret.as_ref(), p.revoked.as_ref()))
         };
         match in_force {
-            Some(key) => self.put_key(&key, now_ms),
+            Some(key) => self.put_key(key, now_ms),
             None => self.remove_key(id),
         }
     }
 
-    fn put_key(&self, key: &VirtualKey, now_ms: u64) {
+    fn put_key(&self, key: Arc<VirtualKey>, now_ms: u64) {
         let Some(hash) = secret::from_hex(&key.secret_sha256) else {
             tracing::warn!(key = %key.id, "virtual key with a malformed hash ignored");
             return;
@@ -226,12 +226,10 @@ impl Index {
             budgets: self.budget_refs(EntityKind::Key, &key.id, &key.limits, &key.mint_node),
             limiters: self.limiters_for(EntityKind::Key, &key.id, &key.limits, now_ms),
         };
-        let entry = Arc::new(KeyEntry {
-            key: key.clone(),
-            governed,
-        });
+        let id = key.id.clone();
+        let entry = Arc::new(KeyEntry { key, governed });
         // A rotation changes the hash: the old secret must stop working with this change.
-        if let Some(old) = self.hash_by_key_id.pin().insert(key.id.clone(), hash)
+        if let Some(old) = self.hash_by_key_id.pin().insert(id, hash)
             && *old != hash
         {
             self.keys_by_hash.pin().remove(old);
@@ -329,5 +327,54 @@ impl Index {
                 LimitKind::Concurrency,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::model::Metadata;
+
+    fn key(secret_text: &str) -> VirtualKey {
+        VirtualKey {
+            id: "vk_1".into(),
+            name: "one".into(),
+            secret_sha256: secret::to_hex(&secret::hash(secret_text)),
+            secret_hint: secret::hint(secret_text),
+            team: None,
+            customer: None,
+            models: Vec::new(),
+            providers: Vec::new(),
+            limits: Limits::default(),
+            expires_at_ms: None,
+            enabled: true,
+            revoked_at_ms: None,
+            metadata: Metadata::default(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            mint_node: "n1".into(),
+        }
+    }
+
+    /// The index holds the replica's record, not copies of it, until a revocation (or a
+    /// rotation) makes the key in force differ from the record.
+    #[test]
+    fn a_key_in_force_shares_the_catalog_record_until_revoked() {
+        let index = Index::new(1);
+        let record = Entry::Key(Arc::new(key("sk-one")));
+        let Entry::Key(stored) = &record else {
+            unreachable!()
+        };
+        index.apply("key/vk_1", Some(&record), 0);
+        let hash = secret::hash("sk-one");
+        let entry = index.key(&hash).expect("indexed");
+        assert!(Arc::ptr_eq(&entry.key, stored), "no copy of the record");
+
+        let revoked = Entry::KeyRevoked(KeyRevoked { revoked_at_ms: 5 });
+        index.apply("key-revoked/vk_1", Some(&revoked), 5);
+        let entry = index.key(&hash).expect("still indexed, as revoked");
+        assert!(!Arc::ptr_eq(&entry.key, stored));
+        assert_eq!(entry.key.revoked_at_ms, Some(5));
+        assert_eq!(stored.revoked_at_ms, None, "the record itself is untouched");
     }
 }

@@ -7,6 +7,7 @@
 //! milliseconds, so that every replica computes the same thing from the same entry.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use starling_cluster::crdt::{Period, PeriodUnit};
@@ -14,8 +15,10 @@ use starling_cluster::crdt::{Period, PeriodUnit};
 /// A replicated catalog entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Entry {
-    /// A virtual key (its record as created or last updated).
-    Key(VirtualKey),
+    /// A virtual key (its record as created or last updated). Shared, because the replica,
+    /// the index's parts and its entry for the key in force would otherwise each hold a copy
+    /// (about 900 bytes each; docs/benchmarks.md). Serialised as the key itself.
+    Key(Arc<VirtualKey>),
     /// A key's secret since its latest rotation.
     KeySecret(KeySecret),
     /// A key's revocation.
@@ -139,6 +142,20 @@ pub const KEY_REVOKED_PREFIX: &str = "key-revoked/";
 impl VirtualKey {
     /// The key in force: its record, with the secret of its latest rotation and its
     /// revocation, which live in entries of their own.
+    /// [`Self::in_force`] without a copy when there is nothing to apply (the common case: a
+    /// key never rotated nor revoked).
+    pub fn in_force_shared(
+        record: &Arc<Self>,
+        secret: Option<&KeySecret>,
+        revoked: Option<&KeyRevoked>,
+    ) -> Arc<Self> {
+        if secret.is_none() && revoked.is_none() {
+            Arc::clone(record)
+        } else {
+            Arc::new(record.in_force(secret, revoked))
+        }
+    }
+
     pub fn in_force(&self, secret: Option<&KeySecret>, revoked: Option<&KeyRevoked>) -> VirtualKey {
         let mut key = self.clone();
         if let Some(s) = secret {
