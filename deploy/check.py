@@ -425,7 +425,7 @@ def main() -> int:
                 cmd = compose_spec["services"][name]["command"]
                 print_config("compose", cmd + ["--config", str(DEPLOY / "compose" / "starling.toml")], secrets)
         live_node_and_probe(env_file(DEPLOY / "compose" / ".env.example"))
-    print(f"deploy checks: {passed} passed, {len(failures)} failed, {len(skipped)} skipped")
+    print(f"deploy: {passed} passed, {len(failures)} failed, {len(skipped)} skipped")
     for f in failures:
         print(f"  failed: {f}")
     return 1 if failures else 0
