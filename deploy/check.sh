@@ -24,16 +24,6 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 venv="$target/deploy-venv"
-req="$here/requirements.txt"
-stamp="$venv/.requirements.sha256"
-
-want="$(sha256sum "$req" | cut -d' ' -f1)"
-if [[ ! -x "$venv/bin/python" ]]; then
-    python3 -m venv "$venv"
-fi
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-    echo "$want" > "$stamp"
-fi
+"$repo/scripts/venv.sh" "$venv" "$here/requirements.txt"
 export STARLING_BIN_DIR="${STARLING_BIN_DIR:-$target/debug}"
 exec "$venv/bin/python" "$here/check.py" "$@"

@@ -8,6 +8,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use starling_bench::mock::{MockConfig, MockServer};
 
+mod common;
+use common::wait_for;
+
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 const ADMIN: &str = "admin-token-for-tests";
 
@@ -87,20 +90,6 @@ fn start_with_config(
             "{id} never became ready"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

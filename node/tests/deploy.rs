@@ -19,6 +19,9 @@ use starling_bench::targets::{
 };
 use starling_bench::{MockConfig, MockServer};
 
+mod common;
+use common::wait_for;
+
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 
 fn deploy_dir() -> PathBuf {
@@ -193,20 +196,6 @@ fn all_selectors() -> BTreeSet<Selector> {
         .collect()
 }
 
-async fn wait_for<T>(what: &str, secs: u64, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Governed nodes in front of `mock`, with per-budget metrics on (the dashboard's budget
 /// utilisation panel reads them).
 async fn start_nodes(mock: &MockServer, work: &Path, nodes: usize) -> Target {
@@ -334,7 +323,7 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         .await
         .expect("json");
     let limited = limited["key"].as_str().expect("key").to_owned();
-    wait_for("a rate-limit refusal", 30, async || {
+    wait_for("a rate-limit refusal", async || {
         let r = chat(
             &limited,
             json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "again"}]}),
@@ -463,9 +452,14 @@ async fn query(client: &reqwest::Client, prometheus: &str, expr: &str) -> Option
     let url =
         reqwest::Url::parse_with_params(&format!("{prometheus}/api/v1/query"), [("query", expr)])
             .ok()?;
-    let body: Value = client.get(url).send().await.ok()?.json().await.ok()?;
+    let body = get_json(client, url).await?;
     let result = body["data"]["result"].as_array()?;
     result.first()?["value"][1].as_str()?.parse().ok()
+}
+
+/// A GET's JSON answer (None while the server is not answering, or not with JSON).
+async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,15 +496,8 @@ async fn prometheus_scrapes_a_three_node_cluster_with_the_shipped_config_and_rul
     let client = reqwest::Client::new();
 
     // Every node is a healthy target.
-    wait_for("three healthy starling targets", 60, async || {
-        let body: Value = client
-            .get(format!("{base}/api/v1/targets"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+    wait_for("three healthy starling targets", async || {
+        let body = get_json(&client, format!("{base}/api/v1/targets")).await?;
         let up = body["data"]["activeTargets"]
             .as_array()?
             .iter()
@@ -524,7 +511,7 @@ async fn prometheus_scrapes_a_three_node_cluster_with_the_shipped_config_and_rul
     let dashboard = dashboard();
     let up = panel_expr(&dashboard, "Nodes up");
     let members = panel_expr(&dashboard, "Live members (sum over nodes)");
-    wait_for("the dashboard's cluster figures", 30, async || {
+    wait_for("the dashboard's cluster figures", async || {
         let up = query(&client, &base, &up).await?;
         let members = query(&client, &base, &members).await?;
         (up == 3.0 && members == 9.0).then_some(())
@@ -539,14 +526,7 @@ async fn prometheus_scrapes_a_three_node_cluster_with_the_shipped_config_and_rul
         .collect();
     // The rules as Prometheus last evaluated them, and when (the group's lastEvaluation).
     let snapshot = async || -> Option<(String, Vec<Value>)> {
-        let body: Value = client
-            .get(format!("{base}/api/v1/rules"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let body = get_json(&client, format!("{base}/api/v1/rules")).await?;
         let groups = body["data"]["groups"].as_array()?;
         let at = groups.first()?["lastEvaluation"].as_str()?.to_owned();
         let rules = groups
@@ -557,10 +537,10 @@ async fn prometheus_scrapes_a_three_node_cluster_with_the_shipped_config_and_rul
     };
     // The round in progress when the data was seen may have started before it arrived: wait
     // for two more rounds, so the last one surely ran on the cluster's figures.
-    let (mut at, _) = wait_for("the rules", 30, async || snapshot().await).await;
+    let (mut at, _) = wait_for("the rules", async || snapshot().await).await;
     let mut rules = Vec::new();
     for _ in 0..2 {
-        (at, rules) = wait_for("a rule evaluation round", 30, async || {
+        (at, rules) = wait_for("a rule evaluation round", async || {
             snapshot().await.filter(|(next, _)| *next != at)
         })
         .await;
