@@ -20,7 +20,7 @@ use starling_bench::targets::{
 use starling_bench::{MockConfig, MockServer};
 
 mod common;
-use common::wait_for;
+use common::{admin_post, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 
@@ -312,16 +312,13 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     messages.bytes().await.expect("whole stream");
 
     // A rate-limit refusal: a key allowed one request a minute, asked until it refuses.
-    let limited: Value = client
-        .post(format!("http://{node}/admin/v1/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "one-a-minute", "rpm": 1}))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+    let limited = admin_post(
+        &client,
+        format!("http://{node}/admin/v1/keys"),
+        ADMIN_TOKEN,
+        json!({"name": "one-a-minute", "rpm": 1}),
+    )
+    .await;
     let limited = limited["key"].as_str().expect("key").to_owned();
     wait_for("a rate-limit refusal", async || {
         let r = chat(

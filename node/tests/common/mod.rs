@@ -230,3 +230,23 @@ pub async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// POSTs `body` to a node's admin API at `url` with the admin `token`, and returns the JSON
+/// answer (e.g. a created key, whose `key` is its secret).
+pub async fn admin_post(
+    client: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json")
+}
