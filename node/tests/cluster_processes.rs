@@ -8,6 +8,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use starling_bench::mock::{MockConfig, MockServer};
 
+mod common;
+use common::{admin_post, wait_for};
+
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 const ADMIN: &str = "admin-token-for-tests";
 
@@ -87,20 +90,6 @@ fn start_with_config(
             "{id} never became ready"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -305,16 +294,13 @@ async fn a_key_made_on_one_process_works_on_another_and_a_revoke_stops_it_everyw
     let client = reqwest::Client::new();
     wait_for_live_members(&n1, 3).await;
 
-    let created: Value = client
-        .post(format!("{}/admin/v1/keys", n1.http))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "replicated", "rpm": 1000}))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+    let created: Value = admin_post(
+        &client,
+        format!("{}/admin/v1/keys", n1.http),
+        ADMIN,
+        json!({"name": "replicated", "rpm": 1000}),
+    )
+    .await;
     let id = created["id"].as_str().expect("id").to_owned();
     let key = created["key"].as_str().expect("secret").to_owned();
     let chat = |node: &str| {
@@ -381,16 +367,13 @@ async fn a_node_killed_mid_load_and_restarted_never_lets_a_strict_budget_overspe
     let n3 = start_with_config(dir.path(), "n3", &secret, &[&seed], Some(&config));
     wait_for_live_members(&n1, 3).await;
     let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/admin/v1/keys", n1.http))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "crash", "budgets": [{"amount_usd": 0.5, "period": "total"}]}))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+    let created: Value = admin_post(
+        &client,
+        format!("{}/admin/v1/keys", n1.http),
+        ADMIN,
+        json!({"name": "crash", "budgets": [{"amount_usd": 0.5, "period": "total"}]}),
+    )
+    .await;
     let key = created["key"].as_str().expect("secret").to_owned();
     let urls: std::sync::Arc<std::sync::RwLock<Vec<String>>> =
         std::sync::Arc::new(std::sync::RwLock::new(vec![

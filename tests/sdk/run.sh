@@ -12,17 +12,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 venv="${STARLING_SDK_VENV:-$repo/.venv-sdk}"
-req="$here/requirements.txt"
-stamp="$venv/.requirements.sha256"
-
-want="$(sha256sum "$req" | cut -d' ' -f1)"
-if [[ ! -x "$venv/bin/python" ]]; then
-    python3 -m venv "$venv"
-fi
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-    echo "$want" > "$stamp"
-fi
+"$repo/scripts/venv.sh" "$venv" "$here/requirements.txt"
 
 if [[ "${STARLING_SDK_BUILD:-1}" != "0" ]]; then
     (cd "$repo" && cargo build --quiet -p starling-bench --bin starling-mock -p starling --bin starling)

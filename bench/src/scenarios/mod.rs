@@ -244,6 +244,8 @@ async fn run_targets(plan: &BenchPlan, report: &mut BenchReport) -> Result<(), S
         work: plan.work.clone(),
         cpus: plan.target_cpus.clone(),
         usage_durability: plan.usage_durability.clone(),
+        governance_extra: String::new(),
+        extra_config: String::new(),
     };
     report.max_p99_us = plan.max_p99_us;
 

@@ -36,6 +36,11 @@ pub struct StarlingSetup {
     /// `governance.usage_durability` of governed nodes (`acknowledged`, the default, waits
     /// for each response's usage to be on disk; `batched` does not).
     pub usage_durability: String,
+    /// More lines for the `[governance]` table of governed nodes, e.g.
+    /// `per_key_metrics = true` (empty for none).
+    pub governance_extra: String,
+    /// TOML tables appended to every node's config, e.g. `[[models]]` entries (empty for none).
+    pub extra_config: String,
 }
 
 impl StarlingSetup {
@@ -61,7 +66,13 @@ impl StarlingSetup {
         let config = write_file(
             &dir,
             "starling.toml",
-            &config(mock, &provider_key, governance, &self.usage_durability),
+            &(config(
+                mock,
+                &provider_key,
+                governance,
+                &self.usage_durability,
+                &self.governance_extra,
+            ) + &self.extra_config),
         )?;
         let secret = match governance {
             Governance::On => Some(self.keygen()?),
@@ -152,6 +163,7 @@ fn config(
     provider_key: &Path,
     governance: Governance,
     usage_durability: &str,
+    governance_extra: &str,
 ) -> String {
     let (auth, governance) = match governance {
         Governance::Off => (
@@ -160,7 +172,9 @@ fn config(
         ),
         Governance::On => (
             String::new(),
-            format!("[governance]\nusage_durability = \"{usage_durability}\"\n\n"),
+            format!(
+                "[governance]\nusage_durability = \"{usage_durability}\"\n{governance_extra}\n\n"
+            ),
         ),
     };
     let key = provider_key.display();
