@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::api::{ApiError, Endpoint};
-use crate::request_log::{RequestLog, RequestRecord, body_prefix};
+use crate::request_log::{RequestLog, RequestRecord, Rfc3339, body_prefix};
 use crate::telemetry::{AttemptSpan, Finish, RequestSpan};
 use crate::translate::Usage;
 
@@ -212,7 +212,7 @@ impl Trail {
         log.record(RequestRecord {
             id: outcome.request_id.to_owned(),
             time_ms: self.time_ms,
-            time: crate::admin::time::rfc3339(self.time_ms),
+            time: Rfc3339(self.time_ms),
             route: outcome.endpoint.label(),
             model: outcome
                 .model

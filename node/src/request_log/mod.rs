@@ -29,8 +29,8 @@ pub struct RequestRecord {
     pub id: String,
     /// Arrival time, epoch milliseconds.
     pub time_ms: u64,
-    /// Arrival time, RFC 3339 (UTC).
-    pub time: String,
+    /// Arrival time, written as RFC 3339 (UTC).
+    pub time: Rfc3339,
     /// The route's label (`chat_completions`, `messages`, …).
     pub route: &'static str,
     /// The public model that answered (after fallbacks), the resolved model for a request that
@@ -70,6 +70,17 @@ pub struct RequestRecord {
     /// `request_log.bodies` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
+}
+
+/// A time in epoch milliseconds that serialises as RFC 3339: formatted when a record is
+/// written out, not when it is built on the request path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rfc3339(pub u64);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&crate::admin::time::rfc3339(self.0))
+    }
 }
 
 /// The node's request log: the ring and the optional file.
