@@ -187,3 +187,41 @@ pub async fn export_metrics(node: &ClusterNode<CatalogDoc>) {
     gauge!("starling_cluster_state_entries", "kind" => "catalog").set(entries as f64);
     gauge!("starling_cluster_state_entries", "kind" => "counters").set(counters as f64);
 }
+
+/// HELP lines for the cluster metrics [`export_metrics`] records.
+pub(crate) fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_gauge!("starling_cluster_members", "Members known, by state.");
+    describe_gauge!(
+        "starling_cluster_replication_lag_seconds",
+        Unit::Seconds,
+        "Longest time since a live peer last completed an anti-entropy exchange."
+    );
+    describe_counter!(
+        "starling_cluster_sync_rounds_total",
+        "Anti-entropy exchanges, by result."
+    );
+    describe_counter!(
+        "starling_cluster_bytes_sent_total",
+        Unit::Bytes,
+        "Cluster bytes sent, by channel."
+    );
+    describe_counter!(
+        "starling_cluster_bytes_received_total",
+        Unit::Bytes,
+        "Cluster bytes received, by channel."
+    );
+    describe_counter!(
+        "starling_cluster_rejected_peers_total",
+        "Inbound cluster handshakes refused."
+    );
+    describe_counter!(
+        "starling_cluster_malformed_messages_total",
+        "Peer messages dropped as malformed or refused."
+    );
+    describe_counter!(
+        "starling_cluster_tombstones_collected_total",
+        "Deleted catalog entries forgotten after every member acknowledged them."
+    );
+    describe_gauge!("starling_cluster_state_entries", "Replica size, by kind.");
+}

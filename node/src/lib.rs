@@ -6,7 +6,8 @@
 //! resolves models to deployments; [`providers`] talks to upstreams; [`proxy`] runs the request
 //! path; [`translate`] converts between OpenAI and Anthropic formats; [`pricing`] prices usage;
 //! [`metrics`] exports Prometheus metrics; [`cluster`] starts the cluster member from the config;
-//! [`admin`] serves `/admin/v1`; [`governance`] owns virtual keys, budgets and rate limits.
+//! [`admin`] serves `/admin/v1`; [`governance`] owns virtual keys, budgets and rate limits;
+//! [`telemetry`] exports OpenTelemetry traces; [`request_log`] keeps recent request records.
 
 pub mod admin;
 pub mod admission;
@@ -18,6 +19,8 @@ pub mod metrics;
 pub mod pricing;
 pub mod providers;
 pub mod proxy;
+pub mod request_log;
 pub mod routing;
 pub mod server;
+pub mod telemetry;
 pub mod translate;

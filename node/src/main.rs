@@ -283,8 +283,12 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
         ),
         None => None,
     };
-    let server = RunningServer::start_with_admin(gateway, listener, metrics_listener, admin)?;
+    let server =
+        RunningServer::start_with_admin(gateway.clone(), listener, metrics_listener, admin)?;
     tracing::info!(addr = %server.addr, metrics = ?server.metrics_addr, "starling is serving");
+    if let Some(endpoint) = gateway.telemetry.endpoint() {
+        tracing::info!(endpoint, "exporting traces over OTLP/HTTP");
+    }
     if let Some(path) = ready_file {
         server
             .write_ready_file(&path, cluster.as_ref().map(|c| c.local_addr()))
@@ -292,11 +296,45 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
     }
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests for up to {grace:?}");
-    server.shutdown(grace).await;
-    if let Some(cluster) = cluster.and_then(|c| std::sync::Arc::try_unwrap(c).ok()) {
-        cluster.shutdown().await;
+    if let Some(cluster) = &cluster {
+        // Peers (and `starling cluster status`) see this node draining while gossip still
+        // runs during the drain.
+        cluster.set_metadata("ready", "false").await;
     }
+    server.shutdown(grace).await;
+    drain_observability(gateway).await;
+    if let Some(cluster) = cluster {
+        match Arc::try_unwrap(cluster) {
+            Ok(cluster) => {
+                cluster.shutdown().await;
+                tracing::info!("left the cluster");
+            }
+            // A request aborted at the deadline may still hold the gateway for a moment.
+            Err(_) => {
+                tracing::warn!("the cluster member is still in use; exiting without a clean leave")
+            }
+        }
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Writes what the request log has queued and exports the last spans, off the runtime's
+/// workers (both block), then lets go of the gateway so the cluster member can stop.
+async fn drain_observability(gateway: Arc<Gateway>) {
+    let telemetry = gateway.telemetry.clone();
+    let log = gateway.request_log.clone();
+    drop(gateway);
+    let flushed = tokio::task::spawn_blocking(move || {
+        if let Some(log) = log {
+            log.close();
+        }
+        telemetry.shutdown();
+    })
+    .await;
+    if let Err(e) = flushed {
+        tracing::warn!("flushing request logs and traces failed: {e}");
+    }
 }
 
 async fn shutdown_signal() {

@@ -109,4 +109,18 @@ fn describe() {
     describe_counter!(FALLBACKS, "Requests that fell back to another model.");
     describe_counter!(COOLDOWNS, "Deployments put into cooldown.");
     describe_counter!(CLIENT_DISCONNECTS, "Streams cut short by the client.");
+    describe_counter!(
+        crate::request_log::DROPPED,
+        "Request records not written to the request log file, by reason."
+    );
+    describe_counter!(
+        crate::telemetry::EXPORTED_SPANS,
+        "Spans handed to the OTLP collector, by result."
+    );
+    describe_counter!(
+        crate::telemetry::EXPORT_ERRORS,
+        "OTLP trace export requests that failed."
+    );
+    crate::governance::describe_metrics();
+    crate::cluster::describe_metrics();
 }

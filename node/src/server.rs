@@ -57,6 +57,7 @@ pub fn app(
         handle: metrics,
         cluster: admin.cluster.clone(),
     };
+    let logs = crate::admin::log_routes(admin.clone(), gateway.request_log.clone());
     let state = AppState { gateway, metrics };
     let mut router = Router::new();
     for prefix in ["", "/openai", "/anthropic"] {
@@ -102,6 +103,7 @@ pub fn app(
         .fallback(not_found)
         .with_state(state)
         .merge(crate::admin::routes(admin))
+        .merge(logs)
 }
 
 /// The metrics-only app for a separate metrics listener.

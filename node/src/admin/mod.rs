@@ -5,6 +5,8 @@
 //! - governance: virtual keys ([`keys`]), teams and customers ([`accounts`]) and their usage
 //!   ([`usage`]), read from and written to the replicated catalog and counters.
 //!
+//! - recent request records ([`logs`]), from the node's request log.
+//!
 //! Every error has the shape `{"error":{"type","message"}}` ([`error`]); request bodies are
 //! bounded and strict, and errors name the field ([`body`]). See docs/governance.md.
 
@@ -27,11 +29,12 @@ mod catalog;
 mod error;
 mod input;
 mod keys;
+mod logs;
 mod money;
 mod reclaim;
 mod render;
 mod store;
-mod time;
+pub(crate) mod time;
 mod usage;
 
 use error::{AdminError, AdminResult, error};
@@ -100,6 +103,8 @@ pub fn routes(state: AdminState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
 }
+
+pub use logs::routes as log_routes;
 
 /// A listing's page size: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when not given.
 fn page_limit(limit: Option<usize>) -> usize {

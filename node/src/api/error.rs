@@ -199,6 +199,11 @@ impl ApiError {
         self.0.code
     }
 
+    /// A short, bounded name for the error (its code, else its class), for traces and logs.
+    pub fn error_type(&self) -> &'static str {
+        self.0.code.unwrap_or_else(|| self.0.kind.openai_type())
+    }
+
     /// The error class.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind

@@ -5,6 +5,7 @@
 //! Secrets never live in this structure; providers name an environment variable or a file
 //! (see [`secrets`]).
 
+mod observability;
 pub mod secrets;
 mod validate;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use observability::{RequestLogConfig, TracingConfig};
 pub use validate::validate;
 
 /// The embedded default configuration, used when `starling serve` gets no `--config`.
@@ -91,6 +93,12 @@ pub struct Config {
     /// Virtual keys, budgets and rate limits (active when clustering is on).
     #[serde(default)]
     pub governance: GovernanceConfig,
+    /// OpenTelemetry traces over OTLP (off unless an endpoint is set).
+    #[serde(default)]
+    pub tracing: TracingConfig,
+    /// Recent request records: the admin API's ring and optional JSON-lines files.
+    #[serde(default)]
+    pub request_log: RequestLogConfig,
 }
 
 /// When a governed request's usage is made durable (see `governance::usage`).
@@ -511,6 +519,11 @@ impl Config {
         let mut shown = self.clone();
         for key in &mut shown.auth.keys {
             *key = secrets::redact(key);
+        }
+        // Export headers usually carry a vendor's API key. Plain ASCII, so that the output
+        // still loads as a config.
+        for value in shown.tracing.headers.values_mut() {
+            "[redacted]".clone_into(value);
         }
         toml::to_string_pretty(&shown)
     }

@@ -9,6 +9,7 @@ use super::{Config, ConfigError, ProviderConfig, ProviderKind};
 
 /// Validates everything that can be checked without building the router.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    super::observability::validate(&config.tracing, &config.request_log)?;
     let server = &config.server;
     if server.max_body_bytes == 0 {
         return Err(ConfigError::invalid(

@@ -14,8 +14,9 @@ pub const ADMISSIONS: &str = "starling_admissions_total";
 pub const ADMISSION_DURATION: &str = "starling_admission_duration_seconds";
 /// Admissions that found their budget pool short and waited for a refill.
 pub const SLOW_PATH: &str = "starling_budget_refill_waits_total";
-/// Budget rights debited into this node's pools.
-pub const DEBITED: &str = "starling_budget_rights_debited_usd_total";
+/// Budget rights debited into this node's pools, in micro-dollars: a counter counts whole
+/// units, and the figure is kept in micro-dollars throughout (like the cost counter).
+pub const DEBITED: &str = "starling_budget_rights_debited_microdollars_total";
 /// Rights transfers asked of peers, by result.
 pub const TRANSFERS: &str = "starling_budget_rights_transfers_total";
 /// How long rights transfers took.
@@ -32,6 +33,49 @@ pub const BUDGET_SPENT: &str = "starling_budget_spent_usd";
 pub const BUDGET_REMAINING: &str = "starling_budget_remaining_usd";
 /// 1 while this node refuses strict keys because it lost contact with the cluster.
 pub const FAIL_CLOSED: &str = "starling_governance_fail_closed";
+
+/// HELP lines for `/metrics`.
+pub(crate) fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        ADMISSIONS,
+        "Admission decisions for virtual keys, by result."
+    );
+    describe_histogram!(
+        ADMISSION_DURATION,
+        Unit::Seconds,
+        "Time to decide admission."
+    );
+    describe_counter!(
+        SLOW_PATH,
+        "Admissions that waited for a budget pool refill."
+    );
+    describe_counter!(
+        DEBITED,
+        "Strict-budget rights debited into this node's pools, in micro-dollars."
+    );
+    describe_counter!(TRANSFERS, "Budget rights asked of peers, by result.");
+    describe_histogram!(
+        TRANSFER_DURATION,
+        Unit::Seconds,
+        "How long a rights request took."
+    );
+    describe_gauge!(RIGHTS_HELD, "Budget rights this node holds, in USD.");
+    describe_gauge!(
+        RIGHTS_STRANDED,
+        "Budget rights held by members that are not live, in USD."
+    );
+    describe_gauge!(
+        NEAR_EXHAUSTION,
+        "Budgets with 10 % or less left in the current period."
+    );
+    describe_gauge!(BUDGET_SPENT, "Spent in the current period, in USD.");
+    describe_gauge!(BUDGET_REMAINING, "Remaining in the current period, in USD.");
+    describe_gauge!(
+        FAIL_CLOSED,
+        "1 while this node refuses strict keys because it has heard from no peer."
+    );
+}
 
 pub(super) fn admission(result: &'static str, took: Duration) {
     counter!(ADMISSIONS, "result" => result).increment(1);

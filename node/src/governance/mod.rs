@@ -18,6 +18,8 @@ pub mod estimate;
 mod exchange;
 pub mod index;
 mod metrics;
+
+pub(crate) use metrics::describe as describe_metrics;
 pub mod model;
 pub mod permit;
 pub mod ratelimit;

@@ -62,6 +62,17 @@ pub enum UpstreamFailure {
     },
 }
 
+impl UpstreamFailure {
+    /// A short name for the failure (`error.type` in traces).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamFailure::Connect { .. } => "connect_error",
+            UpstreamFailure::Timeout { .. } => "timeout",
+            UpstreamFailure::Broken { .. } => "connection_broken",
+        }
+    }
+}
+
 /// A configured provider, ready to send requests.
 pub struct Provider {
     /// Unique name from the config.
@@ -74,6 +85,8 @@ pub struct Provider {
     pub patterns: Vec<String>,
     /// Upstream timeouts.
     pub timeouts: TimeoutConfig,
+    /// Its `gen_ai.provider.name` for traces.
+    pub genai_name: &'static str,
     base_url: String,
     api_key: Option<Secret>,
     api_version: Option<String>,
@@ -143,12 +156,18 @@ impl Provider {
             wire,
             patterns: config.models.clone(),
             timeouts: config.timeouts,
+            genai_name: crate::telemetry::genai::provider_name(config.kind, config.preset),
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             api_version: config.api_version.clone(),
             extra_headers,
             client,
         })
+    }
+
+    /// The base URL requests go to (empty for the demo provider).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     /// Whether a pattern of this provider matches `model`.
@@ -179,7 +198,8 @@ impl Provider {
     }
 
     /// Sends `body` to `endpoint` and waits for the response headers, within the first-byte
-    /// timeout. The body is left unread.
+    /// timeout. The body is left unread. `trace_headers` (W3C trace context, empty when
+    /// tracing is off) go along.
     pub async fn send(
         &self,
         endpoint: Endpoint,
@@ -187,6 +207,7 @@ impl Provider {
         body: Bytes,
         client_headers: &HeaderMap,
         request_id: &str,
+        trace_headers: &HeaderMap,
     ) -> Result<UpstreamResponse, UpstreamFailure> {
         if self.kind == ProviderKind::Demo {
             return Ok(demo::respond(endpoint, model, &body));
@@ -194,7 +215,11 @@ impl Provider {
         let mut request = self
             .client
             .post(self.url(endpoint, model))
-            .headers(self.extra_headers.clone())
+            .headers(self.extra_headers.clone());
+        if !trace_headers.is_empty() {
+            request = request.headers(trace_headers.clone());
+        }
+        let mut request = request
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-starling-request-id", request_id)
             .body(body);

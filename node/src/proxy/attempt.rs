@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::prepare::{Prepared, prepare};
 use super::settle::{InFlight, Settlement};
+use super::trail::Trail;
 use super::{Gateway, RequestCtx, complete, count_tokens, stream};
 use crate::admission::Permit;
 use crate::api::{ApiError, Endpoint, ErrorKind};
@@ -41,6 +42,13 @@ pub(super) enum Failure {
 }
 
 impl Failure {
+    /// The error the client would get.
+    pub fn error(&self) -> &ApiError {
+        match self {
+            Failure::Retryable { error, .. } | Failure::Fatal(error) => error,
+        }
+    }
+
     pub fn from_upstream(failure: &UpstreamFailure) -> Self {
         let kind = match failure {
             UpstreamFailure::Timeout { .. } => ErrorKind::Timeout,
@@ -62,6 +70,13 @@ pub(super) struct Success<'a> {
     pub deadline: Instant,
 }
 
+/// The client's request body: its bytes as they arrived (or as admission rewrote them) and
+/// parsed.
+pub(super) struct Payload {
+    pub raw: Bytes,
+    pub body: Value,
+}
+
 /// Runs attempts until one succeeds or every candidate is exhausted. A request that ends
 /// without a usable answer gives its reservations back, unless an attempt may have been
 /// billed (a timeout or a broken connection after sending): then they count as spent.
@@ -69,48 +84,47 @@ pub(super) async fn run(
     gw: &Arc<Gateway>,
     ctx: RequestCtx,
     route: Arc<ModelRoute>,
-    raw: Bytes,
-    body: Value,
+    payload: Payload,
     permit: Permit,
     in_flight: InFlight,
+    trail: &mut Trail,
 ) -> Result<Response, ApiError> {
-    let mut permit = Some(permit);
-    let mut maybe_billed = false;
-    let result = run_attempts(
-        gw,
-        ctx,
-        route,
-        raw,
-        body,
-        &mut permit,
-        in_flight,
-        &mut maybe_billed,
-    )
-    .await;
-    if let Some(permit) = permit.take()
-        && !maybe_billed
+    let mut state = Loop {
+        permit: Some(permit),
+        in_flight: Some(in_flight),
+        maybe_billed: false,
+        trail,
+    };
+    let result = run_attempts(gw, ctx, route, payload, &mut state).await;
+    if let Some(permit) = state.permit.take()
+        && !state.maybe_billed
     {
         permit.release_unbilled();
     }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the attempt loop hands on to the request that settles, or gives back.
+struct Loop<'a> {
+    permit: Option<Permit>,
+    in_flight: Option<InFlight>,
+    /// An attempt may have been billed by the upstream (see [`run`]).
+    maybe_billed: bool,
+    trail: &'a mut Trail,
+}
+
 async fn run_attempts(
     gw: &Arc<Gateway>,
     ctx: RequestCtx,
     route: Arc<ModelRoute>,
-    raw: Bytes,
-    body: Value,
-    permit: &mut Option<Permit>,
-    in_flight: InFlight,
-    maybe_billed: &mut bool,
+    payload: Payload,
+    state: &mut Loop<'_>,
 ) -> Result<Response, ApiError> {
+    let Payload { raw, body } = payload;
     let settings = &gw.router.settings;
     let mut waited = Duration::ZERO;
     let mut last_error: Option<ApiError> = None;
     let mut current = route.clone();
-    let mut in_flight = Some(in_flight);
     let candidates = route.fallbacks.len() + 1;
     for candidate in 0..candidates {
         if candidate > 0 {
@@ -164,16 +178,28 @@ async fn run_attempts(
             let attempt_started = Instant::now();
             let deadline =
                 attempt_started + Duration::from_millis(deployment.provider.timeouts.total_ms);
-            let sent = deployment
-                .provider
+            state.trail.attempts += 1;
+            let provider = &deployment.provider;
+            let span = state.trail.span.attempt(
+                state.trail.attempts,
+                &provider.name,
+                provider.genai_name,
+                &deployment.upstream_model,
+                provider.base_url(),
+            );
+            let sent = provider
                 .send(
                     prepared.endpoint,
                     &deployment.upstream_model,
                     prepared.body.clone(),
                     &ctx.headers,
                     &ctx.id,
+                    span.headers(),
                 )
                 .await;
+            if let Ok(response) = &sent {
+                span.status(response.status.as_u16());
+            }
             let failure = match sent {
                 Ok(response) if response.status.is_success() => {
                     let success = Success {
@@ -195,25 +221,31 @@ async fn run_attempts(
                     match result {
                         Ok(ready) => {
                             deployment.cooldown.clear();
-                            let (Some(permit), Some(in_flight)) = (permit.take(), in_flight.take())
+                            let (Some(permit), Some(in_flight)) =
+                                (state.permit.take(), state.in_flight.take())
                             else {
                                 return Err(ApiError::new(
                                     ErrorKind::Internal,
                                     "request settled twice",
                                 ));
                             };
+                            // The answering attempt's span ends with the request.
+                            state.trail.attempt_span = Some(span);
                             let settlement = Settlement::new(
                                 &ctx,
                                 current.name.clone(),
                                 deployment,
                                 permit,
                                 in_flight,
+                                std::mem::take(state.trail),
                             );
                             return Ok(ready.into_response(&ctx, settlement).await);
                         }
                         Err(failure) => {
                             // The upstream accepted the request; it may bill what it began.
-                            *maybe_billed = true;
+                            state.maybe_billed = true;
+                            let error = failure.error();
+                            span.fail(error.error_type(), error.message());
                             failure
                         }
                     }
@@ -223,11 +255,13 @@ async fn run_attempts(
                 }
                 Err(failure) => {
                     if !matches!(failure, crate::providers::UpstreamFailure::Connect { .. }) {
-                        *maybe_billed = true;
+                        state.maybe_billed = true;
                     }
+                    span.fail(failure.kind(), &failure.to_string());
                     Failure::from_upstream(&failure)
                 }
             };
+            drop(span);
             waited += attempt_started.elapsed();
             let (error, retry_after) = match failure {
                 Failure::Fatal(error) => return Err(error),

@@ -29,6 +29,8 @@ pub(super) struct Completed {
     provider: Arc<str>,
     model: String,
     upstream_wait: Duration,
+    /// Collected only when tracing is on.
+    finish_reasons: Vec<String>,
 }
 
 /// Reads and converts the upstream body.
@@ -81,6 +83,11 @@ pub(super) async fn read(
         ApiFormat::Anthropic => translate::usage_from_anthropic(&parsed),
     }
     .unwrap_or_default();
+    let finish_reasons = if gw.telemetry.is_on() {
+        super::trail::finish_reasons(&parsed)
+    } else {
+        Vec::new()
+    };
     let converted = match success.prepared.translation {
         Translation::None => Ok(None),
         Translation::ChatViaMessages => {
@@ -106,6 +113,7 @@ pub(super) async fn read(
         provider,
         model: success.route.name.clone(),
         upstream_wait: waited + upstream_time,
+        finish_reasons,
     })
 }
 
@@ -117,6 +125,8 @@ impl Completed {
         ctx: &RequestCtx,
         mut settlement: Settlement,
     ) -> Response {
+        settlement.trail.finish_reasons = self.finish_reasons;
+        settlement.trail.capture_body(&self.body);
         let (cost, receipt) = settlement.settle(&self.usage, 200, Ending::Completed);
         if let Some(receipt) = receipt {
             receipt.durable().await;

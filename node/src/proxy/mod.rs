@@ -7,6 +7,7 @@ mod count_tokens;
 mod prepare;
 mod settle;
 mod stream;
+mod trail;
 
 use std::sync::Arc;
 
@@ -26,7 +27,10 @@ use crate::governance::estimate::{Tokenizer, tokenizer_for};
 use crate::governance::{AdmitRequest, ReservePrice};
 use crate::pricing::PriceTable;
 use crate::providers::Provider;
+use crate::request_log::RequestLog;
 use crate::routing::{ModelRoute, Router};
+use crate::telemetry::Telemetry;
+use trail::{Failure, Outcome, Trail};
 
 pub use settle::{InFlight, in_flight_now};
 
@@ -60,6 +64,10 @@ pub struct Gateway {
     pub admission: Admission,
     /// Set when the node is shutting down: `/readyz` fails so load balancers move away.
     pub draining: std::sync::atomic::AtomicBool,
+    /// OpenTelemetry traces (off unless configured).
+    pub telemetry: Telemetry,
+    /// Recent request records, when `[request_log]` keeps any.
+    pub request_log: Option<Arc<RequestLog>>,
 }
 
 /// Per-request facts the stages below share.
@@ -107,11 +115,21 @@ impl Gateway {
             .map_err(|e| ConfigError::invalid("pricing", e.to_string()))?;
         let router = Router::build(&config, providers, prices)?;
         let admission = Admission::with_static_keys(&config.auth.keys);
+        let telemetry = Telemetry::from_config(&config.tracing)
+            .map_err(|e| ConfigError::invalid("tracing", e.to_string()))?;
+        let request_log = RequestLog::from_config(&config.request_log).map_err(|e| {
+            ConfigError::invalid(
+                "request_log.file",
+                format!("cannot open the request log: {e}"),
+            )
+        })?;
         Ok(Self {
             config: Arc::new(config),
             router,
             admission,
             draining: std::sync::atomic::AtomicBool::new(false),
+            telemetry,
+            request_log,
         })
     }
 
@@ -120,15 +138,35 @@ impl Gateway {
         let started = Instant::now();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let in_flight = InFlight::enter(endpoint);
-        let mut model = None;
+        let mut trail = Trail::start(
+            &self.telemetry,
+            self.request_log.as_ref(),
+            endpoint,
+            request.uri().path(),
+            request.headers(),
+        );
         let served = self
-            .serve(endpoint, request, started, &id, in_flight, &mut model)
+            .serve(endpoint, request, started, &id, in_flight, &mut trail)
             .await;
         let mut response = match served {
-            Ok(response) => response,
+            Ok(response) => {
+                // Answers that settle nothing (a local token count) end here.
+                if trail.is_open() {
+                    let status = response.status().as_u16();
+                    trail.finish(&Outcome::unsettled(&id, endpoint, started, status, None));
+                }
+                response
+            }
             Err(error) => {
-                settle::record_rejection(endpoint, model.as_deref(), &error, started);
+                settle::record_rejection(endpoint, trail.model.as_deref(), &error, started);
                 tracing::debug!(request_id = %id, status = %error.status(), "request failed: {}", error.message());
+                trail.finish(&Outcome::unsettled(
+                    &id,
+                    endpoint,
+                    started,
+                    error.status().as_u16(),
+                    Some(Failure::Api(&error)),
+                ));
                 error.into_response_in(endpoint.format())
             }
         };
@@ -145,17 +183,22 @@ impl Gateway {
         started: Instant,
         id: &str,
         in_flight: InFlight,
-        model: &mut Option<String>,
+        trail: &mut Trail,
     ) -> Result<Response, ApiError> {
         let (parts, body) = request.into_parts();
         let principal = self.admission.authenticate(&parts.headers)?;
+        let key_id = principal.virtual_key.as_ref().map(|k| k.key.id.as_str());
+        trail.set_identity(id, key_id);
         let server = &self.config.server;
         let mut raw = request::read_body(body, &parts.headers, server.max_body_bytes).await?;
         let mut object = request::parse_json_object(&raw, server.max_json_depth)?;
         let meta = validate(endpoint, &object)?;
+        trail.set_request(&meta.model, meta.max_tokens, meta.stream, &raw);
         let route = self.router.resolve(&meta.model)?;
         // From here on, failures are labelled with the resolved (bounded) model name.
-        *model = Some(route.name.clone());
+        trail.model = Some(route.name.clone());
+        let admission = trail.span.child("starling.admission");
+        admission.set_bool("starling.governed", principal.virtual_key.is_some());
         let (permit, allowed_providers) =
             match (&principal.virtual_key, self.admission.governance()) {
                 (Some(key), Some(governance)) => {
@@ -178,7 +221,8 @@ impl Gateway {
                                 body: &mut object,
                             },
                         )
-                        .await?;
+                        .await
+                        .inspect_err(|e| admission.fail(e.error_type(), e.message()))?;
                     if admitted.body_changed {
                         raw = Bytes::from(serde_json::to_vec(&object).map_err(|e| {
                             ApiError::new(
@@ -194,6 +238,7 @@ impl Gateway {
                 }
                 _ => (Permit::unlimited(), Vec::new()),
             };
+        drop(admission);
         let limit_headers = permit.headers().cloned();
         let ctx = RequestCtx {
             id: id.to_owned(),
@@ -204,7 +249,16 @@ impl Gateway {
             allowed_providers,
         };
         let body = serde_json::Value::Object(object);
-        let mut response = attempt::run(self, ctx, route, raw, body, permit, in_flight).await?;
+        let mut response = attempt::run(
+            self,
+            ctx,
+            route,
+            attempt::Payload { raw, body },
+            permit,
+            in_flight,
+            trail,
+        )
+        .await?;
         if let Some(extra) = limit_headers {
             response.headers_mut().extend(extra);
         }

@@ -9,6 +9,7 @@ use metrics::{counter, gauge, histogram};
 use tokio::time::Instant;
 
 use super::RequestCtx;
+use super::trail::{Failure, Outcome, Trail};
 use crate::admission::Permit;
 use crate::api::{ApiError, Endpoint};
 use crate::governance::usage::UsageReceipt;
@@ -67,6 +68,11 @@ pub(crate) struct Settlement {
     pub price: ModelPrice,
     pub started: Instant,
     pub request_id: String,
+    /// The span and record of the request, ended here.
+    pub trail: Trail,
+    genai_provider: &'static str,
+    /// The provider's model name, kept only when the trail records it.
+    upstream_model: Option<String>,
     permit: Option<Permit>,
     _in_flight: InFlight,
 }
@@ -78,6 +84,7 @@ impl Settlement {
         deployment: &Deployment,
         permit: Permit,
         in_flight: InFlight,
+        trail: Trail,
     ) -> Self {
         Self {
             endpoint: ctx.endpoint,
@@ -86,6 +93,11 @@ impl Settlement {
             price: deployment.price,
             started: ctx.started,
             request_id: ctx.id.clone(),
+            genai_provider: deployment.provider.genai_name,
+            upstream_model: trail
+                .is_recording()
+                .then(|| deployment.upstream_model.clone()),
+            trail,
             permit: Some(permit),
             _in_flight: in_flight,
         }
@@ -107,6 +119,7 @@ impl Settlement {
         let Some(permit) = self.permit.take() else {
             return (0, None);
         };
+        let span = self.trail.span.child("starling.settlement");
         let cost = self.cost_micros(usage);
         let receipt = if ending == Ending::Completed {
             permit.settle(usage, cost)
@@ -148,6 +161,30 @@ impl Settlement {
             duration_ms = self.started.elapsed().as_millis() as u64,
             "request settled"
         );
+        drop(span);
+        let error = match ending {
+            Ending::Completed => None,
+            Ending::ClientGone => Some(Failure::Stream(
+                "client_disconnected",
+                "the client went away mid-stream",
+            )),
+            Ending::UpstreamFailed => Some(Failure::Stream(
+                "upstream_stream_error",
+                "the upstream failed after the stream started",
+            )),
+        };
+        self.trail.finish(&Outcome {
+            request_id: &self.request_id,
+            endpoint: self.endpoint,
+            started: self.started,
+            status,
+            model: Some(&self.model),
+            provider: Some((&self.provider, self.genai_provider)),
+            response_model: self.upstream_model.as_deref(),
+            usage: Some(usage),
+            cost_micros: cost,
+            error,
+        });
         (cost, receipt)
     }
 }

@@ -73,6 +73,9 @@ struct Pump {
     provider: Arc<str>,
     attempt_started: Instant,
     settlement: Option<Settlement>,
+    /// Collect finish reasons (tracing is on).
+    want_reasons: bool,
+    finish_reasons: Vec<String>,
 }
 
 /// A stream whose first events have arrived.
@@ -117,6 +120,8 @@ pub(super) async fn prime(
         provider: provider.name.clone(),
         attempt_started,
         settlement: None,
+        want_reasons: false,
+        finish_reasons: Vec::new(),
     };
     let first_byte = Duration::from_millis(provider.timeouts.first_byte_ms);
     let primed = tokio::time::timeout(first_byte, pump.fill()).await;
@@ -153,6 +158,7 @@ impl Primed {
         histogram!(m::TIME_TO_FIRST_TOKEN, "model" => self.model.clone(), "provider" => self.pump.provider.to_string())
             .record(ctx.started.elapsed().as_secs_f64());
         let provider = self.pump.provider.clone();
+        self.pump.want_reasons = settlement.trail.span.is_on();
         self.pump.settlement = Some(settlement);
         let body = futures::stream::unfold(self.pump, |mut pump| async move {
             pump.next_frame()
@@ -187,6 +193,9 @@ impl Pump {
                 receipt.durable().await;
             }
             if let Some(frame) = self.pending.pop_front() {
+                if let Some(settlement) = &mut self.settlement {
+                    settlement.trail.capture_body(&frame);
+                }
                 return Some(frame);
             }
             if self.closed {
@@ -277,6 +286,11 @@ impl Pump {
         let protocol = |e: translate::TranslateError| PumpError::Protocol(e.to_string());
         match &mut self.mode {
             Mode::PassOpenAi { strip_usage_chunk } => {
+                if self.want_reasons
+                    && let Some(reason) = super::trail::chunk_finish_reason(&event.data)
+                {
+                    self.finish_reasons.push(reason.to_owned());
+                }
                 if event.data.trim() == "[DONE]" {
                     self.finished = true;
                 } else if let Some(chunk) = parse_if_has_usage(&event.data) {
@@ -298,6 +312,12 @@ impl Pump {
                     Some("message_start" | "message_delta") => {
                         if let Ok(value) = serde_json::from_str::<Value>(&event.data) {
                             translate::merge_anthropic_stream_usage(&mut self.usage, &value);
+                            if self.want_reasons
+                                && let Some(reason) =
+                                    value.pointer("/delta/stop_reason").and_then(Value::as_str)
+                            {
+                                self.finish_reasons.push(reason.to_owned());
+                            }
                         }
                     }
                     Some("message_stop" | "error") => self.finished = true,
@@ -323,6 +343,7 @@ impl Pump {
 
     fn settle(&mut self, ending: Ending) -> Option<UsageReceipt> {
         let mut settlement = self.settlement.take()?;
+        settlement.trail.finish_reasons = std::mem::take(&mut self.finish_reasons);
         histogram!(m::UPSTREAM_DURATION, "provider" => self.provider.to_string())
             .record(self.attempt_started.elapsed().as_secs_f64());
         settlement.settle(&self.usage(), 200, ending).1

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use starling::admin::AdminState;
 use starling::config::Config;
+use starling::config::secrets::Secret;
 use starling::proxy::Gateway;
 use starling::server::RunningServer;
 use starling_bench::{LedgerEntry, MockConfig, MockServer};
@@ -14,6 +16,8 @@ use tokio::net::TcpListener;
 
 /// The client key every test config accepts.
 pub const KEY: &str = "sk-starling-test";
+/// The admin token of every harness gateway.
+pub const ADMIN: &str = "admin-starling-test";
 
 /// A mock provider plus a gateway in front of it.
 pub struct Harness {
@@ -100,7 +104,12 @@ impl Harness {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind gateway");
-        let server = RunningServer::start(gateway, listener, None).expect("gateway starts");
+        let admin = AdminState {
+            token: Some(Secret::new(ADMIN)),
+            cluster: None,
+        };
+        let server = RunningServer::start_with_admin(gateway, listener, None, admin)
+            .expect("gateway starts");
         let base = format!("http://{}", server.addr);
         Self {
             mock,
@@ -120,6 +129,19 @@ impl Harness {
             .send()
             .await
             .expect("gateway answers")
+    }
+
+    /// GETs an admin API path with the admin token, as JSON.
+    pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("admin answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
     }
 
     /// The gateway's `/metrics` text.
