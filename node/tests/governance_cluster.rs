@@ -13,9 +13,7 @@ use serde_json::json;
 use starling::admin::AdminState;
 use starling::cluster::Cluster;
 use starling::config::Config;
-use starling::governance::model::{
-    Budget, BudgetMode, BudgetPeriod, Entry, Limits, Metadata, VirtualKey,
-};
+use starling::governance::model::{Budget, BudgetMode, BudgetPeriod, Entry, Limits, VirtualKey};
 use starling::governance::secret;
 use starling::proxy::Gateway;
 use starling::server::RunningServer;
@@ -164,22 +162,16 @@ impl GatewayCluster {
     async fn put_key(&self, id: &str, limits: Limits, expires_at_ms: Option<u64>) -> String {
         let secret_text = secret::generate();
         let key = VirtualKey {
-            id: id.into(),
             name: "load".into(),
-            secret_sha256: secret::to_hex(&secret::hash(&secret_text)),
-            secret_hint: secret::hint(&secret_text),
-            team: None,
-            customer: None,
-            models: Vec::new(),
-            providers: Vec::new(),
             limits,
             expires_at_ms,
-            enabled: true,
-            revoked_at_ms: None,
-            metadata: Metadata::default(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            mint_node: "n0".into(),
+            ..VirtualKey::new(
+                id.into(),
+                secret::to_hex(&secret::hash(&secret_text)),
+                secret::hint(&secret_text),
+                "n0".into(),
+                0,
+            )
         };
         self.nodes[0]
             .cluster

@@ -500,7 +500,7 @@ impl<V: CatalogValue> ClusterNode<V> {
         self.shared.last_heard()
     }
 
-    /// Calls `f` for every change of the live catalog view: `(id, Some(value))` for an entry
+    /// Calls `f` for every change of the live catalog: `(id, Some(value))` for an entry
     /// written, `(id, None)` for one deleted, from local mutations and merged deltas alike,
     /// under the replica lock and in the order the changes are applied. On registration, `f`
     /// is first called once for every live entry, under the same lock, so no change is missed

@@ -20,8 +20,7 @@ use super::store::{self, Change};
 use super::time::now_ms;
 use super::{AdminState, body, cluster_of, page_limit, render};
 use crate::governance::model::{
-    EntityKind, Entry, KEY_REVOKED_PREFIX, KEY_SECRET_PREFIX, KeyRevoked, KeySecret, Limits,
-    Metadata, VirtualKey,
+    EntityKind, Entry, KEY_REVOKED_PREFIX, KEY_SECRET_PREFIX, KeyRevoked, KeySecret, VirtualKey,
 };
 use crate::governance::secret;
 
@@ -50,24 +49,13 @@ pub(crate) async fn create(State(state): State<AdminState>, body: Bytes) -> Admi
     let (secret_sha256, secret_hint) = seal(&secret);
     let mint_node = cluster.writer().node.as_str().to_owned();
     let key = store::change(cluster, |r| {
-        let mut key = VirtualKey {
-            id: store::fresh_id(r, EntityKind::Key, ID_PREFIX),
-            name: String::new(),
+        let mut key = VirtualKey::new(
+            store::fresh_id(r, EntityKind::Key, ID_PREFIX),
             secret_sha256,
             secret_hint,
-            team: None,
-            customer: None,
-            models: Vec::new(),
-            providers: Vec::new(),
-            limits: Limits::default(),
-            expires_at_ms: None,
-            enabled: true,
-            revoked_at_ms: None,
-            metadata: Metadata::default(),
-            created_at_ms: now,
-            updated_at_ms: now,
             mint_node,
-        };
+            now,
+        );
         apply_key(body, &mut key, now, |kind, id| {
             store::account(r, kind, id).is_some()
         })?;

@@ -333,27 +333,15 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::governance::model::Metadata;
 
     fn key(secret_text: &str) -> VirtualKey {
-        VirtualKey {
-            id: "vk_1".into(),
-            name: "one".into(),
-            secret_sha256: secret::to_hex(&secret::hash(secret_text)),
-            secret_hint: secret::hint(secret_text),
-            team: None,
-            customer: None,
-            models: Vec::new(),
-            providers: Vec::new(),
-            limits: Limits::default(),
-            expires_at_ms: None,
-            enabled: true,
-            revoked_at_ms: None,
-            metadata: Metadata::default(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            mint_node: "n1".into(),
-        }
+        VirtualKey::new(
+            "vk_1".into(),
+            secret::to_hex(&secret::hash(secret_text)),
+            secret::hint(secret_text),
+            "n1".into(),
+            0,
+        )
     }
 
     /// The index holds the replica's record, not copies of it, until a revocation (or a

@@ -140,6 +140,35 @@ pub const KEY_SECRET_PREFIX: &str = "key-secret/";
 pub const KEY_REVOKED_PREFIX: &str = "key-revoked/";
 
 impl VirtualKey {
+    /// An enabled key created at `now_ms`, with no name, team, customer, restriction, limit,
+    /// expiry or metadata: what the admin API starts from before applying a request's fields.
+    pub fn new(
+        id: String,
+        secret_sha256: String,
+        secret_hint: String,
+        mint_node: String,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            id,
+            name: String::new(),
+            secret_sha256,
+            secret_hint,
+            team: None,
+            customer: None,
+            models: Vec::new(),
+            providers: Vec::new(),
+            limits: Limits::default(),
+            expires_at_ms: None,
+            enabled: true,
+            revoked_at_ms: None,
+            metadata: Metadata::default(),
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            mint_node,
+        }
+    }
+
     /// The key in force: its record, with the secret of its latest rotation and its
     /// revocation, which live in entries of their own.
     /// [`Self::in_force`] without a copy when there is nothing to apply (the common case: a
