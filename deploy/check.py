@@ -360,6 +360,14 @@ def live_node_and_probe(env: dict[str, str]) -> None:
             check("live: health probe passes on the metrics port", healthcheck(addrs["metrics"]) == 0)
             check("live: health probe on /readyz passes", healthcheck(addrs["http"], "/readyz") == 0)
             check("live: health probe fails on a 404", healthcheck(addrs["http"], "/nothing-here") != 0)
+            keyless = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://{addrs['http']}/v1/chat/completions",
+                           "-d", '{"model":"starling-demo","messages":[{"role":"user","content":"hi"}]}'])
+            check("live: the compose node refuses a request without a key", keyless.stdout.strip() == "401",
+                  keyless.stdout + keyless.stderr)
+            traffic = run(["sh", str(DEPLOY / "compose" / "traffic.sh")],
+                          env={**os.environ, **env, "GATEWAY": f"http://{addrs['http']}", "REQUESTS": "1"})
+            check("live: the compose traffic script creates a virtual key and is served with it",
+                  traffic.returncode == 0, traffic.stdout + traffic.stderr)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -407,7 +415,7 @@ def main() -> int:
         skip("command lines and live probe", f"{starling} not built (cargo build -p starling --bin starling)")
     else:
         secrets = {"STARLING_CLUSTER_SECRET": env_file(DEPLOY / "compose" / ".env.example")["STARLING_CLUSTER_SECRET"],
-                   "STARLING_ADMIN_TOKEN": "check"}
+                   "STARLING_ADMIN_TOKEN": "check-admin-token-long-enough"}
         with tempfile.TemporaryDirectory() as tmp:
             for t in k8s:
                 config = Path(tmp) / "k8s.toml"

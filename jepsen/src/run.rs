@@ -264,7 +264,12 @@ fn write_node_files(
     Ok(NodeSetup {
         binary: binary.to_owned(),
         config,
-        secret: starling_cluster::tls::generate_secret()?,
+        // A node that skips the rights check starts only with a test secret.
+        secret: if spec.unsafe_skip_rights {
+            starling_cluster::tls::generate_test_secret()?
+        } else {
+            starling_cluster::tls::generate_secret()?
+        },
         faketime: spec.nemeses.contains(&Nemesis::Clock),
     })
 }

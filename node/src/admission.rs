@@ -3,7 +3,8 @@
 //! A presented key is first looked up as a virtual key (when governance runs, i.e. clustering
 //! is on), then in the config's static list. Virtual keys are admitted by
 //! [`crate::governance`]: models, providers, rate limits and budget reservations; static keys
-//! and open access carry no limits. Callers `authenticate` once, admit before the upstream
+//! and open access carry no limits. Open access is the default only for a single node with no
+//! static keys (a laptop); with clustering on it must be configured (`auth.open = true`). Callers `authenticate` once, admit before the upstream
 //! call, and [`Permit::settle`] with the real usage afterwards.
 
 use std::collections::HashSet;
@@ -13,6 +14,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use crate::api::{ApiError, ErrorKind};
+use crate::config::AuthConfig;
 use crate::governance::usage::UsageReceipt;
 use crate::governance::{GovPermit, Governance, KeyEntry, secret};
 use crate::translate::Usage;
@@ -30,14 +32,18 @@ pub struct Principal {
 #[derive(Debug)]
 pub struct Admission {
     keys: HashSet<String>,
+    /// `auth.open` as configured; unset, access is open only with no static keys and no
+    /// virtual keys (see [`Admission::is_open`]).
+    open: Option<bool>,
     governance: OnceLock<Arc<Governance>>,
 }
 
 impl Admission {
-    /// Admission against a static key list; an empty list admits everyone.
-    pub fn with_static_keys(keys: &[String]) -> Self {
+    /// Admission as `[auth]` configures it.
+    pub fn new(auth: &AuthConfig) -> Self {
         Self {
-            keys: keys.iter().cloned().collect(),
+            keys: auth.keys.iter().cloned().collect(),
+            open: auth.open,
             governance: OnceLock::new(),
         }
     }
@@ -54,9 +60,12 @@ impl Admission {
         self.governance.get()
     }
 
-    /// Whether any key is accepted.
+    /// Whether requests without a known key are admitted: when `auth.open` says so, or,
+    /// with `auth.open` unset, when there are neither static keys nor virtual keys (once the
+    /// cluster runs, governance is on and a key is required).
     pub fn is_open(&self) -> bool {
-        self.keys.is_empty()
+        self.open
+            .unwrap_or_else(|| self.keys.is_empty() && self.governance.get().is_none())
     }
 
     /// Finds and checks the client's key: `Authorization: Bearer KEY` or `x-api-key: KEY`.
@@ -194,7 +203,7 @@ mod tests {
 
     #[test]
     fn accepts_bearer_and_x_api_key() {
-        let a = Admission::with_static_keys(&["sk-1".to_owned()]);
+        let a = Admission::new(&auth(&["sk-1"], None));
         assert!(
             a.authenticate(&headers(&[("authorization", "Bearer sk-1")]))
                 .is_ok()
@@ -204,7 +213,7 @@ mod tests {
 
     #[test]
     fn rejects_missing_and_unknown_keys_with_401() {
-        let a = Admission::with_static_keys(&["sk-1".to_owned()]);
+        let a = Admission::new(&auth(&["sk-1"], None));
         for h in [
             headers(&[]),
             headers(&[("authorization", "Bearer sk-2")]),
@@ -216,10 +225,21 @@ mod tests {
         }
     }
 
+    fn auth(keys: &[&str], open: Option<bool>) -> AuthConfig {
+        AuthConfig {
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            open,
+        }
+    }
+
     #[test]
-    fn empty_list_is_open_access() {
-        let a = Admission::with_static_keys(&[]);
+    fn a_single_node_without_keys_is_open_unless_told_otherwise() {
+        let a = Admission::new(&auth(&[], None));
         assert!(a.is_open());
         assert!(a.authenticate(&headers(&[])).is_ok());
+        let closed = Admission::new(&auth(&[], Some(false)));
+        assert!(!closed.is_open());
+        let e = closed.authenticate(&headers(&[])).expect_err("no key");
+        assert_eq!(e.kind(), ErrorKind::Authentication);
     }
 }

@@ -11,7 +11,7 @@ use starling_cluster::tls::{ClusterCredentials, ClusterSecret};
 use starling_cluster::transport::MessageKind;
 
 use crate::config::secrets::{secret_from_env, secret_from_file};
-use crate::config::{ClusterSection, ConfigError};
+use crate::config::{Config, ConfigError};
 
 /// The replicated catalog's value: governance entities and generic documents.
 pub type CatalogDoc = crate::governance::model::Entry;
@@ -33,8 +33,25 @@ pub enum StartError {
     Cluster(#[from] starling_cluster::runtime::ClusterError),
 }
 
-fn credentials(section: &ClusterSection, node_id: &str) -> Result<ClusterCredentials, ConfigError> {
+/// The error of a node asked to skip the rights check with credentials a production cluster
+/// could hold.
+fn not_a_test_cluster(credentials: &str) -> ConfigError {
+    ConfigError::invalid(
+        "governance.unsafe_skip_rights_check",
+        format!(
+            "this mode breaks strict budgets and exists for the fault tests only: it runs only \
+             with a test cluster secret (`starling cluster keygen --test`), never with {credentials}"
+        ),
+    )
+}
+
+fn credentials(config: &Config, node_id: &str) -> Result<ClusterCredentials, ConfigError> {
+    let section = &config.cluster;
+    let skip_rights_check = config.governance.unsafe_skip_rights_check;
     if let Some(dir) = &section.ca_dir {
+        if skip_rights_check {
+            return Err(not_a_test_cluster("an operator CA"));
+        }
         return ClusterCredentials::from_dir(dir)
             .map_err(|e| ConfigError::invalid("cluster.ca_dir", e.to_string()));
     }
@@ -66,19 +83,20 @@ fn credentials(section: &ClusterSection, node_id: &str) -> Result<ClusterCredent
     })?;
     let secret = ClusterSecret::parse(secret.expose())
         .map_err(|e| ConfigError::invalid(field, e.to_string()))?;
+    if skip_rights_check && !secret.is_test() {
+        return Err(not_a_test_cluster("a production secret"));
+    }
     ClusterCredentials::from_secret(&secret, node_id)
         .map_err(|e| ConfigError::invalid(field, e.to_string()))
 }
 
 /// Starts the member if the config names a node id.
-pub async fn start(
-    section: &ClusterSection,
-    http_addr: SocketAddr,
-) -> Result<Option<Cluster>, StartError> {
+pub async fn start(config: &Config, http_addr: SocketAddr) -> Result<Option<Cluster>, StartError> {
+    let section = &config.cluster;
     let Some(node_id) = section.node_id.clone() else {
         return Ok(None);
     };
-    let credentials = credentials(section, &node_id)?;
+    let credentials = credentials(config, &node_id)?;
     let mut config = ClusterConfig::new(
         node_id,
         section.gossip_listen,

@@ -54,7 +54,11 @@ enum Command {
 #[derive(Subcommand)]
 enum ClusterCommand {
     /// Print a new shared cluster secret (give it to every node by file or environment).
-    Keygen,
+    Keygen {
+        /// A test secret, for fault tests that run deliberately broken modes.
+        #[arg(long, hide = true)]
+        test: bool,
+    },
     /// Create an operator CA: writes ca.pem and ca.key (keep ca.key off the nodes).
     InitCa {
         /// Directory to write the CA into.
@@ -150,7 +154,8 @@ fn cluster(command: ClusterCommand) -> Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(status::print(&node, &admin_token))?;
         }
-        ClusterCommand::Keygen => println!("{}", tls::generate_secret()?),
+        ClusterCommand::Keygen { test: false } => println!("{}", tls::generate_secret()?),
+        ClusterCommand::Keygen { test: true } => println!("{}", tls::generate_test_secret()?),
         ClusterCommand::InitCa { dir } => {
             tls::init_ca(&dir)?;
             println!(
@@ -253,9 +258,6 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
     let metrics_listen = config.server.metrics_listen;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let gateway = Arc::new(Gateway::from_config(config)?);
-    if gateway.admission.is_open() {
-        tracing::warn!("auth.keys is empty: open access, every request is admitted without a key");
-    }
     for provider in gateway.router.providers() {
         tracing::info!(provider = %provider.name, kind = ?provider.kind, "provider on");
     }
@@ -264,7 +266,7 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let http_addr = listener.local_addr()?;
     let admin_token = AdminState::token_from_config(&gateway.config.admin)?;
-    let cluster = starling::cluster::start(&gateway.config.cluster, http_addr).await?;
+    let cluster = starling::cluster::start(&gateway.config, http_addr).await?;
     if let Some(cluster) = &cluster {
         tracing::info!(node_id = %cluster.writer().node.as_str(), incarnation = cluster.writer().incarnation, gossip = %cluster.local_addr(), "joined the cluster");
     }
@@ -286,6 +288,11 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
     let server =
         RunningServer::start_with_admin(gateway.clone(), listener, metrics_listener, admin)?;
     tracing::info!(addr = %server.addr, metrics = ?server.metrics_addr, "starling is serving");
+    if gateway.admission.is_open() {
+        tracing::warn!(
+            "open access: requests without a key are admitted with no budget or limit (no auth.keys and no cluster, or auth.open = true); add auth.keys or set auth.open = false to require a key"
+        );
+    }
     if let Some(endpoint) = gateway.telemetry.endpoint() {
         tracing::info!(endpoint, "exporting traces over OTLP/HTTP");
     }

@@ -12,7 +12,7 @@ use starling_cluster::runtime::{ClusterConfig, ClusterNode};
 use starling_cluster::tls::{ClusterCredentials, ClusterSecret, generate_secret};
 use tokio::net::TcpListener;
 
-const TOKEN: &str = "admin-secret";
+const TOKEN: &str = "admin-secret-for-tests";
 
 async fn server(
     token: Option<&str>,
@@ -60,7 +60,12 @@ async fn the_token_guards_every_route() {
     assert_eq!(r.status(), 403, "no token configured: the admin API is off");
 
     let (_s, base) = server(Some(TOKEN), true, dir.path().join("b").as_path()).await;
-    for auth in [None, Some("wrong"), Some("admin-secreT")] {
+    for auth in [
+        None,
+        Some("wrong"),
+        Some("admin-secret-for-testS"),
+        Some("admin-secret-for-tests-and-more"),
+    ] {
         let mut req = c.get(format!("{base}/admin/v1/cluster"));
         if let Some(a) = auth {
             req = req.bearer_auth(a);

@@ -91,6 +91,133 @@ fn invalid_config_fails_at_start_naming_the_field() {
     );
 }
 
+/// `starling serve` with `args`, stopping at `--print-config` (so nothing is bound): the
+/// config is loaded and validated as at a real start.
+fn validate(config: &str, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, config).expect("write");
+    Command::new(BIN)
+        .args(["serve", "--print-config", "--config"])
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+#[test]
+fn open_access_on_a_public_address_must_be_asked_for() {
+    let public = ["--listen", "0.0.0.0:8080"];
+    let out = validate("", &public);
+    assert!(!out.status.success(), "a public node started open");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("auth.open") && err.contains("0.0.0.0:8080") && err.contains("auth.keys"),
+        "the error says why and what to set: {err}"
+    );
+    // Asked for, with static keys, or with virtual keys (a cluster): it starts.
+    for (config, args) in [
+        ("[auth]\nopen = true\n", &public[..]),
+        ("[auth]\nkeys = [\"sk-static-key\"]\n", &public[..]),
+        ("", &["--listen", "0.0.0.0:8080", "--node-id", "n1"][..]),
+        ("", &["--listen", "127.0.0.1:8080"][..]),
+    ] {
+        let out = validate(config, args);
+        assert!(
+            out.status.success(),
+            "{config:?} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = validate("[auth]\nopen = true\nkeys = [\"sk-static-key\"]\n", &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.open"));
+}
+
+/// Runs `command` (a `starling serve`) expecting it to refuse to start: returns its standard
+/// error once it exits with a failure, and fails the test if it writes its ready file instead.
+fn refused_start(mut command: Command) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready.json");
+    let log = dir.path().join("stderr.log");
+    let child = command
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawns");
+    let mut child = Running(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            assert!(!status.success(), "exited cleanly instead of refusing");
+            return std::fs::read_to_string(&log).expect("stderr");
+        }
+        assert!(
+            !ready.exists(),
+            "it started: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither refused nor started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_short_admin_token_is_refused_at_start() {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("STARLING_ADMIN_TOKEN", "short-token");
+    let err = refused_start(command);
+    assert!(
+        err.contains("admin.token_env") && err.contains("at least 16"),
+        "{err}"
+    );
+}
+
+#[test]
+fn skipping_the_rights_check_needs_a_test_cluster_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[governance]\nunsafe_skip_rights_check = true\n").expect("write");
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0", "--node-id", "n1"])
+        .args(["--gossip-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env(
+            "STARLING_CLUSTER_SECRET",
+            starling_cluster::tls::generate_secret().expect("secret"),
+        )
+        .env_remove("STARLING_ADMIN_TOKEN");
+    let err = refused_start(command);
+    assert!(
+        err.contains("governance.unsafe_skip_rights_check") && err.contains("keygen --test"),
+        "{err}"
+    );
+    // The hidden keygen flag makes a test secret, which the node accepts (it then serves,
+    // so the check happens at a real start: see the Jepsen run with
+    // --unsafe-skip-rights-check in scripts/test.sh).
+    let out = Command::new(BIN)
+        .args(["cluster", "keygen", "--test"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let test = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let parsed = starling_cluster::tls::ClusterSecret::parse(&test).expect("a secret");
+    assert!(parsed.is_test());
+    // The setting is hidden: the rendered config does not advertise it.
+    let out = validate("", &[]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("unsafe_skip_rights_check"));
+}
+
 #[tokio::test]
 async fn the_default_node_serves_the_demo_and_switches_providers_on_by_env() {
     let dir = tempfile::tempdir().expect("tempdir");

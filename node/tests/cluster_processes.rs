@@ -268,14 +268,33 @@ async fn a_node_whose_seeds_are_down_still_serves() {
     // Nothing listens on these seeds.
     let lonely = start(dir.path(), "n1", &secret, &["127.0.0.1:9", "localhost:9"]);
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/chat/completions", lonely.http))
-        .json(
-            &json!({"model": "starling-demo", "messages": [{"role": "user", "content": "alone?"}]}),
-        )
-        .send()
-        .await
-        .expect("answer");
+    let chat = |key: Option<&str>| {
+        let request = client
+            .post(format!("{}/v1/chat/completions", lonely.http))
+            .json(&json!({"model": "starling-demo", "messages": [{"role": "user", "content": "alone?"}]}));
+        match key {
+            Some(key) => request.bearer_auth(key).send(),
+            None => request.send(),
+        }
+    };
+    // A clustered node requires a key: open access is not the default once virtual keys exist.
+    let r = chat(None).await.expect("answer");
+    assert_eq!(
+        r.status(),
+        401,
+        "a clustered node admitted a request without a key"
+    );
+    let r = chat(Some("sk-not-a-virtual-key")).await.expect("answer");
+    assert_eq!(r.status(), 401, "a clustered node admitted an unknown key");
+    let created: Value = admin_post(
+        &client,
+        format!("{}/admin/v1/keys", lonely.http),
+        ADMIN,
+        json!({"name": "alone"}),
+    )
+    .await;
+    let key = created["key"].as_str().expect("secret").to_owned();
+    let r = chat(Some(&key)).await.expect("answer");
     assert_eq!(r.status(), 200);
     let r = client
         .put(format!("{}/admin/v1/catalog/solo", lonely.http))

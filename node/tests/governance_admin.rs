@@ -20,7 +20,7 @@ use starling_cluster::state::Delta;
 use starling_cluster::tls::{ClusterCredentials, ClusterSecret, generate_secret};
 use tokio::net::TcpListener;
 
-const TOKEN: &str = "admin-secret";
+const TOKEN: &str = "admin-secret-for-tests";
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 
 /// A gateway with the admin API on a one-node cluster in a temp dir.
@@ -310,6 +310,71 @@ async fn a_key_from_create_to_revoke() {
     let (status, still) = node.get(&format!("/keys/{other}")).await;
     assert_eq!((status, &still["revoked"]), (200, &json!(true)));
     assert_eq!(node.delete("/keys/vk_missing").await.0, 404);
+}
+
+/// The generic catalog API refuses every id governance owns, for every prefix governance uses:
+/// a DELETE or PUT there would undo a revocation or a rotation around their endpoints.
+#[tokio::test]
+async fn governance_ids_cannot_be_written_through_the_generic_catalog() {
+    let node = Node::start().await;
+    let (status, created) = node.post("/keys", json!({"name": "doomed"})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        node.post(&format!("/keys/{id}/rotate"), json!({})).await.0,
+        200
+    );
+    assert_eq!(
+        node.post(&format!("/keys/{id}/revoke"), json!({})).await.0,
+        200
+    );
+    assert!(node.stored_key(&id).revoked_at_ms.is_some());
+
+    for prefix in model::GovernedId::PREFIXES {
+        let path = format!("/catalog/{}{id}", prefix.replace('/', "%2F"));
+        let (status, e) = node.delete(&path).await;
+        assert_eq!(status, 400, "DELETE {path}: {e}");
+        assert!(message(&e).contains("belong to governance"), "{e}");
+        let (status, e) = node
+            .raw(
+                Method::PUT,
+                &path,
+                Some(r#"{"revoked_at_ms": null}"#.into()),
+            )
+            .await;
+        assert_eq!(status, 400, "PUT {path}: {e}");
+    }
+    let stored = node.stored_key(&id);
+    assert!(stored.revoked_at_ms.is_some(), "the revocation was undone");
+    assert!(
+        node.cluster
+            .catalog_get(&format!("key-secret/{id}"))
+            .is_some()
+    );
+
+    // The state dump shows every row, but no key's secret hash.
+    let (status, dump) = node.get("/state/dump").await;
+    assert_eq!(status, 200);
+    let text = dump.to_string();
+    assert!(
+        text.contains(&format!("key-revoked/{id}")),
+        "the rows are there"
+    );
+    assert!(
+        !text.contains("secret_sha256"),
+        "the dump shows secret hashes: {text}"
+    );
+
+    // Generic documents beside them are still the generic API's.
+    let (status, doc) = node
+        .raw(
+            Method::PUT,
+            "/catalog/notes%2Fkey-revoked",
+            Some("{}".into()),
+        )
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(node.delete("/catalog/notes%2Fkey-revoked").await.0, 200);
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const BUDGET_MICROS: u64 = 1_000_000;
-const ADMIN_TOKEN: &str = "admin-token";
+const ADMIN_TOKEN: &str = "admin-token-for-tests";
 const MODEL: &str = "claude-opus-4";
 
 struct Node {

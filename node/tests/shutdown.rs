@@ -12,6 +12,7 @@ use starling_bench::mock::{MockConfig, MockServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 const TOKENS: u64 = 20;
+const CLIENT_KEY: &str = "sk-shutdown-test-client";
 
 /// Kills the process if the test fails before it exits.
 struct Node(Child);
@@ -67,6 +68,9 @@ async fn sigterm_drains_a_stream_then_exits_cleanly() {
 [server]
 shutdown_grace_secs = 20
 
+[auth]
+keys = ["{CLIENT_KEY}"]
+
 [[providers]]
 name = "mock"
 kind = "openai"
@@ -109,6 +113,7 @@ file = "{}"
 
     let response = client
         .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
         .json(&json!({
             "model": "gpt-4o-mini", "stream": true,
             "stream_options": {"include_usage": true},

@@ -31,7 +31,7 @@ pub use ca::{
     CA_CERT_FILE, CA_KEY_FILE, NODE_CERT_FILE, NODE_KEY_FILE, init_ca, issue_cert, node_dns_name,
 };
 pub use config::ClusterCredentials;
-pub use secret::{ClusterSecret, SECRET_PREFIX, generate_secret};
+pub use secret::{ClusterSecret, SECRET_PREFIX, generate_secret, generate_test_secret};
 
 /// ALPN protocol id spoken on cluster connections. Bump the suffix on an incompatible change
 /// of the framing in [`crate::transport`]; nodes on different versions then fail the

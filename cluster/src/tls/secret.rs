@@ -26,6 +26,10 @@ pub const SECRET_PREFIX: &str = "starling-v1:";
 /// Number of random bytes in a secret.
 const SECRET_LEN: usize = 32;
 
+/// The first bytes of a test secret ([`generate_test_secret`]). A random secret starts with
+/// them with probability 2^-64, so a production secret is never taken for a test one.
+const TEST_SECRET_MARKER: [u8; 8] = *b"STRLTEST";
+
 /// Domain separator for the CA key seed. Changing it changes every cluster's CA.
 const CA_KEY_DOMAIN: &[u8] = b"starling-cluster/v1 ca-signing-key\0";
 
@@ -56,7 +60,27 @@ pub fn generate_secret() -> Result<String, TlsError> {
     Ok(ClusterSecret { bytes }.to_text())
 }
 
+/// Makes a new random secret marked as a test secret (see [`ClusterSecret::is_test`]): what
+/// the fault tests give nodes that run a deliberately broken mode, which refuses to start with
+/// any other secret, so that such a node can never join a production cluster.
+///
+/// # Errors
+/// [`TlsError::BadSecret`] if the OS RNG fails.
+pub fn generate_test_secret() -> Result<String, TlsError> {
+    let mut bytes = [0u8; SECRET_LEN];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|_| TlsError::BadSecret("the operating system RNG failed"))?;
+    bytes[..TEST_SECRET_MARKER.len()].copy_from_slice(&TEST_SECRET_MARKER);
+    Ok(ClusterSecret { bytes }.to_text())
+}
+
 impl ClusterSecret {
+    /// Whether this is a test secret made by [`generate_test_secret`].
+    pub fn is_test(&self) -> bool {
+        self.bytes.starts_with(&TEST_SECRET_MARKER)
+    }
+
     /// Parses the textual form. Surrounding whitespace (a trailing newline from a file) is
     /// ignored; hex digits may be upper or lower case.
     ///
@@ -215,6 +239,16 @@ mod tests {
             ClusterSecret::from_bytes([7; 32]).fingerprint()
         );
         assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn test_secrets_are_marked_and_random_ones_are_not() {
+        let test = ClusterSecret::parse(&generate_test_secret().expect("rng")).expect("parses");
+        assert!(test.is_test());
+        let other = ClusterSecret::parse(&generate_test_secret().expect("rng")).expect("parses");
+        assert_ne!(test, other, "test secrets are random beyond the marker");
+        let real = ClusterSecret::parse(&generate_secret().expect("rng")).expect("parses");
+        assert!(!real.is_test());
     }
 
     #[test]

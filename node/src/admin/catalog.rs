@@ -1,6 +1,6 @@
 //! The generic catalog routes, `/admin/v1/catalog[/{id}]`: free-form JSON documents by id.
-//! Governance ids (`key/…`, `team/…`, `customer/…`) are readable here but written only through
-//! their own endpoints, which check them.
+//! Governance ids ([`GovernedId`]) are readable here but written only through their own
+//! endpoints, which check them.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{AdminError, AdminResult};
-use super::{AdminState, body, cluster_of};
-use crate::governance::model::{EntityKind, Entry};
+use super::{AdminState, body, cluster_of, render};
+use crate::governance::model::{Entry, GovernedId};
 
 /// Largest catalog document accepted.
 const MAX_DOC_BYTES: usize = 1024 * 1024;
@@ -27,12 +27,14 @@ fn check_id(id: &str) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// Governance entities are written only through their own endpoints, which check them.
+/// Every id governance owns is written only through its own endpoints, which check it: a
+/// revocation or a rotated secret written around them could bring a revoked key back.
 fn not_governance(id: &str) -> Result<(), AdminError> {
-    if EntityKind::parse_catalog_id(id).is_some() {
-        return Err(AdminError::invalid(
-            "ids under key/, team/ and customer/ belong to governance: use /admin/v1/keys, /teams or /customers",
-        ));
+    if GovernedId::parse(id).is_some() {
+        return Err(AdminError::invalid(format!(
+            "ids under {} belong to governance: use /admin/v1/keys, /teams or /customers",
+            GovernedId::PREFIXES.join(", ")
+        )));
     }
     Ok(())
 }
@@ -47,15 +49,7 @@ fn not_found(id: &str) -> AdminError {
 fn document(entry: Entry) -> Value {
     match entry {
         Entry::Doc(doc) => serde_json::from_str(&doc).unwrap_or(Value::String(doc)),
-        other => {
-            let mut value = serde_json::to_value(other).unwrap_or(Value::Null);
-            for variant in ["Key", "KeySecret"] {
-                if let Some(key) = value.get_mut(variant).and_then(Value::as_object_mut) {
-                    key.remove("secret_sha256");
-                }
-            }
-            value
-        }
+        other => render::without_secret_hashes(serde_json::to_value(other).unwrap_or(Value::Null)),
     }
 }
 

@@ -17,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::cluster::Cluster;
 use crate::config::secrets::{Secret, secret_from_env, secret_from_file};
@@ -42,6 +44,9 @@ use error::{AdminError, AdminResult, error};
 /// Environment variable read for the admin token when the config names no source.
 pub const DEFAULT_TOKEN_ENV: &str = "STARLING_ADMIN_TOKEN";
 
+/// Shortest admin token a node starts with.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
 /// Default page size of listings.
 const DEFAULT_PAGE: usize = 100;
 /// Largest page size of listings.
@@ -57,19 +62,36 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    /// Reads the admin token named by the config (or `STARLING_ADMIN_TOKEN`).
+    /// Reads the admin token named by the config (or `STARLING_ADMIN_TOKEN`), and refuses one
+    /// shorter than [`MIN_TOKEN_BYTES`].
     pub fn token_from_config(config: &AdminConfig) -> Result<Option<Secret>, ConfigError> {
-        if let Some(path) = &config.token_file {
-            return secret_from_file(path).map_err(|e| {
-                ConfigError::invalid(
-                    "admin.token_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            });
+        let (field, token) = match &config.token_file {
+            Some(path) => (
+                "admin.token_file",
+                secret_from_file(path).map_err(|e| {
+                    ConfigError::invalid(
+                        "admin.token_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?,
+            ),
+            None => (
+                "admin.token_env",
+                secret_from_env(config.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV)),
+            ),
+        };
+        if let Some(token) = &token
+            && token.expose().len() < MIN_TOKEN_BYTES
+        {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "the admin token is {} bytes; it must be at least {MIN_TOKEN_BYTES} (make one with `openssl rand -hex 32`)",
+                    token.expose().len()
+                ),
+            ));
         }
-        Ok(secret_from_env(
-            config.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV),
-        ))
+        Ok(token)
     }
 }
 
@@ -124,9 +146,12 @@ fn page_response(mut rows: Vec<Value>, limit: usize) -> Response {
     axum::Json(json!({"data": rows, "next": next})).into_response()
 }
 
-/// Compares without an early exit, so the time taken does not reveal how much matched.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `presented` is the admin token. Both are hashed first and the digests compared in
+/// constant time, so the time taken reveals neither how much matched nor the token's length.
+fn is_admin_token(presented: &str, token: &str) -> bool {
+    let presented = Sha256::digest(presented.as_bytes());
+    let token = Sha256::digest(token.as_bytes());
+    presented.ct_eq(&token).into()
 }
 
 async fn authorize(
@@ -151,7 +176,7 @@ async fn authorize(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(p) if same(p.as_bytes(), token.expose().as_bytes()) => next.run(request).await,
+        Some(p) if is_admin_token(p, token.expose()) => next.run(request).await,
         _ => error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
@@ -203,7 +228,7 @@ async fn cluster_status(State(state): State<AdminState>) -> AdminResult {
 
 /// `GET /admin/v1/state/dump`: every replicated row (catalog entries, counter cells, rights
 /// rows, period floors) as JSON, with the digest, so that a checker can compare two nodes row
-/// by row where their digests differ. Rows come in the replica's own (canonical) order.
+/// by row where their digests differ. Keys' secret hashes are left out. Rows come in the replica's own (canonical) order.
 async fn dump(State(state): State<AdminState>) -> AdminResult {
     let cluster = cluster_of(&state)?;
     let internal = |e: String| error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e);
@@ -231,7 +256,7 @@ fn dump_rows(
 ) -> Vec<Value> {
     fn row(kind: &str, item: &(impl serde::Serialize + std::fmt::Debug)) -> Value {
         let row = serde_json::to_value(item).unwrap_or_else(|_| Value::String(format!("{item:?}")));
-        json!({"kind": kind, "row": row})
+        json!({"kind": kind, "row": render::without_secret_hashes(row)})
     }
     let catalog = items.catalog.iter().map(|i| row("catalog", i));
     let cells = items.counters.cells.iter().map(|i| row("counter", i));

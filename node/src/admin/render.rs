@@ -8,6 +8,27 @@ use super::money::micros_to_usd;
 use super::time::rfc3339;
 use crate::governance::model::{Account, Budget, EntityKind, VirtualKey};
 
+/// The field holding a key's secret hash in stored entries.
+const SECRET_HASH_FIELD: &str = "secret_sha256";
+
+/// `value` with every secret hash removed, at any depth: what the generic catalog and the
+/// state dump show of stored entries. A hash is the lookup key of a secret, and imported keys
+/// may have short secrets that a hash lets someone test guesses against offline.
+pub(crate) fn without_secret_hashes(mut value: Value) -> Value {
+    fn strip(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.remove(SECRET_HASH_FIELD);
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut value);
+    value
+}
+
 /// A key.
 pub(crate) fn key(k: &VirtualKey) -> Value {
     json!({

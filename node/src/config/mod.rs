@@ -145,7 +145,10 @@ pub struct GovernanceConfig {
     pub per_key_metrics: bool,
     /// **Breaks the strict-budget guarantee; for fault tests only.** Admits strict-budget
     /// requests without holding rights, so the Jepsen harness can show that its budget
-    /// checker catches an overspend. A node with this set logs an error at start.
+    /// checker catches an overspend. Undocumented on purpose: a node with this set refuses to
+    /// start unless its cluster secret is a test secret (`starling cluster keygen --test`),
+    /// so it can never join a production cluster, and it logs an error at start.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unsafe_skip_rights_check: bool,
 }
 
@@ -267,8 +270,21 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Static client keys. Empty means open access, which the node logs at start.
+    /// Static client keys.
     pub keys: Vec<String>,
+    /// Open access: admit requests that present no key, or a key that is neither a virtual
+    /// key nor a static one, with no budget or limit. Unset, access is open only on a single
+    /// node (no `[cluster]`, so no virtual keys) with no static keys, and only on a loopback
+    /// address: a node listening anywhere else refuses to start unless this is `true`.
+    pub open: Option<bool>,
+}
+
+impl AuthConfig {
+    /// Whether the config leaves access open without saying so: no static keys, no cluster
+    /// (hence no virtual keys), and `open` unset.
+    pub fn open_by_default(&self, clustered: bool) -> bool {
+        self.open.is_none() && self.keys.is_empty() && !clustered
+    }
 }
 
 /// Which wire protocol and URL scheme a provider speaks.

@@ -7,6 +7,31 @@ use std::collections::HashSet;
 
 use super::{Config, ConfigError, ProviderConfig, ProviderKind};
 
+/// Open access must be asked for anywhere but on a single node on loopback: a node reachable
+/// from the network that admits every request without a key is a bill anyone can run up.
+fn validate_open_access(config: &Config) -> Result<(), ConfigError> {
+    let auth = &config.auth;
+    if auth.open == Some(true) && !auth.keys.is_empty() {
+        return Err(ConfigError::invalid(
+            "auth.open",
+            "open access admits every request, so auth.keys would check nothing: remove one of them",
+        ));
+    }
+    let listen = config.server.listen;
+    if auth.open_by_default(config.cluster.node_id.is_some()) && !listen.ip().is_loopback() {
+        return Err(ConfigError::invalid(
+            "auth.open",
+            format!(
+                "server.listen {listen} is not a loopback address, and with no auth.keys and no \
+                 [cluster] (virtual keys) every request would be admitted without a key: add \
+                 auth.keys, join a cluster and use virtual keys, or set auth.open = true to serve \
+                 open access on purpose"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates everything that can be checked without building the router.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     super::observability::validate(&config.tracing, &config.request_log)?;
@@ -37,6 +62,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
+    validate_open_access(config)?;
 
     let mut names = HashSet::new();
     for (i, provider) in config.providers.iter().enumerate() {

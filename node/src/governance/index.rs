@@ -12,8 +12,8 @@ use papaya::HashMap;
 
 use super::budget::BudgetState;
 use super::model::{
-    Account, Budget, EntityKind, Entry, KEY_REVOKED_PREFIX, KEY_SECRET_PREFIX, KeyRevoked,
-    KeySecret, LimitName, Limits, VirtualKey, budget_scope, scope,
+    Account, Budget, EntityKind, Entry, GovernedId, KeyRevoked, KeySecret, LimitName, Limits,
+    VirtualKey, budget_scope, scope,
 };
 use super::ratelimit::{LimitKind, SharedLimit};
 use super::secret::{self, SecretHash};
@@ -157,37 +157,42 @@ impl Index {
 
     /// Applies one catalog change (the replica's observer).
     pub fn apply(&self, catalog_id: &str, entry: Option<&Entry>, now_ms: u64) {
-        if let Some(id) = catalog_id.strip_prefix(KEY_SECRET_PREFIX) {
-            let secret = match entry {
-                Some(Entry::KeySecret(s)) => Some(s.clone()),
-                _ => None,
-            };
-            return self.update_key(id, now_ms, |p| p.secret = secret);
-        }
-        if let Some(id) = catalog_id.strip_prefix(KEY_REVOKED_PREFIX) {
-            let revoked = match entry {
-                Some(Entry::KeyRevoked(r)) => Some(r.clone()),
-                _ => None,
-            };
-            return self.update_key(id, now_ms, |p| p.revoked = revoked);
-        }
-        let Some((kind, id)) = EntityKind::parse_catalog_id(catalog_id) else {
+        let Some(governed) = GovernedId::parse(catalog_id) else {
             return;
         };
-        match (kind, entry) {
-            (EntityKind::Key, Some(Entry::Key(key))) => {
+        match (governed, entry) {
+            (GovernedId::KeySecret(id), entry) => {
+                let secret = match entry {
+                    Some(Entry::KeySecret(s)) => Some(s.clone()),
+                    _ => None,
+                };
+                self.update_key(id, now_ms, |p| p.secret = secret);
+            }
+            (GovernedId::KeyRevoked(id), entry) => {
+                let revoked = match entry {
+                    Some(Entry::KeyRevoked(r)) => Some(r.clone()),
+                    _ => None,
+                };
+                self.update_key(id, now_ms, |p| p.revoked = revoked);
+            }
+            (GovernedId::Entity(EntityKind::Key, id), Some(Entry::Key(key))) => {
                 let key = key.clone();
                 self.update_key(id, now_ms, |p| p.record = Some(key));
             }
-            (EntityKind::Key, _) => self.update_key(id, now_ms, |p| p.record = None),
-            (EntityKind::Team, Some(Entry::Team(account)))
-            | (EntityKind::Customer, Some(Entry::Customer(account))) => {
+            (GovernedId::Entity(EntityKind::Key, id), _) => {
+                self.update_key(id, now_ms, |p| p.record = None)
+            }
+            (GovernedId::Entity(kind @ EntityKind::Team, _), Some(Entry::Team(account)))
+            | (
+                GovernedId::Entity(kind @ EntityKind::Customer, _),
+                Some(Entry::Customer(account)),
+            ) => {
                 let governed = self.governed(kind, &account.id, account, now_ms);
                 if let Some(map) = self.accounts_of(kind) {
                     map.pin().insert(account.id.clone(), Arc::new(governed));
                 }
             }
-            (_, _) => {
+            (GovernedId::Entity(kind, id), _) => {
                 if let Some(map) = self.accounts_of(kind) {
                     map.pin().remove(id);
                 }

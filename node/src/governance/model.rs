@@ -139,6 +139,43 @@ pub const KEY_SECRET_PREFIX: &str = "key-secret/";
 /// Catalog id prefix of revocations.
 pub const KEY_REVOKED_PREFIX: &str = "key-revoked/";
 
+/// A catalog id that governance owns, parsed. The index reads every catalog change through
+/// [`GovernedId::parse`], and the generic catalog API refuses every id it parses, so an id
+/// that means something to governance can only be written through governance's own endpoints
+/// (which check it): a revocation or a rotated secret cannot be deleted or overwritten around
+/// them. A new governance namespace is added here, and both sides follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GovernedId<'a> {
+    /// `key/<id>`, `team/<id>` or `customer/<id>`.
+    Entity(EntityKind, &'a str),
+    /// `key-secret/<id>`: a key's secret since its latest rotation.
+    KeySecret(&'a str),
+    /// `key-revoked/<id>`: a key's revocation.
+    KeyRevoked(&'a str),
+}
+
+impl<'a> GovernedId<'a> {
+    /// Every id prefix governance owns; [`GovernedId::parse`] accepts exactly the ids under them.
+    pub const PREFIXES: [&'static str; 5] = [
+        "key/",
+        "team/",
+        "customer/",
+        KEY_SECRET_PREFIX,
+        KEY_REVOKED_PREFIX,
+    ];
+
+    /// The governance meaning of `catalog_id`, or `None` for a generic document's id.
+    pub fn parse(catalog_id: &'a str) -> Option<Self> {
+        if let Some(id) = catalog_id.strip_prefix(KEY_SECRET_PREFIX) {
+            return Some(Self::KeySecret(id));
+        }
+        if let Some(id) = catalog_id.strip_prefix(KEY_REVOKED_PREFIX) {
+            return Some(Self::KeyRevoked(id));
+        }
+        EntityKind::parse_catalog_id(catalog_id).map(|(kind, id)| Self::Entity(kind, id))
+    }
+}
+
 impl VirtualKey {
     /// An enabled key created at `now_ms`, with no name, team, customer, restriction, limit,
     /// expiry or metadata: what the admin API starts from before applying a request's fields.
@@ -543,5 +580,65 @@ mod tests {
             assert_eq!(EntityKind::parse_catalog_id(&id), Some((kind, "abc")));
         }
         assert_eq!(EntityKind::parse_catalog_id("other/x"), None);
+    }
+
+    /// The id every governance entry is stored under, by variant; exhaustive, so a new
+    /// governance variant must say where it lives, and the test below then checks that
+    /// [`GovernedId`] owns that place.
+    fn stored_under(entry: &Entry) -> Option<String> {
+        match entry {
+            Entry::Key(key) => Some(EntityKind::Key.catalog_id(&key.id)),
+            Entry::KeySecret(_) => Some(format!("{KEY_SECRET_PREFIX}vk_1")),
+            Entry::KeyRevoked(_) => Some(format!("{KEY_REVOKED_PREFIX}vk_1")),
+            Entry::Team(account) => Some(EntityKind::Team.catalog_id(&account.id)),
+            Entry::Customer(account) => Some(EntityKind::Customer.catalog_id(&account.id)),
+            Entry::Doc(_) => None,
+        }
+    }
+
+    #[test]
+    fn every_governance_entry_lives_under_a_governed_prefix() {
+        let key = VirtualKey::new("vk_1".into(), "0".repeat(64), "sk…1".into(), "n1".into(), 0);
+        let secret = KeySecret {
+            secret_sha256: "0".repeat(64),
+            secret_hint: "sk…1".into(),
+            rotated_at_ms: 0,
+        };
+        let account = || Account {
+            id: "t1".into(),
+            name: String::new(),
+            models: Vec::new(),
+            limits: Limits::default(),
+            enabled: true,
+            metadata: Metadata::default(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            mint_node: "n1".into(),
+        };
+        let entries = [
+            Entry::Key(Arc::new(key)),
+            Entry::KeySecret(secret),
+            Entry::KeyRevoked(KeyRevoked { revoked_at_ms: 0 }),
+            Entry::Team(account()),
+            Entry::Customer(account()),
+        ];
+        for entry in &entries {
+            let id = stored_under(entry).expect("a governance entry");
+            assert!(GovernedId::parse(&id).is_some(), "{id} is not governed");
+            assert!(
+                GovernedId::PREFIXES.iter().any(|p| id.starts_with(p)),
+                "{id} is under no listed prefix"
+            );
+        }
+        for prefix in GovernedId::PREFIXES {
+            assert!(
+                GovernedId::parse(&format!("{prefix}x")).is_some(),
+                "{prefix}"
+            );
+        }
+        assert_eq!(stored_under(&Entry::Doc("{}".into())), None);
+        for generic in ["other/x", "keys/x", "key-revoked", "team", "kEy/x"] {
+            assert_eq!(GovernedId::parse(generic), None, "{generic}");
+        }
     }
 }

@@ -114,7 +114,7 @@ impl Gateway {
         let prices = PriceTable::with_overrides(&config.pricing.models)
             .map_err(|e| ConfigError::invalid("pricing", e.to_string()))?;
         let router = Router::build(&config, providers, prices)?;
-        let admission = Admission::with_static_keys(&config.auth.keys);
+        let admission = Admission::new(&config.auth);
         let telemetry = Telemetry::from_config(&config.tracing)
             .map_err(|e| ConfigError::invalid("tracing", e.to_string()))?;
         let request_log = RequestLog::from_config(&config.request_log).map_err(|e| {
