@@ -342,7 +342,9 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
         let stream = tokio_stream_from(rx);
         let body = DeadlineBody::new(StreamBody::new(stream), Duration::from_secs(5));
-        tx.send(Ok(Frame::data(Bytes::from_static(b"{")))).await.ok();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"{"))))
+            .await
+            .ok();
         let error = body.collect().await.err().expect("deadline");
         assert!(BodyDeadlineElapsed::caused(error.as_ref()));
         drop(tx);

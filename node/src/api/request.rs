@@ -151,7 +151,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn body_past_its_deadline_is_408_closing_the_connection() {
-        let (_tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
+        let (_tx, rx) =
+            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
         let stalled = http_body_util::StreamBody::new(Box::pin(futures::stream::unfold(
             rx,
             |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
@@ -167,7 +168,10 @@ mod tests {
         let response = e.into_response_in(super::super::ApiFormat::Anthropic);
         assert_eq!(response.status(), http::StatusCode::REQUEST_TIMEOUT);
         assert_eq!(
-            response.headers().get(header::CONNECTION).map(|v| v.as_bytes()),
+            response
+                .headers()
+                .get(header::CONNECTION)
+                .map(|v| v.as_bytes()),
             Some(&b"close"[..])
         );
     }

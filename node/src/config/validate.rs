@@ -294,7 +294,10 @@ fn validate_provider(i: usize, provider: &ProviderConfig) -> Result<(), ConfigEr
 fn validate_server_limits(server: &super::ServerConfig) -> Result<(), ConfigError> {
     const HOUR_MS: u64 = 3_600_000;
     for (field, value) in [
-        ("server.header_read_timeout_ms", server.header_read_timeout_ms),
+        (
+            "server.header_read_timeout_ms",
+            server.header_read_timeout_ms,
+        ),
         ("server.body_read_timeout_ms", server.body_read_timeout_ms),
     ] {
         if value == 0 || value > HOUR_MS {
@@ -306,7 +309,10 @@ fn validate_server_limits(server: &super::ServerConfig) -> Result<(), ConfigErro
     }
     for (field, value) in [
         ("server.max_connections", server.max_connections),
-        ("server.max_requests_in_flight", server.max_requests_in_flight),
+        (
+            "server.max_requests_in_flight",
+            server.max_requests_in_flight,
+        ),
     ] {
         if value == 0 {
             return Err(ConfigError::invalid(field, "must be greater than 0"));

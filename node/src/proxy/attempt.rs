@@ -133,7 +133,7 @@ async fn run_attempts(
             };
             match gw.router.resolve(name) {
                 Ok(next) => {
-                    counter!(m::FALLBACKS, "from" => route.name.clone(), "to" => next.name.clone())
+                    counter!(m::FALLBACKS, "from" => route.metric_label.clone(), "to" => next.metric_label.clone())
                         .increment(1);
                     tracing::info!(request_id = %ctx.id, from = %current.name, to = %next.name, "falling back");
                     current = next;

@@ -271,3 +271,22 @@ pub fn record_rejection(
     histogram!(m::REQUEST_DURATION, "route" => endpoint.label(), "model" => model, "provider" => "none")
         .record(started.elapsed().as_secs_f64());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_slots_refuse_past_the_limit_and_free_on_drop() {
+        let slots = RequestSlots::new(2);
+        let a = InFlight::try_enter(Endpoint::ChatCompletions, &slots).expect("first");
+        let b = InFlight::try_enter(Endpoint::Messages, &slots).expect("second");
+        assert!(InFlight::try_enter(Endpoint::ChatCompletions, &slots).is_none());
+        assert_eq!(slots.used(), 2);
+        drop(a);
+        assert_eq!(slots.used(), 1);
+        let c = InFlight::try_enter(Endpoint::ChatCompletions, &slots).expect("freed");
+        drop((b, c));
+        assert_eq!(slots.used(), 0);
+    }
+}

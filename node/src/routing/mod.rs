@@ -7,7 +7,7 @@
 
 mod cooldown;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use metrics::SharedString;
@@ -110,6 +110,9 @@ pub struct Router {
     providers: Vec<Arc<Provider>>,
     models: HashMap<String, Arc<ModelRoute>>,
     aliases: HashMap<String, String>,
+    /// Model names the configuration writes out (alias targets, fallbacks), which may resolve
+    /// through patterns: they label metrics under their own names.
+    configured_names: HashSet<String>,
     dynamic: RwLock<HashMap<String, Arc<ModelRoute>>>,
     prices: PriceTable,
     /// Retry, backoff and cooldown settings.
@@ -127,6 +130,13 @@ impl Router {
             providers,
             models: HashMap::new(),
             aliases: config.routing.aliases.clone().into_iter().collect(),
+            configured_names: config
+                .routing
+                .aliases
+                .values()
+                .chain(config.models.iter().flat_map(|m| m.fallbacks.iter()))
+                .cloned()
+                .collect(),
             dynamic: RwLock::new(HashMap::new()),
             prices,
             settings: config.routing.clone(),
@@ -273,10 +283,12 @@ impl Router {
         })
     }
 
-    /// Whether `model`, reached through a pattern, is named by the price table or exactly by a
-    /// provider's model list: only such names become metric labels.
+    /// Whether `model`, reached through a pattern, is named by the configuration (an alias
+    /// target, a fallback, a provider's exact model) or the price table: only such names
+    /// become metric labels.
     fn is_known(&self, model: &str) -> bool {
         self.prices.contains(model)
+            || self.configured_names.contains(model)
             || self
                 .providers
                 .iter()

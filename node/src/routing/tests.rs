@@ -146,11 +146,17 @@ fn listed_models_include_configured_and_aliases() {
 
 #[test]
 fn metric_labels_name_only_known_models() {
-    let text = BASE.replace("models = [\"claude-*\"]", "models = [\"claude-*\", \"house-model\"]");
+    let text = BASE
+        .replace(
+            "models = [\"claude-*\"]",
+            "models = [\"claude-*\", \"house-model\"]",
+        )
+        .replace("fast = \"gpt-4o-mini\"", "fast = \"gpt-house\"");
     let r = router(&text).expect("valid");
     let label = |name: &str| r.resolve(name).expect("resolves").metric_label.to_string();
     assert_eq!(label("smart"), "smart");
-    assert_eq!(label("fast"), "gpt-4o-mini");
+    // An alias's target is configured, though only a pattern serves it.
+    assert_eq!(label("fast"), "gpt-house");
     assert_eq!(label("gpt-4o"), "gpt-4o");
     assert_eq!(label("an/claude-haiku-4-5"), "an/claude-haiku-4-5");
     assert_eq!(label("house-model"), "house-model");
@@ -161,5 +167,8 @@ fn metric_labels_name_only_known_models() {
     assert_eq!(made_up.metric_label.to_string(), "other");
     assert_eq!(made_up.deployments[0].metric_model.to_string(), "other");
     let smart = r.resolve("smart").expect("configured");
-    assert_eq!(smart.deployments[1].metric_model.to_string(), "gpt-4o-2024-08-06");
+    assert_eq!(
+        smart.deployments[1].metric_model.to_string(),
+        "gpt-4o-2024-08-06"
+    );
 }
