@@ -345,7 +345,7 @@ mod tests {
         tx.send(Ok(Frame::data(Bytes::from_static(b"{"))))
             .await
             .ok();
-        let error = body.collect().await.err().expect("deadline");
+        let error = body.collect().await.expect_err("deadline");
         assert!(BodyDeadlineElapsed::caused(error.as_ref()));
         drop(tx);
     }
