@@ -1,7 +1,8 @@
 //! Starling: an LLM gateway node.
 //!
 //! Module map (see docs/architecture.md): [`config`] loads and checks the TOML file;
-//! [`server`] binds listeners and routes HTTP; [`api`] owns the client dialects (request
+//! [`server`] binds listeners and routes HTTP; [`listener`] accepts connections within the
+//! connection, header and body limits; [`api`] owns the client dialects (request
 //! reading, validation, error shapes); [`admission`] authenticates and admits; [`routing`]
 //! resolves models to deployments; [`providers`] talks to upstreams; [`proxy`] runs the request
 //! path; [`translate`] converts between OpenAI and Anthropic formats; [`pricing`] prices usage;
@@ -15,6 +16,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod governance;
+pub mod listener;
 pub mod metrics;
 pub mod pricing;
 pub mod providers;

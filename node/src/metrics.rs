@@ -1,7 +1,10 @@
 //! Prometheus metrics: names, buckets, and the recorder.
 //!
-//! Labels carry only bounded values: routes, resolved model names, provider names, status
-//! codes. Client-supplied model names that do not resolve are recorded as `unknown`.
+//! Labels carry only bounded values: routes, model names the configuration or the price
+//! table knows, provider names, status codes. A client-supplied model name that does not
+//! resolve is recorded as `unknown`; one that resolves through a provider's wildcard pattern
+//! but is named nowhere in the configuration or the price table is recorded as `other`
+//! (see [`crate::routing`]), so clients cannot create series.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -33,6 +36,23 @@ pub const FALLBACKS: &str = "starling_fallbacks_total";
 pub const COOLDOWNS: &str = "starling_deployment_cooldowns_total";
 /// Streams that ended because the client went away.
 pub const CLIENT_DISCONNECTS: &str = "starling_client_disconnects_total";
+/// Connections open now, by listener (`api`, `metrics`).
+pub const CONNECTIONS_OPEN: &str = "starling_connections_open";
+/// Connections closed as they were accepted because `server.max_connections` were open.
+pub const CONNECTIONS_REFUSED: &str = "starling_connections_refused_total";
+/// Connections closed because a request's headers did not arrive within
+/// `server.header_read_timeout_ms` (idle keep-alive connections included).
+pub const HEADER_READ_TIMEOUTS: &str = "starling_header_read_timeouts_total";
+/// Request bodies that did not arrive within `server.body_read_timeout_ms`.
+pub const BODY_READ_TIMEOUTS: &str = "starling_body_read_timeouts_total";
+/// API requests refused with a 503 because `server.max_requests_in_flight` were being served.
+pub const REQUESTS_SHED: &str = "starling_requests_shed_total";
+
+/// The model label of a request whose model resolved but is named nowhere in the
+/// configuration or the price table.
+pub const OTHER_MODEL: &str = "other";
+/// The model label of a request whose model did not resolve (or was never read).
+pub const UNKNOWN_MODEL: &str = "unknown";
 
 /// Latency buckets from 50 µs to 5 minutes: fine at the bottom for gateway overhead.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -109,6 +129,23 @@ fn describe() {
     describe_counter!(FALLBACKS, "Requests that fell back to another model.");
     describe_counter!(COOLDOWNS, "Deployments put into cooldown.");
     describe_counter!(CLIENT_DISCONNECTS, "Streams cut short by the client.");
+    describe_gauge!(CONNECTIONS_OPEN, "Connections open, by listener.");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed at accept: the listener had server.max_connections open."
+    );
+    describe_counter!(
+        HEADER_READ_TIMEOUTS,
+        "Connections closed: request headers not received within server.header_read_timeout_ms."
+    );
+    describe_counter!(
+        BODY_READ_TIMEOUTS,
+        "Request bodies not received within server.body_read_timeout_ms."
+    );
+    describe_counter!(
+        REQUESTS_SHED,
+        "API requests refused with 503: server.max_requests_in_flight were being served."
+    );
     describe_counter!(
         crate::request_log::DROPPED,
         "Request records not written to the request log file, by reason."

@@ -11,7 +11,6 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use axum::serve::ListenerExt;
 use http::{HeaderMap, StatusCode, Uri};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -22,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::admin::AdminState;
 use crate::api::{ApiError, ApiFormat, Endpoint, ErrorKind};
 use crate::cluster::Cluster;
+use crate::listener::{self, ConnectionLimits};
 use crate::proxy::Gateway;
 
 #[derive(Clone)]
@@ -256,31 +256,23 @@ impl RunningServer {
             metrics_listener.is_none(),
             admin,
         );
-        let mut rx = watch_rx.clone();
-        // Small responses must not wait out Nagle's algorithm against delayed ACKs.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tasks.push(tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("API listener failed: {e}");
-            }
-        }));
+        let limits = ConnectionLimits::from_config(&gateway.config.server);
+        tasks.push(tokio::spawn(listener::serve(
+            listener,
+            app,
+            limits,
+            "api",
+            watch_rx.clone(),
+        )));
         if let Some(listener) = metrics_listener {
-            let mut rx = watch_rx.clone();
             let app = metrics_app(metrics_source);
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.wait_for(|stop| *stop).await;
-                    })
-                    .await;
-            }));
+            tasks.push(tokio::spawn(listener::serve(
+                listener,
+                app,
+                limits,
+                "metrics",
+                watch_rx.clone(),
+            )));
         }
         let mut rx = watch_rx;
         tasks.push(tokio::spawn(async move {

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     Permission,
     /// 404: unknown model or route.
     NotFound,
+    /// 408: the request body did not arrive in time.
+    RequestTimeout,
     /// 413: body over the configured limit.
     RequestTooLarge,
     /// 429: a limit was hit.
@@ -45,6 +47,7 @@ impl ErrorKind {
             ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
             ErrorKind::Permission => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RateLimit => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
@@ -56,9 +59,10 @@ impl ErrorKind {
 
     fn openai_type(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::RequestTooLarge => {
-                "invalid_request_error"
-            }
+            ErrorKind::InvalidRequest
+            | ErrorKind::NotFound
+            | ErrorKind::RequestTooLarge
+            | ErrorKind::RequestTimeout => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::Permission => "permission_error",
             ErrorKind::RateLimit => "rate_limit_error",
@@ -78,7 +82,7 @@ impl ErrorKind {
             ErrorKind::RequestTooLarge => "request_too_large",
             ErrorKind::RateLimit => "rate_limit_error",
             ErrorKind::Upstream | ErrorKind::Internal => "api_error",
-            ErrorKind::Timeout => "timeout_error",
+            ErrorKind::Timeout | ErrorKind::RequestTimeout => "timeout_error",
             ErrorKind::Unavailable => "overloaded_error",
         }
     }
@@ -174,6 +178,7 @@ impl ApiError {
             401 => ErrorKind::Authentication,
             403 => ErrorKind::Permission,
             404 => ErrorKind::NotFound,
+            408 => ErrorKind::RequestTimeout,
             413 => ErrorKind::RequestTooLarge,
             429 => ErrorKind::RateLimit,
             504 => ErrorKind::Timeout,

@@ -2,13 +2,15 @@
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 
 use super::{ApiError, ErrorKind};
+use crate::listener::BodyDeadlineElapsed;
 
-/// Reads the whole body, refusing more than `limit` bytes with a 413.
+/// Reads the whole body, refusing more than `limit` bytes with a 413, and one that did not
+/// arrive within the listener's body deadline with a 408 that closes the connection.
 pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
@@ -29,11 +31,25 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) if BodyDeadlineElapsed::caused(e.as_ref()) => Err(body_timed_out()),
         Err(e) => Err(ApiError::new(
             ErrorKind::InvalidRequest,
             format!("could not read the request body: {e}"),
         )),
     }
+}
+
+/// The answer to a body that did not arrive in time. The rest of the body may still be on
+/// its way, so the connection cannot carry another request: `connection: close` ends it.
+fn body_timed_out() -> ApiError {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    ApiError::new(
+        ErrorKind::RequestTimeout,
+        "the request body did not arrive within the server's body read timeout",
+    )
+    .with_code("request_timeout")
+    .with_headers(headers)
 }
 
 /// Parses a JSON object, refusing nesting deeper than `max_depth` before building any value.
@@ -131,5 +147,32 @@ mod tests {
             .await
             .expect("fits");
         assert_eq!(ok.len(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_past_its_deadline_is_408_closing_the_connection() {
+        let (_tx, rx) =
+            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
+        let stalled = http_body_util::StreamBody::new(Box::pin(futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        )));
+        let body = Body::new(crate::listener::DeadlineBody::new(
+            stalled,
+            std::time::Duration::from_secs(1),
+        ));
+        let e = read_body(body, &HeaderMap::new(), 10)
+            .await
+            .expect_err("deadline");
+        assert_eq!(e.kind(), ErrorKind::RequestTimeout);
+        let response = e.into_response_in(super::super::ApiFormat::Anthropic);
+        assert_eq!(response.status(), http::StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::CONNECTION)
+                .map(|v| v.as_bytes()),
+            Some(&b"close"[..])
+        );
     }
 }

@@ -251,6 +251,16 @@ pub struct ServerConfig {
     pub max_upstream_body_bytes: usize,
     /// Seconds in-flight requests get to finish after SIGTERM before the node exits.
     pub shutdown_grace_secs: u64,
+    /// A connection must deliver a request's headers within this many milliseconds (also the
+    /// longest an idle keep-alive connection is kept), else it is closed.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive whole within this many milliseconds of its headers, else
+    /// it gets a 408 and its connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// Most connections open at once per listener; more are closed as they are accepted.
+    pub max_connections: usize,
+    /// Most API requests served at once; more get a 503 with `retry-after` at once.
+    pub max_requests_in_flight: usize,
 }
 
 impl Default for ServerConfig {
@@ -262,6 +272,10 @@ impl Default for ServerConfig {
             max_json_depth: 64,
             max_upstream_body_bytes: 64 * 1024 * 1024,
             shutdown_grace_secs: 30,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 10_000,
+            max_requests_in_flight: 4_096,
         }
     }
 }

@@ -100,3 +100,23 @@ fn secrets_never_show_in_debug_output() {
     assert!(!format!("{s:?}").contains("abc"));
     assert!(!format!("{s}").contains("abc"));
 }
+
+#[test]
+fn server_limits_have_defaults_and_are_validated() {
+    let c = Config::from_toml("").expect("valid");
+    assert_eq!(c.server.header_read_timeout_ms, 10_000);
+    assert_eq!(c.server.body_read_timeout_ms, 30_000);
+    assert_eq!(c.server.max_connections, 10_000);
+    assert_eq!(c.server.max_requests_in_flight, 4_096);
+    for field in [
+        "header_read_timeout_ms",
+        "body_read_timeout_ms",
+        "max_connections",
+        "max_requests_in_flight",
+    ] {
+        let (name, problem) = err(&format!("[server]\n{field} = 0\n"));
+        assert_eq!(name, format!("server.{field}"), "{problem}");
+    }
+    let (name, _) = err("[server]\nbody_read_timeout_ms = 3600001\n");
+    assert_eq!(name, "server.body_read_timeout_ms");
+}

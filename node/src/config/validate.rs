@@ -54,6 +54,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             "must be greater than 0",
         ));
     }
+    validate_server_limits(server)?;
     for (i, key) in config.auth.keys.iter().enumerate() {
         if key.trim().is_empty() || key.chars().any(char::is_whitespace) {
             return Err(ConfigError::invalid(
@@ -310,6 +311,38 @@ fn validate_provider(i: usize, provider: &ProviderConfig) -> Result<(), ConfigEr
             format!("providers[{i}].timeouts.first_byte_ms"),
             "must not exceed timeouts.total_ms",
         ));
+    }
+    Ok(())
+}
+
+/// The connection and request limits: each must be positive, and the timeouts at most an hour
+/// (a longer one is a typo that would let slow clients hold connections).
+fn validate_server_limits(server: &super::ServerConfig) -> Result<(), ConfigError> {
+    const HOUR_MS: u64 = 3_600_000;
+    for (field, value) in [
+        (
+            "server.header_read_timeout_ms",
+            server.header_read_timeout_ms,
+        ),
+        ("server.body_read_timeout_ms", server.body_read_timeout_ms),
+    ] {
+        if value == 0 || value > HOUR_MS {
+            return Err(ConfigError::invalid(
+                field,
+                format!("must be between 1 and {HOUR_MS} milliseconds"),
+            ));
+        }
+    }
+    for (field, value) in [
+        ("server.max_connections", server.max_connections),
+        (
+            "server.max_requests_in_flight",
+            server.max_requests_in_flight,
+        ),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::invalid(field, "must be greater than 0"));
+        }
     }
     Ok(())
 }

@@ -133,6 +133,13 @@ impl PriceTable {
         self.entries.iter().map(|(name, _)| name.as_str())
     }
 
+    /// Whether the table has an entry named exactly `model` (a prefix match does not count).
+    pub fn contains(&self, model: &str) -> bool {
+        self.entries
+            .binary_search_by(|(n, _)| n.as_str().cmp(model))
+            .is_ok()
+    }
+
     /// The price of `model`: an exact entry, else the longest entry that prefixes it.
     pub fn lookup(&self, model: &str) -> Option<ModelPrice> {
         if let Ok(i) = self

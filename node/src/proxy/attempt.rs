@@ -11,7 +11,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, StatusCode};
-use metrics::counter;
+use metrics::{SharedString, counter};
 use rand::Rng;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -133,7 +133,7 @@ async fn run_attempts(
             };
             match gw.router.resolve(name) {
                 Ok(next) => {
-                    counter!(m::FALLBACKS, "from" => route.name.clone(), "to" => next.name.clone())
+                    counter!(m::FALLBACKS, "from" => route.metric_label.clone(), "to" => next.metric_label.clone())
                         .increment(1);
                     tracing::info!(request_id = %ctx.id, from = %current.name, to = %next.name, "falling back");
                     current = next;
@@ -233,7 +233,7 @@ async fn run_attempts(
                             state.trail.attempt_span = Some(span);
                             let settlement = Settlement::new(
                                 &ctx,
-                                current.name.clone(),
+                                &current,
                                 deployment,
                                 permit,
                                 in_flight,
@@ -285,7 +285,7 @@ async fn run_attempts(
                 // The upstream asks for a longer pause than we wait out: move on.
                 break;
             };
-            counter!(m::RETRIES, "provider" => deployment.provider.name.to_string(), "model" => current.name.clone(), "reason" => reason)
+            counter!(m::RETRIES, "provider" => SharedString::from_shared(deployment.provider.name.clone()), "model" => current.metric_label.clone(), "reason" => reason)
                 .increment(1);
             tokio::time::sleep(delay).await;
             waited += delay;
@@ -319,7 +319,7 @@ fn trip_cooldown(settings: &RoutingConfig, deployment: &Deployment, retry_after:
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
     });
     deployment.cooldown.trip(duration);
-    counter!(m::COOLDOWNS, "provider" => deployment.provider.name.to_string(), "model" => deployment.upstream_model.clone())
+    counter!(m::COOLDOWNS, "provider" => SharedString::from_shared(deployment.provider.name.clone()), "model" => deployment.metric_model.clone())
         .increment(1);
 }
 

@@ -32,7 +32,7 @@ use crate::routing::{ModelRoute, Router};
 use crate::telemetry::Telemetry;
 use trail::{Failure, Outcome, Trail};
 
-pub use settle::{InFlight, in_flight_now};
+pub use settle::{InFlight, RequestSlots, in_flight_now};
 
 /// Response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -68,6 +68,8 @@ pub struct Gateway {
     pub telemetry: Telemetry,
     /// Recent request records, when `[request_log]` keeps any.
     pub request_log: Option<Arc<RequestLog>>,
+    /// Room for API requests in flight (`server.max_requests_in_flight`).
+    pub request_slots: RequestSlots,
 }
 
 /// Per-request facts the stages below share.
@@ -123,7 +125,9 @@ impl Gateway {
                 format!("cannot open the request log: {e}"),
             )
         })?;
+        let request_slots = RequestSlots::new(config.server.max_requests_in_flight);
         Ok(Self {
+            request_slots,
             config: Arc::new(config),
             router,
             admission,
@@ -137,7 +141,11 @@ impl Gateway {
     pub async fn handle(self: &Arc<Self>, endpoint: Endpoint, request: Request<Body>) -> Response {
         let started = Instant::now();
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let in_flight = InFlight::enter(endpoint);
+        let Some(in_flight) = InFlight::try_enter(endpoint, &self.request_slots) else {
+            let error = settle::shed(endpoint);
+            settle::record_rejection(endpoint, None, &error, started);
+            return error.into_response_in(endpoint.format());
+        };
         let mut trail = Trail::start(
             &self.telemetry,
             self.request_log.as_ref(),
@@ -158,7 +166,7 @@ impl Gateway {
                 response
             }
             Err(error) => {
-                settle::record_rejection(endpoint, trail.model.as_deref(), &error, started);
+                settle::record_rejection(endpoint, trail.metric_model.take(), &error, started);
                 tracing::debug!(request_id = %id, status = %error.status(), "request failed: {}", error.message());
                 trail.finish(&Outcome::unsettled(
                     &id,
@@ -197,6 +205,7 @@ impl Gateway {
         let route = self.router.resolve(&meta.model)?;
         // From here on, failures are labelled with the resolved (bounded) model name.
         trail.model = Some(route.name.clone());
+        trail.metric_model = Some(route.metric_label.clone());
         let admission = trail.span.child("starling.admission");
         admission.set_bool("starling.governed", principal.virtual_key.is_some());
         let (permit, allowed_providers) =

@@ -2,26 +2,50 @@
 //! release of its admission permit. Every admitted request settles exactly once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{SharedString, counter, gauge, histogram};
 use tokio::time::Instant;
 
 use super::RequestCtx;
 use super::trail::{Failure, Outcome, Trail};
 use crate::admission::Permit;
-use crate::api::{ApiError, Endpoint};
+use crate::api::{ApiError, Endpoint, ErrorKind};
 use crate::governance::usage::UsageReceipt;
 use crate::metrics as m;
 use crate::pricing::ModelPrice;
-use crate::routing::Deployment;
+use crate::routing::{Deployment, ModelRoute};
 use crate::translate::Usage;
 
-/// Counts a request in flight until dropped.
+/// Bounds the API requests a gateway serves at once (`server.max_requests_in_flight`).
+#[derive(Debug)]
+pub struct RequestSlots {
+    used: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl RequestSlots {
+    /// Room for `limit` requests at once.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            used: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+
+    /// Requests holding a slot now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a request in flight, and holds its slot, until dropped (the end of its response,
+/// streams included).
 #[derive(Debug)]
 pub struct InFlight {
     endpoint: Endpoint,
+    slots: Arc<AtomicUsize>,
 }
 
 /// Requests in flight in this process, all routes: the load this node gossips to its peers.
@@ -33,19 +57,41 @@ pub fn in_flight_now() -> u64 {
 }
 
 impl InFlight {
-    /// Enters a request.
-    pub fn enter(endpoint: Endpoint) -> Self {
+    /// Enters a request, or `None` when every slot is taken.
+    pub fn try_enter(endpoint: Endpoint, slots: &RequestSlots) -> Option<Self> {
+        slots
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < slots.limit).then_some(n + 1)
+            })
+            .ok()?;
         gauge!(m::IN_FLIGHT, "route" => endpoint.label()).increment(1.0);
         IN_FLIGHT_NOW.fetch_add(1, Ordering::Relaxed);
-        Self { endpoint }
+        Some(Self {
+            endpoint,
+            slots: slots.used.clone(),
+        })
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.slots.fetch_sub(1, Ordering::AcqRel);
         IN_FLIGHT_NOW.fetch_sub(1, Ordering::Relaxed);
         gauge!(m::IN_FLIGHT, "route" => self.endpoint.label()).decrement(1.0);
     }
+}
+
+/// The answer to a request refused because every slot was taken: a 503 in the endpoint's
+/// dialect, with `retry-after`, counted.
+pub fn shed(endpoint: Endpoint) -> ApiError {
+    counter!(m::REQUESTS_SHED, "route" => endpoint.label()).increment(1);
+    ApiError::new(
+        ErrorKind::Unavailable,
+        "the gateway is serving as many requests as it is configured to; retry shortly",
+    )
+    .with_code("overloaded")
+    .with_retry_after(1)
 }
 
 /// How a request that reached upstream ended.
@@ -64,6 +110,8 @@ pub enum Ending {
 pub(crate) struct Settlement {
     pub endpoint: Endpoint,
     pub model: String,
+    /// The model's metric label, resolved with the route.
+    model_label: SharedString,
     pub provider: Arc<str>,
     pub price: ModelPrice,
     pub started: Instant,
@@ -80,7 +128,7 @@ pub(crate) struct Settlement {
 impl Settlement {
     pub fn new(
         ctx: &RequestCtx,
-        model: String,
+        route: &ModelRoute,
         deployment: &Deployment,
         permit: Permit,
         in_flight: InFlight,
@@ -88,7 +136,8 @@ impl Settlement {
     ) -> Self {
         Self {
             endpoint: ctx.endpoint,
-            model,
+            model: route.name.clone(),
+            model_label: route.metric_label.clone(),
             provider: deployment.provider.name.clone(),
             price: deployment.price,
             started: ctx.started,
@@ -127,8 +176,8 @@ impl Settlement {
             permit.settle_cut_short(usage, cost)
         };
         let route = self.endpoint.label();
-        let model = self.model.clone();
-        let provider = self.provider.to_string();
+        let model = self.model_label.clone();
+        let provider = SharedString::from_shared(self.provider.clone());
         counter!(m::REQUESTS, "route" => route, "model" => model.clone(), "provider" => provider.clone(), "status" => status.to_string())
             .increment(1);
         histogram!(m::REQUEST_DURATION, "route" => route, "model" => model.clone(), "provider" => provider.clone())
@@ -208,17 +257,36 @@ pub fn record_overhead(endpoint: Endpoint, started: Instant, upstream_wait: Dura
 }
 
 /// Records a request that ended in an error before or instead of an upstream response.
-/// `model` is the resolved public model, when resolution got that far.
+/// `model` is the resolved public model's label, when resolution got that far.
 pub fn record_rejection(
     endpoint: Endpoint,
-    model: Option<&str>,
+    model: Option<SharedString>,
     error: &ApiError,
     started: Instant,
 ) {
     let status = error.status().as_u16().to_string();
-    let model = model.unwrap_or("unknown").to_owned();
+    let model = model.unwrap_or(SharedString::const_str(m::UNKNOWN_MODEL));
     counter!(m::REQUESTS, "route" => endpoint.label(), "model" => model.clone(), "provider" => "none", "status" => status)
         .increment(1);
     histogram!(m::REQUEST_DURATION, "route" => endpoint.label(), "model" => model, "provider" => "none")
         .record(started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_slots_refuse_past_the_limit_and_free_on_drop() {
+        let slots = RequestSlots::new(2);
+        let a = InFlight::try_enter(Endpoint::ChatCompletions, &slots).expect("first");
+        let b = InFlight::try_enter(Endpoint::Messages, &slots).expect("second");
+        assert!(InFlight::try_enter(Endpoint::ChatCompletions, &slots).is_none());
+        assert_eq!(slots.used(), 2);
+        drop(a);
+        assert_eq!(slots.used(), 1);
+        let c = InFlight::try_enter(Endpoint::ChatCompletions, &slots).expect("freed");
+        drop((b, c));
+        assert_eq!(slots.used(), 0);
+    }
 }

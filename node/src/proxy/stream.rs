@@ -16,7 +16,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
-use metrics::histogram;
+use metrics::{SharedString, histogram};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -82,6 +82,7 @@ struct Pump {
 pub(super) struct Primed {
     pump: Pump,
     model: String,
+    model_label: SharedString,
     upstream_wait: Duration,
 }
 
@@ -147,6 +148,7 @@ pub(super) async fn prime(
     Ok(Primed {
         pump,
         model: success.route.name.clone(),
+        model_label: success.route.metric_label.clone(),
         upstream_wait: waited + attempt_started.elapsed(),
     })
 }
@@ -155,7 +157,7 @@ impl Primed {
     /// Starts the client's response.
     pub(super) fn into_response(mut self, ctx: &RequestCtx, settlement: Settlement) -> Response {
         record_overhead(ctx.endpoint, ctx.started, self.upstream_wait);
-        histogram!(m::TIME_TO_FIRST_TOKEN, "model" => self.model.clone(), "provider" => self.pump.provider.to_string())
+        histogram!(m::TIME_TO_FIRST_TOKEN, "model" => self.model_label.clone(), "provider" => SharedString::from_shared(self.pump.provider.clone()))
             .record(ctx.started.elapsed().as_secs_f64());
         let provider = self.pump.provider.clone();
         self.pump.want_reasons = settlement.trail.span.is_on();

@@ -22,8 +22,10 @@ pub(crate) struct Trail {
     pub span: RequestSpan,
     /// The span of the attempt that answered; ends with the request.
     pub attempt_span: Option<AttemptSpan>,
-    /// The resolved public model, once resolution got that far (also labels metrics).
+    /// The resolved public model, once resolution got that far.
     pub model: Option<String>,
+    /// Its metric label (see [`crate::routing::ModelRoute::metric_label`]).
+    pub metric_model: Option<metrics::SharedString>,
     log: Option<Arc<RequestLog>>,
     time_ms: u64,
     key_id: Option<String>,

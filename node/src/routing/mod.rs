@@ -7,9 +7,10 @@
 
 mod cooldown;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
+use metrics::SharedString;
 use rand::Rng;
 
 pub use cooldown::Cooldown;
@@ -35,6 +36,9 @@ pub struct Deployment {
     pub price: ModelPrice,
     /// Whether the price table knows the upstream model (unknown models cost 0).
     pub priced: bool,
+    /// The upstream model as a metric label: its name when the configuration or the price
+    /// table names it, else [`crate::metrics::OTHER_MODEL`].
+    pub metric_model: SharedString,
     /// When it may be used again after failing.
     pub cooldown: Cooldown,
 }
@@ -42,8 +46,13 @@ pub struct Deployment {
 /// A resolved public model name.
 #[derive(Debug)]
 pub struct ModelRoute {
-    /// The public name, used in metrics and in responses.
+    /// The public name, used in responses.
     pub name: String,
+    /// The public name as a metric label: the name itself when the configuration or the price
+    /// table names it, else [`crate::metrics::OTHER_MODEL`], so that names clients make up and
+    /// a wildcard pattern accepts create no new series. Resolved once with the route; cloning
+    /// it allocates nothing.
+    pub metric_label: SharedString,
     /// Where it runs.
     pub deployments: Vec<Deployment>,
     /// Other public names to try when this one fails.
@@ -101,6 +110,9 @@ pub struct Router {
     providers: Vec<Arc<Provider>>,
     models: HashMap<String, Arc<ModelRoute>>,
     aliases: HashMap<String, String>,
+    /// Model names the configuration writes out (alias targets, fallbacks), which may resolve
+    /// through patterns: they label metrics under their own names.
+    configured_names: HashSet<String>,
     dynamic: RwLock<HashMap<String, Arc<ModelRoute>>>,
     prices: PriceTable,
     /// Retry, backoff and cooldown settings.
@@ -118,6 +130,13 @@ impl Router {
             providers,
             models: HashMap::new(),
             aliases: config.routing.aliases.clone().into_iter().collect(),
+            configured_names: config
+                .routing
+                .aliases
+                .values()
+                .chain(config.models.iter().flat_map(|m| m.fallbacks.iter()))
+                .cloned()
+                .collect(),
             dynamic: RwLock::new(HashMap::new()),
             prices,
             settings: config.routing.clone(),
@@ -135,7 +154,7 @@ impl Router {
                         format!("no provider named {:?}", d.provider),
                     ));
                 };
-                deployments.push(router.deployment(provider, &d.model, d.weight));
+                deployments.push(router.deployment(provider, &d.model, d.weight, true));
             }
             if deployments.is_empty() {
                 tracing::warn!(model = %model.name, "no deployment of this model has a usable provider; it will return 404");
@@ -145,6 +164,7 @@ impl Router {
                 model.name.clone(),
                 Arc::new(ModelRoute {
                     name: model.name.clone(),
+                    metric_label: label(&model.name, true),
                     deployments,
                     fallbacks: model.fallbacks.clone(),
                 }),
@@ -186,7 +206,14 @@ impl Router {
         self.providers.iter().find(|p| &*p.name == name).cloned()
     }
 
-    fn deployment(&self, provider: Arc<Provider>, model: &str, weight: u32) -> Deployment {
+    /// A deployment of `model`; `configured` when the config names the model.
+    fn deployment(
+        &self,
+        provider: Arc<Provider>,
+        model: &str,
+        weight: u32,
+        configured: bool,
+    ) -> Deployment {
         let price = self.prices.lookup(model);
         Deployment {
             provider,
@@ -194,6 +221,7 @@ impl Router {
             weight,
             price: price.unwrap_or_default(),
             priced: price.is_some(),
+            metric_model: label(model, configured || self.is_known(model)),
             cooldown: Cooldown::default(),
         }
     }
@@ -236,7 +264,8 @@ impl Router {
         {
             return Some(ModelRoute {
                 name: name.to_owned(),
-                deployments: vec![self.deployment(provider, model, 1)],
+                metric_label: label(name, self.is_known(model)),
+                deployments: vec![self.deployment(provider, model, 1, false)],
                 fallbacks: Vec::new(),
             });
         }
@@ -244,13 +273,26 @@ impl Router {
             .providers
             .iter()
             .filter(|p| p.serves(name))
-            .map(|p| self.deployment(p.clone(), name, 1))
+            .map(|p| self.deployment(p.clone(), name, 1, false))
             .collect();
         (!deployments.is_empty()).then(|| ModelRoute {
             name: name.to_owned(),
+            metric_label: label(name, self.is_known(name)),
             deployments,
             fallbacks: Vec::new(),
         })
+    }
+
+    /// Whether `model`, reached through a pattern, is named by the configuration (an alias
+    /// target, a fallback, a provider's exact model) or the price table: only such names
+    /// become metric labels.
+    fn is_known(&self, model: &str) -> bool {
+        self.prices.contains(model)
+            || self.configured_names.contains(model)
+            || self
+                .providers
+                .iter()
+                .any(|p| p.patterns.iter().any(|pattern| pattern == model))
     }
 
     /// Public model names for `/v1/models`: configured models, aliases, exact patterns, and the
@@ -287,6 +329,15 @@ impl Router {
         out.sort();
         out.dedup_by(|a, b| a.0 == b.0);
         out
+    }
+}
+
+/// `name` as a metric label when `known`, else the shared bucket for unnamed models.
+fn label(name: &str, known: bool) -> SharedString {
+    if known {
+        SharedString::from_shared(Arc::<str>::from(name))
+    } else {
+        SharedString::const_str(crate::metrics::OTHER_MODEL)
     }
 }
 

@@ -143,3 +143,32 @@ fn listed_models_include_configured_and_aliases() {
     assert!(names.contains(&"claude-sonnet-4-5".to_owned()));
     assert!(!names.iter().any(|n| n.contains('*')));
 }
+
+#[test]
+fn metric_labels_name_only_known_models() {
+    let text = BASE
+        .replace(
+            "models = [\"claude-*\"]",
+            "models = [\"claude-*\", \"house-model\"]",
+        )
+        .replace("fast = \"gpt-4o-mini\"", "fast = \"gpt-house\"");
+    let r = router(&text).expect("valid");
+    let label = |name: &str| r.resolve(name).expect("resolves").metric_label.to_string();
+    assert_eq!(label("smart"), "smart");
+    // An alias's target is configured, though only a pattern serves it.
+    assert_eq!(label("fast"), "gpt-house");
+    assert_eq!(label("gpt-4o"), "gpt-4o");
+    assert_eq!(label("an/claude-haiku-4-5"), "an/claude-haiku-4-5");
+    assert_eq!(label("house-model"), "house-model");
+    // Made-up names that a wildcard accepts share one bucket.
+    assert_eq!(label("gpt-made-up-1234"), "other");
+    assert_eq!(label("an/claude-made-up"), "other");
+    let made_up = r.resolve("claude-made-up").expect("pattern");
+    assert_eq!(made_up.metric_label.to_string(), "other");
+    assert_eq!(made_up.deployments[0].metric_model.to_string(), "other");
+    let smart = r.resolve("smart").expect("configured");
+    assert_eq!(
+        smart.deployments[1].metric_model.to_string(),
+        "gpt-4o-2024-08-06"
+    );
+}
