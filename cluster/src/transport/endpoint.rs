@@ -361,6 +361,12 @@ impl ClusterEndpoint {
         self.inner.stats.malformed(Some(kind), Malformed::Decode);
     }
 
+    /// Records that a gossip message was refused because its blocks would inflate beyond
+    /// [`super::gossip::GOSSIP_MAX_INFLATED`] (counted besides its decode error).
+    pub(crate) fn record_gossip_inflation_refused(&self) {
+        bump(&self.inner.stats.gossip_inflation_refused);
+    }
+
     /// Closes the endpoint now: every connection is closed, receivers see the end of their
     /// queue, and further sends fail. quinn's driver releases the UDP port shortly afterwards
     /// (asynchronously), once its tasks have wound down.

@@ -29,6 +29,25 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>) {
             incoming.refuse();
             continue;
         }
+        // Address validation: an Initial from an address that has not proven it can receive
+        // our packets gets a Retry (a token bound to that address), not a handshake. A spoofed
+        // source never sees the token, so it can neither make us do TLS work nor use us to
+        // amplify traffic towards a victim; a real peer echoes the token at once (one extra
+        // round trip per new connection).
+        if inner.config.validate_addresses && !incoming.remote_address_validated() {
+            if incoming.may_retry() {
+                match incoming.retry() {
+                    Ok(()) => bump(&inner.stats.retries_sent),
+                    Err(e) => e.into_incoming().ignore(),
+                }
+            } else {
+                // It already carried a token, yet its address is not validated: a forged or
+                // stale token. Dropped silently, as an answer could itself amplify.
+                bump(&inner.stats.connections_refused);
+                incoming.ignore();
+            }
+            continue;
+        }
         tokio::spawn(handshake(inner.clone(), incoming));
     }
     debug!(addr = %inner.local_addr, "cluster endpoint closed");

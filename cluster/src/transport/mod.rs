@@ -39,7 +39,10 @@ use std::net::SocketAddr;
 
 pub use config::EndpointConfig;
 pub use endpoint::{ClusterEndpoint, Inbound, IncomingRequest};
-pub use gossip::{GOSSIP_MAX_MESSAGE_SIZE, QuicSocket, QuicTransport};
+pub use gossip::{
+    GOSSIP_MAX_INFLATED, GOSSIP_MAX_MESSAGE_SIZE, InflationError, QuicSocket, QuicTransport,
+    check_inflation, decode_gossip,
+};
 pub use membership::{Membership, MembershipConfig, MembershipError, spawn_membership};
 pub use partition::PartitionTable;
 pub use stats::{KindSnapshot, StatsSnapshot, TransportStats};
