@@ -16,10 +16,11 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tracing::{debug, warn};
 
 use super::MessageKind;
-use super::endpoint::{Inbound, IncomingRequest, Inner, Route};
+use super::endpoint::{Inbound, IncomingRequest, Inner, Reply, Route};
 use super::frame::{self, FrameError, HEADER_LEN, codes};
 use super::peers::PeerSlot;
 use super::stats::{Malformed, bump};
+use super::streamed;
 
 /// Accepts connections until the endpoint closes.
 pub(crate) async fn accept_loop(inner: Arc<Inner>) {
@@ -164,7 +165,11 @@ async fn answer_request(
         }
     }
     let response: Bytes = match timeout(inner.config.request_timeout, response).await {
-        Ok(Ok(response)) => response,
+        Ok(Ok(Reply::Whole(response))) => response,
+        Ok(Ok(Reply::Frames(frames))) => {
+            return streamed::write_frames(&inner, from, kind, send, frames).await;
+        }
+        Ok(Ok(Reply::Refused(code))) => return reset(&mut send, code),
         _ => return reset(&mut send, codes::NO_RESPONSE),
     };
     if inner.partitioned(inner.local_addr, from) {
