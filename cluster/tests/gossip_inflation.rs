@@ -71,13 +71,13 @@ fn an_inflation_bomb_within_the_size_cap_is_refused_without_allocating() {
     let (result, bytes) = allocated_by(|| decode_gossip(&bomb));
     // chitchat alone inflates every block into one buffer (about 260 MB here) and then parses
     // the zeros as a delta.
-    assert!(bytes < 64 << 10, "decoding the bomb allocated {bytes} bytes");
+    assert!(
+        bytes < 64 << 10,
+        "decoding the bomb allocated {bytes} bytes"
+    );
     let err = result.unwrap_err();
     assert!(
-        matches!(
-            err.downcast_ref(),
-            Some(InflationError::OverBudget { .. })
-        ),
+        matches!(err.downcast_ref(), Some(InflationError::OverBudget { .. })),
         "{err}"
     );
 

@@ -43,7 +43,10 @@ async fn fill(node: &ClusterNode<Doc>, n: usize) {
     node.mutate(|r| {
         let mut all = Delta::<Doc>::default();
         for i in 0..n {
-            let d = r.put(&format!("entry-{i:05}"), format!("{i:05}{}", "v".repeat(200)));
+            let d = r.put(
+                &format!("entry-{i:05}"),
+                format!("{i:05}{}", "v".repeat(200)),
+            );
             all.context.union(&d.context);
             all.items.catalog.extend(d.items.catalog);
         }
@@ -72,7 +75,10 @@ async fn a_state_larger_than_a_chunk_converges_through_several_chunks() {
         .unwrap();
     fill(&a, 2_000).await;
     let whole = a.full_state_bytes().unwrap().len();
-    assert!(whole > 8 * CHUNK, "the state ({whole} bytes) spans many chunks");
+    assert!(
+        whole > 8 * CHUNK,
+        "the state ({whole} bytes) spans many chunks"
+    );
 
     let b = ClusterNode::<Doc>::start(node_config("b", &dir_b, &secret))
         .await
@@ -85,7 +91,11 @@ async fn a_state_larger_than_a_chunk_converges_through_several_chunks() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(chunks as usize >= whole / CHUNK - 1, "{chunks} chunks");
     let pull = a.kind_stats(SYNC_PULL);
-    assert_eq!(pull.messages_sent, chunks + 1, "every chunk and the last frame");
+    assert_eq!(
+        pull.messages_sent,
+        chunks + 1,
+        "every chunk and the last frame"
+    );
     assert!(pull.bytes_sent as usize <= (chunks as usize + 1) * (2 * CHUNK + HEADER_LEN));
 
     // What b merged chunk by chunk is on disk: it comes back identical.
@@ -177,7 +187,11 @@ async fn a_peer_may_run_only_a_few_pulls_at_once() {
         ),
         "{err:?}"
     );
-    let refused = || a.stats().pulls_refused.load(std::sync::atomic::Ordering::Relaxed);
+    let refused = || {
+        a.stats()
+            .pulls_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
     assert_eq!(refused(), 1);
 
     // Once the peer gives up on them, its slots come back.

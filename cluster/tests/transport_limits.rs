@@ -77,7 +77,7 @@ pub fn inflation_bomb() -> Vec<u8> {
     let block = zstd::bulk::compress(&[0u8; 65_535], 0).unwrap();
     let mut msg = 45_139u16.to_le_bytes().to_vec();
     msg.extend_from_slice(&[0, 2]);
-    while msg.len() + 3 + block.len() + 1 <= GOSSIP_MAX_MESSAGE_SIZE {
+    while msg.len() + 3 + block.len() < GOSSIP_MAX_MESSAGE_SIZE {
         msg.push(1);
         msg.extend_from_slice(&(block.len() as u16).to_le_bytes());
         msg.extend_from_slice(&block);

@@ -96,29 +96,37 @@ impl<V: CatalogValue> Chunker<V> {
         let budget = self.budget;
         let mut items = ReplicaItems::<V>::default();
         let mut size = 0;
-        let full = fill(&mut self.catalog, |_| 1, &mut items.catalog, &mut size, budget)?
-            || fill(&mut self.cells, |_| 1, &mut items.counters.cells, &mut size, budget)?
-            || fill(
-                &mut self.counter_floors,
-                |_| 1,
-                &mut items.counters.floors,
-                &mut size,
-                budget,
-            )?
-            || fill(
-                &mut self.rights,
-                |(_, rows)| rows.len(),
-                &mut items.rights.keys,
-                &mut size,
-                budget,
-            )?
-            || fill(
-                &mut self.rights_floors,
-                |_| 1,
-                &mut items.rights.floors,
-                &mut size,
-                budget,
-            )?;
+        let full = fill(
+            &mut self.catalog,
+            |_| 1,
+            &mut items.catalog,
+            &mut size,
+            budget,
+        )? || fill(
+            &mut self.cells,
+            |_| 1,
+            &mut items.counters.cells,
+            &mut size,
+            budget,
+        )? || fill(
+            &mut self.counter_floors,
+            |_| 1,
+            &mut items.counters.floors,
+            &mut size,
+            budget,
+        )? || fill(
+            &mut self.rights,
+            |(_, rows)| rows.len(),
+            &mut items.rights.keys,
+            &mut size,
+            budget,
+        )? || fill(
+            &mut self.rights_floors,
+            |_| 1,
+            &mut items.rights.floors,
+            &mut size,
+            budget,
+        )?;
         if !full {
             match &self.tail {
                 Some((context, version)) => {
@@ -198,7 +206,10 @@ mod tests {
     fn source() -> Replica<String> {
         let mut r = replica("a");
         for i in 0..600 {
-            r.put(&format!("key-{i:04}"), format!("value {i} {}", "x".repeat(40)));
+            r.put(
+                &format!("key-{i:04}"),
+                format!("value {i} {}", "x".repeat(40)),
+            );
         }
         for i in (0..600).step_by(7) {
             r.put(&format!("key-{i:04}"), format!("rewritten {i}"));
@@ -250,7 +261,11 @@ mod tests {
         let whole = codec::encode(Kind::Delta, &a.full_state()).unwrap();
         let budget = 4 << 10;
         let frames = frames(&a, budget);
-        assert!(frames.len() > whole.len() / budget, "{} frames", frames.len());
+        assert!(
+            frames.len() > whole.len() / budget,
+            "{} frames",
+            frames.len()
+        );
         for f in &frames {
             assert!(f.len() <= 2 * budget, "a frame of {} bytes", f.len());
         }
@@ -278,7 +293,7 @@ mod tests {
         }
         // What arrived is there, and b claims no more than it holds: no claimed dot lacks
         // its item, so the next pull (from b's vector) brings exactly the rest.
-        assert!(b.catalog().len() > 0);
+        assert!(!b.catalog().is_empty());
         let rest = a.delta_since(&b.version());
         let mut chunker = Chunker::new(rest, a.version(), 4 << 10);
         let mut last = None;

@@ -26,7 +26,6 @@ use crate::store::SnapshotDone;
 use crate::transport::frame::codes;
 use crate::transport::{Inbound, IncomingRequest, TransportError};
 
-
 /// Why an anti-entropy exchange failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {

@@ -41,7 +41,6 @@ use std::net::SocketAddr;
 
 pub use config::EndpointConfig;
 pub use endpoint::{ClusterEndpoint, Inbound, IncomingRequest};
-pub use streamed::ResponseFrames;
 pub use gossip::{
     GOSSIP_MAX_INFLATED, GOSSIP_MAX_MESSAGE_SIZE, InflationError, QuicSocket, QuicTransport,
     check_inflation, decode_gossip,
@@ -49,6 +48,7 @@ pub use gossip::{
 pub use membership::{Membership, MembershipConfig, MembershipError, spawn_membership};
 pub use partition::PartitionTable;
 pub use stats::{KindSnapshot, StatsSnapshot, TransportStats};
+pub use streamed::ResponseFrames;
 
 use crate::tls::TlsError;
 

@@ -212,12 +212,15 @@ impl Inner {
         if self.partitioned(self.local_addr, to) {
             return Err(TransportError::Partitioned { to });
         }
-        let opened = timeout(self.config.request_timeout, self.open_request(to, kind, payload))
-            .await
-            .unwrap_or(Err(TransportError::Timeout {
-                to,
-                what: "request",
-            }));
+        let opened = timeout(
+            self.config.request_timeout,
+            self.open_request(to, kind, payload),
+        )
+        .await
+        .unwrap_or(Err(TransportError::Timeout {
+            to,
+            what: "request",
+        }));
         match opened {
             Ok(recv) => Ok(ResponseFrames {
                 inner: self.clone(),
