@@ -3,8 +3,9 @@
 //! A pull sends our version vector and receives everything the peer has that the vector does
 //! not cover, plus the peer's own vector; we merge, then push back what the peer's vector does
 //! not cover. Answers travel in chunks of bounded size (see [`super::chunks`]), and each peer
-//! may run only a few pulls against us at once (see [`super::limits`]). Deltas are persisted before they count as ours (local writes wait for the fsync;
-//! merged remote deltas are queued for the next batch, since peers still hold them).
+//! may run only a few pulls against us at once (see [`super::limits`]). Deltas are persisted
+//! before they count as ours (local writes wait for the fsync; merged remote deltas are queued
+//! for the next batch, since peers still hold them).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -208,7 +209,7 @@ pub(super) async fn exchange<V: CatalogValue>(
         .endpoint
         .request_frames(peer, SYNC_PULL, request, max)
         .await?;
-    let version = loop {
+    let (version, merged) = loop {
         let Some(frame) = frames.next().await? else {
             return Err(SyncError::Cut);
         };
@@ -225,15 +226,14 @@ pub(super) async fn exchange<V: CatalogValue>(
             _ => {
                 let PullReply { delta, version } =
                     codec::decode_kind::<PullReply<V>>(&frame, Kind::PullReply, max)?;
-                if !delta.is_empty() {
-                    merge(shared, delta, None);
-                }
-                break version;
+                break (version, delta.is_empty() || merge(shared, delta, None));
             }
         }
     };
     drop(frames);
-    shared.heard();
+    if merged {
+        shared.heard();
+    }
     if let Ok(mut acked) = shared.acked.lock() {
         acked.insert(peer, version.clone());
     }
