@@ -42,7 +42,9 @@ pub const FORMAT_VERSION: u8 = 1;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 10;
 
-/// A sensible default bound for peer messages (64 MiB); full states may need more.
+/// A sensible default bound for decoding peer messages (64 MiB). Replication frames are
+/// smaller (`ClusterConfig::max_sync_bytes`, 8 MiB by default): full states travel in
+/// chunks.
 pub const DEFAULT_MAX_PAYLOAD: usize = 64 << 20;
 
 /// What a frame carries. The byte values are part of the format.
@@ -64,6 +66,9 @@ pub enum Kind {
     Snapshot = 6,
     /// One record of the on-disk append-only log.
     LogRecord = 7,
+    /// The last frame of a pull's answer: a delta with the whole context it speaks for, and
+    /// the answering replica's version vector (the frames before it are plain deltas).
+    PullReply = 8,
 }
 
 impl Kind {
@@ -77,6 +82,7 @@ impl Kind {
             5 => Kind::RightsGrant,
             6 => Kind::Snapshot,
             7 => Kind::LogRecord,
+            8 => Kind::PullReply,
             _ => return None,
         })
     }
@@ -257,6 +263,23 @@ fn decode_payload<T: DeserializeOwned>(
         n if n <= 1 << 28 => under!(1 << 28),
         _ => under!(u32::MAX as usize),
     }
+}
+
+/// The length of `value`'s payload encoding, without encoding it anywhere.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    bincode::serde::encode_into_std_write(value, &mut count, WIRE)?;
+    Ok(count.0)
 }
 
 /// SHA-256 of the canonical bincode encoding of `value`, streamed into the hasher.

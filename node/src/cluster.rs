@@ -197,6 +197,10 @@ pub async fn export_metrics(node: &ClusterNode<CatalogDoc>) {
     }
     let transport = node.transport_stats();
     counter!("starling_cluster_rejected_peers_total").absolute(transport.handshakes_rejected);
+    counter!("starling_cluster_quic_retries_total").absolute(transport.retries_sent);
+    counter!("starling_cluster_sync_pulls_refused_total").absolute(load(&stats.pulls_refused));
+    counter!("starling_cluster_gossip_inflation_refused_total")
+        .absolute(transport.gossip_inflation_refused);
     counter!("starling_cluster_tombstones_collected_total")
         .absolute(load(&stats.tombstones_collected));
     counter!("starling_cluster_malformed_messages_total")
@@ -232,6 +236,18 @@ pub(crate) fn describe_metrics() {
     describe_counter!(
         "starling_cluster_rejected_peers_total",
         "Inbound cluster handshakes refused."
+    );
+    describe_counter!(
+        "starling_cluster_quic_retries_total",
+        "QUIC Retry packets sent to validate a new peer's address before its handshake."
+    );
+    describe_counter!(
+        "starling_cluster_sync_pulls_refused_total",
+        "Anti-entropy pulls refused because the peer already ran its limit of concurrent pulls."
+    );
+    describe_counter!(
+        "starling_cluster_gossip_inflation_refused_total",
+        "Gossip messages refused because their compressed blocks would inflate beyond 2 MiB."
     );
     describe_counter!(
         "starling_cluster_malformed_messages_total",

@@ -31,8 +31,23 @@ pub struct ClusterConfig {
     pub gossip_interval: Duration,
     /// Anti-entropy interval: one pull-push exchange with a random live peer per tick.
     pub sync_interval: Duration,
-    /// Largest replication message accepted, in bytes (full states included).
+    /// Largest replication frame accepted or sent, in bytes (default 8 MiB): a push, a pull
+    /// request, one frame of a pull's answer, a rights exchange. A full state is never one
+    /// frame: it travels in chunks of `sync_chunk_bytes`. A single catalog entry or budget key
+    /// must encode within this (they are a few hundred bytes).
     pub max_sync_bytes: usize,
+    /// Target size of one chunk of a pull's answer (default 4 MiB; at most half of
+    /// `max_sync_bytes`). Each chunk is a delta that stands on its own: it is applied and
+    /// persisted as it arrives, and the answer's last frame carries the context and version
+    /// vector, so a transfer cut midway keeps what arrived and the next exchange resumes.
+    pub sync_chunk_bytes: usize,
+    /// Most anti-entropy pulls one peer (by address) may run against this node at once
+    /// (default 2); further ones are refused at once with
+    /// [`crate::transport::frame::codes::TOO_MANY_EXCHANGES`] and counted in
+    /// [`super::SyncStats::pulls_refused`]. Each answer holds a copy of what the peer lacks
+    /// (a whole state for a joiner) while it is sent, so this bounds what a peer can make us
+    /// hold.
+    pub max_sync_exchanges_per_peer: usize,
     /// Snapshot the replica after this many logged deltas, once the log has also grown to half
     /// the last snapshot's size (so that snapshot cost stays proportional to what is logged).
     pub snapshot_every: u64,
@@ -69,7 +84,9 @@ impl ClusterConfig {
             endpoint: EndpointConfig::default(),
             gossip_interval: Duration::from_millis(100),
             sync_interval: Duration::from_millis(500),
-            max_sync_bytes: 256 * 1024 * 1024,
+            max_sync_bytes: 8 << 20,
+            sync_chunk_bytes: 4 << 20,
+            max_sync_exchanges_per_peer: 2,
             snapshot_every: 10_000,
             metadata: BTreeMap::new(),
             dead_node_grace: Duration::from_secs(3600),
@@ -77,5 +94,33 @@ impl ClusterConfig {
             tombstone_min_age: Duration::from_secs(24 * 3600),
             donor_policy: crate::crdt::DonorPolicy::default(),
         }
+    }
+}
+
+impl ClusterConfig {
+    /// Checks the replication limits.
+    ///
+    /// # Errors
+    /// A [`super::ClusterError::Config`] naming the field out of range.
+    pub fn validate(&self) -> Result<(), super::ClusterError> {
+        let bad = |field: &'static str, reason: &str| {
+            Err(super::ClusterError::Config {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.max_sync_bytes < 64 << 10 || self.max_sync_bytes > u32::MAX as usize {
+            return bad("max_sync_bytes", "must be between 64 KiB and 4 GiB");
+        }
+        if self.sync_chunk_bytes == 0 || self.sync_chunk_bytes > self.max_sync_bytes / 2 {
+            return bad(
+                "sync_chunk_bytes",
+                "must be positive and at most half of max_sync_bytes",
+            );
+        }
+        if self.max_sync_exchanges_per_peer == 0 {
+            return bad("max_sync_exchanges_per_peer", "must be at least 1");
+        }
+        Ok(())
     }
 }

@@ -33,8 +33,10 @@
 //! Lock order: the replica lock, then the observer slot; the chitchat lock is never taken
 //! while the replica lock is held.
 
+mod chunks;
 mod config;
 mod gc;
+mod limits;
 mod rights;
 mod sync;
 
@@ -107,6 +109,14 @@ pub enum ClusterError {
     /// The message kind belongs to the cluster's own protocols.
     #[error("message kind {0} is reserved by the cluster")]
     ReservedKind(MessageKind),
+    /// A setting of [`ClusterConfig`] is out of range.
+    #[error("cluster config: {field}: {reason}")]
+    Config {
+        /// The field at fault.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Why [`ClusterNode::reclaim_node`] refused or failed.
@@ -154,6 +164,11 @@ pub struct SyncStats {
     pub gc_runs: AtomicU64,
     /// Tombstones collected.
     pub tombstones_collected: AtomicU64,
+    /// Pulls refused because the peer already ran `max_sync_exchanges_per_peer` with us.
+    pub pulls_refused: AtomicU64,
+    /// Frames of pull answers received that were chunks (every frame but the last of each
+    /// answer): how often full states had to be split.
+    pub chunks_received: AtomicU64,
 }
 
 pub(crate) struct Shared<V> {
@@ -182,6 +197,8 @@ pub(crate) struct Shared<V> {
     pub last_heard: AtomicU64,
     /// The origin of `last_heard`.
     pub started: Instant,
+    /// The pulls each peer runs against us, capped per peer.
+    pub pulls_in_flight: Arc<limits::PerPeer>,
 }
 
 /// A member of a member's view of the cluster.
@@ -215,6 +232,7 @@ pub struct ClusterNode<V: CatalogValue> {
 impl<V: CatalogValue> ClusterNode<V> {
     /// Opens the data dir, rebuilds the replica, binds QUIC and joins the cluster.
     pub async fn start(config: ClusterConfig) -> Result<Self, ClusterError> {
+        config.validate()?;
         let node = NodeId::new(&config.node_id).map_err(|e| ClusterError::NodeId(e.to_string()))?;
         let (store, identity, recovered) = Store::open(&config.data_dir, node.as_str())?;
         let writer = WriterId::new(node, identity.incarnation);
@@ -251,6 +269,7 @@ impl<V: CatalogValue> ClusterNode<V> {
             observer: Mutex::new(None),
             last_heard: AtomicU64::new(0),
             started: Instant::now(),
+            pulls_in_flight: Arc::new(limits::PerPeer::new(config.max_sync_exchanges_per_peer)),
             config,
         });
         let mut tasks = sync::spawn_handlers(&shared)?;

@@ -2,8 +2,10 @@
 //!
 //! A pull sends our version vector and receives everything the peer has that the vector does
 //! not cover, plus the peer's own vector; we merge, then push back what the peer's vector does
-//! not cover. Deltas are persisted before they count as ours (local writes wait for the fsync;
-//! merged remote deltas are queued for the next batch, since peers still hold them).
+//! not cover. Answers travel in chunks of bounded size (see [`super::chunks`]), and each peer
+//! may run only a few pulls against us at once (see [`super::limits`]). Deltas are persisted
+//! before they count as ours (local writes wait for the fsync; merged remote deltas are queued
+//! for the next batch, since peers still hold them).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -13,24 +15,17 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chitchat::{ChitchatId, NodeState};
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::chunks::{Chunker, PullReply};
 use super::{CatalogValue, ClusterError, SYNC_PULL, SYNC_PUSH, Shared};
 use crate::codec::{self, CodecError, Kind};
 use crate::crdt::VersionVector;
 use crate::state::Delta;
 use crate::store::SnapshotDone;
+use crate::transport::frame::codes;
 use crate::transport::{Inbound, IncomingRequest, TransportError};
-
-/// A pull's answer.
-#[derive(Serialize, Deserialize)]
-#[serde(bound(deserialize = "V: CatalogValue"))]
-struct PullReply<V> {
-    delta: Delta<V>,
-    version: VersionVector,
-}
 
 /// Why an anti-entropy exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +36,9 @@ pub enum SyncError {
     /// The peer's answer did not decode.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// The peer's answer ended before its last frame (the chunks before were merged).
+    #[error("the pull's answer ended before its last frame")]
+    Cut,
 }
 
 /// Starts the tasks that answer pulls and merge pushes.
@@ -66,7 +64,7 @@ pub(super) fn spawn_handlers<V: CatalogValue>(
     ])
 }
 
-fn answer_pull<V: CatalogValue>(shared: &Shared<V>, request: IncomingRequest) {
+fn answer_pull<V: CatalogValue>(shared: &Arc<Shared<V>>, request: IncomingRequest) {
     shared.count_received(request.payload.len());
     let vv: VersionVector = match codec::decode_kind(
         &request.payload,
@@ -84,25 +82,44 @@ fn answer_pull<V: CatalogValue>(shared: &Shared<V>, request: IncomingRequest) {
     if let Ok(mut acked) = shared.acked.lock() {
         acked.insert(request.from, vv.clone());
     }
-    let reply = {
-        let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
-        codec::encode(
-            Kind::Delta,
-            &PullReply {
-                delta: replica.delta_since(&vv),
-                version: replica.version(),
-            },
-        )
+    // TODO(identity): key by the peer's verified node id once `IncomingRequest` carries it.
+    let Some(permit) = shared.pulls_in_flight.try_acquire(request.from) else {
+        shared.stats.pulls_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(peer = %request.from, "refused a pull: the peer runs too many already");
+        request.refuse(codes::TOO_MANY_EXCHANGES);
+        return;
     };
-    match reply {
-        Ok(bytes) => {
-            shared.count_sent(bytes.len());
-            if request.respond(bytes) {
-                shared.heard();
+    let (delta, version) = {
+        let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
+        (replica.delta_since(&vv), replica.version())
+    };
+    // One frame waits in the channel while the transport writes the previous one: the answer
+    // is encoded a chunk at a time, as fast as the peer reads it.
+    let (frames, outgoing) = mpsc::channel(1);
+    if !request.respond_frames(outgoing) {
+        return;
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut chunks = Chunker::new(delta, version, shared.config.sync_chunk_bytes);
+        while let Some(frame) = chunks.next_frame() {
+            match frame {
+                Ok(bytes) => {
+                    let len = bytes.len();
+                    if frames.send(bytes).await.is_err() {
+                        return;
+                    }
+                    shared.count_sent(len);
+                }
+                Err(e) => {
+                    tracing::error!("cannot encode a pull reply: {e}");
+                    return;
+                }
             }
         }
-        Err(e) => tracing::error!("cannot encode a pull reply: {e}"),
-    }
+        shared.heard();
+    });
 }
 
 fn merge_push<V: CatalogValue>(shared: &Shared<V>, message: Inbound) {
@@ -188,29 +205,67 @@ pub(super) async fn exchange<V: CatalogValue>(
         codec::encode(Kind::PullRequest, &replica.version())?
     };
     shared.count_sent(request.len());
-    let reply = shared
+    let mut frames = shared
         .endpoint
-        .request(peer, SYNC_PULL, request, max)
+        .request_frames(peer, SYNC_PULL, request, max)
         .await?;
-    shared.count_received(reply.len());
-    let PullReply { delta, version } =
-        codec::decode_kind::<PullReply<V>>(&reply, Kind::Delta, max)?;
+    let (version, merged) = loop {
+        let Some(frame) = frames.next().await? else {
+            return Err(SyncError::Cut);
+        };
+        shared.count_received(frame.len());
+        match codec::decode_header(&frame)?.kind {
+            // A chunk: merged and persisted now, so a transfer cut later keeps it.
+            Kind::Delta => {
+                shared.stats.chunks_received.fetch_add(1, Ordering::Relaxed);
+                let delta = codec::decode_kind::<Delta<V>>(&frame, Kind::Delta, max)?;
+                if !delta.is_empty() {
+                    merge(shared, delta, Some(frame));
+                }
+            }
+            _ => {
+                let PullReply { delta, version } =
+                    codec::decode_kind::<PullReply<V>>(&frame, Kind::PullReply, max)?;
+                break (version, delta.is_empty() || merge(shared, delta, None));
+            }
+        }
+    };
+    drop(frames);
+    if merged {
+        shared.heard();
+    }
     if let Ok(mut acked) = shared.acked.lock() {
         acked.insert(peer, version.clone());
     }
-    if delta.is_empty() || merge(shared, delta, None) {
-        shared.heard();
-    }
+    push_back(shared, peer, &version).await
+}
+
+/// Pushes to `peer` what its `version` lacks. One push when it fits a chunk; otherwise its
+/// items in chunks, each a delta claiming only its own items' dots (the pushes travel on
+/// separate streams, so none may claim a dot another carries): the peer's own next pull from
+/// us brings the rest of the context.
+async fn push_back<V: CatalogValue>(
+    shared: &Shared<V>,
+    peer: SocketAddr,
+    version: &VersionVector,
+) -> Result<(), SyncError> {
     let back = {
         let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
-        let back = replica.delta_since(&version);
-        if back.is_empty() {
-            None
-        } else {
-            Some(codec::encode(Kind::Delta, &back)?)
-        }
+        replica.delta_since(version)
     };
-    if let Some(bytes) = back {
+    if back.is_empty() {
+        return Ok(());
+    }
+    let budget = shared.config.sync_chunk_bytes;
+    if codec::encoded_len(&back)? <= budget {
+        let whole = codec::encode(Kind::Delta, &back)?;
+        shared.count_sent(whole.len());
+        shared.endpoint.send(peer, SYNC_PUSH, whole).await?;
+        return Ok(());
+    }
+    let mut chunks = Chunker::items_only(back, budget);
+    while let Some(frame) = chunks.next_frame() {
+        let bytes = frame?;
         shared.count_sent(bytes.len());
         shared.endpoint.send(peer, SYNC_PUSH, bytes).await?;
     }

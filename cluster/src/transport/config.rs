@@ -54,6 +54,11 @@ pub struct EndpointConfig {
     /// Minimum interval between log lines about rejected handshakes, and about malformed
     /// frames (default 10 s); the lines in between are counted, not logged.
     pub log_interval: Duration,
+    /// Answer a connection attempt from an address not yet validated with a QUIC Retry, so
+    /// that the peer proves it receives packets at its source address before we do any
+    /// handshake work (default on). Turn off only where one extra round trip per new
+    /// connection matters more than spoofed-source floods.
+    pub validate_addresses: bool,
     /// Simulated partition consulted on every send and receive (tests only; default none).
     pub partition: Option<Arc<PartitionTable>>,
 }
@@ -75,6 +80,7 @@ impl Default for EndpointConfig {
             reconnect_backoff_min: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(2),
             log_interval: Duration::from_secs(10),
+            validate_addresses: true,
             partition: None,
         }
     }

@@ -25,6 +25,7 @@ use super::config::{EndpointConfig, transport_config};
 use super::inbound;
 use super::peers::PeerSlot;
 use super::stats::{LogLimiter, Malformed, TransportStats, bump};
+use super::streamed::ResponseFrames;
 use super::{MessageKind, TransportError};
 use crate::tls::ClusterCredentials;
 
@@ -39,7 +40,8 @@ pub struct Inbound {
     pub payload: Bytes,
 }
 
-/// A request received from a peer; answer it with [`IncomingRequest::respond`]. Dropping it
+/// A request received from a peer; answer it with [`IncomingRequest::respond`] (one frame),
+/// [`IncomingRequest::respond_frames`] (several) or [`IncomingRequest::refuse`]. Dropping it
 /// unanswered resets the peer's stream with [`super::frame::codes::NO_RESPONSE`].
 #[derive(Debug)]
 pub struct IncomingRequest {
@@ -49,14 +51,41 @@ pub struct IncomingRequest {
     pub kind: MessageKind,
     /// The request payload.
     pub payload: Bytes,
-    pub(crate) reply: oneshot::Sender<Bytes>,
+    pub(crate) reply: oneshot::Sender<Reply>,
+}
+
+/// How the local handler answers a request.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// One response frame.
+    Whole(Bytes),
+    /// Response frames in order, as the channel yields them, until it closes.
+    Frames(mpsc::Receiver<Bytes>),
+    /// No response: the stream is reset with this code (see [`super::frame::codes`]).
+    Refused(u32),
 }
 
 impl IncomingRequest {
     /// Sends the response. Returns `false` if the exchange is already gone (timed out, or
     /// the peer gave up).
     pub fn respond(self, response: Bytes) -> bool {
-        self.reply.send(response).is_ok()
+        self.reply.send(Reply::Whole(response)).is_ok()
+    }
+
+    /// Answers with several frames, written in the order `frames` yields them, each within
+    /// the send timeout and under the message cap; the response ends when the sender side
+    /// closes. The requester reads them with [`ClusterEndpoint::request_frames`]. Each frame
+    /// must arrive on the channel within [`EndpointConfig::request_timeout`] of the previous
+    /// one, or the exchange is reset with [`super::frame::codes::NO_RESPONSE`]. Returns
+    /// `false` if the exchange is already gone.
+    pub fn respond_frames(self, frames: mpsc::Receiver<Bytes>) -> bool {
+        self.reply.send(Reply::Frames(frames)).is_ok()
+    }
+
+    /// Refuses the request at once: the requester sees [`TransportError::Rejected`] with
+    /// `code` (see [`super::frame::codes`]). Returns `false` if the exchange is already gone.
+    pub fn refuse(self, code: u32) -> bool {
+        self.reply.send(Reply::Refused(code)).is_ok()
     }
 }
 
@@ -346,6 +375,25 @@ impl ClusterEndpoint {
         self.inner.request(to, kind, payload, max_response).await
     }
 
+    /// Like [`ClusterEndpoint::request`], for a handler that answers with several frames
+    /// ([`IncomingRequest::respond_frames`]): returns once the request is sent; read the
+    /// frames, each at most `max_frame` bytes and each within
+    /// [`EndpointConfig::request_timeout`], with [`ResponseFrames::next`].
+    ///
+    /// # Errors
+    /// As [`ClusterEndpoint::request`], for sending the request.
+    pub async fn request_frames(
+        &self,
+        to: SocketAddr,
+        kind: MessageKind,
+        payload: Bytes,
+        max_frame: usize,
+    ) -> Result<ResponseFrames, TransportError> {
+        self.inner
+            .request_frames(to, kind, payload, max_frame)
+            .await
+    }
+
     /// The cached connection to `to`, connecting if needed. For callers that need raw
     /// streams (and for tests that play a misbehaving peer).
     ///
@@ -359,6 +407,12 @@ impl ClusterEndpoint {
     /// malformed, reason `decode_errors`).
     pub fn record_decode_error(&self, kind: MessageKind) {
         self.inner.stats.malformed(Some(kind), Malformed::Decode);
+    }
+
+    /// Records that a gossip message was refused because its blocks would inflate beyond
+    /// [`super::gossip::GOSSIP_MAX_INFLATED`] (counted besides its decode error).
+    pub(crate) fn record_gossip_inflation_refused(&self) {
+        bump(&self.inner.stats.gossip_inflation_refused);
     }
 
     /// Closes the endpoint now: every connection is closed, receivers see the end of their

@@ -30,6 +30,9 @@ pub mod codes {
     pub const PARTITIONED: u32 = 6;
     /// The receiver gave up waiting for the rest of the frame.
     pub const TIMED_OUT: u32 = 7;
+    /// The requester already runs as many exchanges of this kind with the receiver as it
+    /// may (sync pulls, see `ClusterConfig::max_sync_exchanges_per_peer`); retry later.
+    pub const TOO_MANY_EXCHANGES: u32 = 8;
 }
 
 /// Encodes a header. `len` must already have been checked against the caps.

@@ -8,7 +8,16 @@
 //! drops messages that chitchat cannot decode, counting them as `decode_errors`.
 //!
 //! Gossip messages are capped at 65,507 bytes, chitchat's own MTU: chitchat never produces
-//! more, and the cap also bounds what a peer can make chitchat decompress.
+//! more. That cap does not bound what chitchat *decompresses*: a SYN-ACK or ACK carries its
+//! delta as a stream of blocks, each a zstd frame of up to 65,535 bytes once inflated, and
+//! chitchat 0.11.2 (`serialize::deserialize_stream`) inflates every block into one growing
+//! buffer before parsing it. A zstd frame inflating to 64 KiB of zeros takes about a dozen
+//! bytes, so 65,507 bytes of blocks would make chitchat allocate some 300 MB (and then parse
+//! it). So [`check_inflation`] walks the block headers first, without inflating anything, and
+//! refuses a message whose blocks declare more than [`GOSSIP_MAX_INFLATED`] bytes in all (a
+//! zstd frame that does not declare its size counts as the 65,535 bytes chitchat would allow
+//! it; zstd itself checks a declared size when inflating). Refused messages are counted as
+//! `decode_errors` and as `gossip_inflation_refused`.
 
 use std::net::SocketAddr;
 
@@ -27,6 +36,123 @@ use super::stats::LogLimiter;
 /// Largest gossip message accepted: chitchat's `MAX_UDP_DATAGRAM_PAYLOAD_SIZE` (crate-private
 /// in chitchat 0.11.2, hence repeated here).
 pub const GOSSIP_MAX_MESSAGE_SIZE: usize = 65_507;
+
+/// Most bytes the delta blocks of one gossip message may inflate to (2 MiB). chitchat fills a
+/// message up to its MTU counting compressed bytes, so an honest message inflates to a few
+/// times 65,507 bytes (its 16 KiB blocks of node metadata compress a few times over); 2 MiB
+/// leaves a factor of 32.
+pub const GOSSIP_MAX_INFLATED: usize = 2 << 20;
+
+/// The largest block chitchat 0.11.2 inflates (`u16::MAX`, the size of its buffer).
+const BLOCK_MAX_INFLATED: usize = u16::MAX as usize;
+
+/// chitchat's message magic number (`message.rs`), little-endian on the wire.
+const CHITCHAT_MAGIC: u16 = 45_139;
+
+/// Why a gossip message was refused before chitchat decoded it.
+#[derive(Debug, thiserror::Error)]
+pub enum InflationError {
+    /// The blocks declare more than the budget once inflated.
+    #[error("gossip blocks would inflate to more than {budget} bytes")]
+    OverBudget {
+        /// The budget.
+        budget: usize,
+    },
+    /// The message's framing is broken (chitchat would refuse it too).
+    #[error("malformed gossip framing: {0}")]
+    Malformed(&'static str),
+}
+
+/// Checks, without inflating anything, that the delta blocks of a chitchat 0.11.2 message
+/// declare at most `budget` bytes in all (see the module docs). Messages without a delta (SYN,
+/// BadCluster) and unknown framings pass: chitchat decodes or refuses them without inflating.
+pub fn check_inflation(message: &[u8], budget: usize) -> Result<(), InflationError> {
+    let mut buf = message;
+    let Some((&[m0, m1, version, kind], rest)) = buf.split_first_chunk::<4>() else {
+        return Ok(());
+    };
+    if u16::from_le_bytes([m0, m1]) != CHITCHAT_MAGIC || version != 0 {
+        return Ok(());
+    }
+    buf = rest;
+    match kind {
+        // SYN-ACK: the digest, then the delta.
+        1 => skip_digest(&mut buf)?,
+        // ACK: the delta.
+        2 => {}
+        // SYN and BadCluster carry no compressed stream.
+        _ => return Ok(()),
+    }
+    let mut total = 0usize;
+    loop {
+        let block_type = take(&mut buf, 1)?;
+        match block_type.first() {
+            Some(0) => return Ok(()),
+            Some(1) => {
+                let len = take_u16(&mut buf)?;
+                let block = take(&mut buf, usize::from(len))?;
+                let inflated = match zstd::zstd_safe::get_frame_content_size(block) {
+                    Ok(Some(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+                    // Undeclared or unreadable: at most what chitchat's buffer takes (an
+                    // unreadable frame fails to inflate anyway).
+                    _ => BLOCK_MAX_INFLATED,
+                };
+                total = total.saturating_add(inflated.min(BLOCK_MAX_INFLATED));
+            }
+            Some(2) => {
+                let len = take_u16(&mut buf)?;
+                take(&mut buf, usize::from(len))?;
+                total = total.saturating_add(usize::from(len));
+            }
+            _ => return Err(InflationError::Malformed("invalid block type")),
+        }
+        if total > budget {
+            return Err(InflationError::OverBudget { budget });
+        }
+    }
+}
+
+/// Skips a chitchat digest: a `u16` count of (node id, 24 bytes of heartbeat and versions).
+fn skip_digest(buf: &mut &[u8]) -> Result<(), InflationError> {
+    let nodes = take_u16(buf)?;
+    for _ in 0..nodes {
+        // A node id: u16-prefixed string, u64 generation, IP (tag 4 or 6, then the address),
+        // u16 port.
+        let id_len = take_u16(buf)?;
+        take(buf, usize::from(id_len))?;
+        take(buf, 8)?;
+        let ip_len = match take(buf, 1)?.first() {
+            Some(4) => 4,
+            Some(6) => 16,
+            _ => return Err(InflationError::Malformed("invalid IP version")),
+        };
+        take(buf, ip_len + 2 + 24)?;
+    }
+    Ok(())
+}
+
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], InflationError> {
+    if buf.len() < n {
+        return Err(InflationError::Malformed("truncated"));
+    }
+    let (head, rest) = buf.split_at(n);
+    *buf = rest;
+    Ok(head)
+}
+
+fn take_u16(buf: &mut &[u8]) -> Result<u16, InflationError> {
+    let b = take(buf, 2)?;
+    Ok(u16::from_le_bytes([
+        b.first().copied().unwrap_or(0),
+        b.get(1).copied().unwrap_or(0),
+    ]))
+}
+
+/// Decodes a gossip message after [`check_inflation`] with [`GOSSIP_MAX_INFLATED`].
+pub fn decode_gossip(message: &[u8]) -> anyhow::Result<ChitchatMessage> {
+    check_inflation(message, GOSSIP_MAX_INFLATED)?;
+    ChitchatMessage::deserialize(&mut &message[..])
+}
 
 /// chitchat transport over a [`ClusterEndpoint`]. The endpoint must already be bound: its
 /// address is the node's gossip address, so `open` only checks that chitchat asks for the
@@ -87,9 +213,12 @@ impl Socket for QuicSocket {
             let Some(inbound) = self.inbox.recv().await else {
                 bail!("the cluster endpoint is closed");
             };
-            match ChitchatMessage::deserialize(&mut &inbound.payload[..]) {
+            match decode_gossip(&inbound.payload) {
                 Ok(msg) => return Ok((inbound.from, msg)),
                 Err(e) => {
+                    if let Some(InflationError::OverBudget { .. }) = e.downcast_ref() {
+                        self.endpoint.record_gossip_inflation_refused();
+                    }
                     self.endpoint.record_decode_error(MessageKind::GOSSIP);
                     if let Some(suppressed) = self.decode_log.allow() {
                         warn!(

@@ -16,10 +16,11 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tracing::{debug, warn};
 
 use super::MessageKind;
-use super::endpoint::{Inbound, IncomingRequest, Inner, Route};
+use super::endpoint::{Inbound, IncomingRequest, Inner, Reply, Route};
 use super::frame::{self, FrameError, HEADER_LEN, codes};
 use super::peers::PeerSlot;
 use super::stats::{Malformed, bump};
+use super::streamed;
 
 /// Accepts connections until the endpoint closes.
 pub(crate) async fn accept_loop(inner: Arc<Inner>) {
@@ -27,6 +28,25 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>) {
         if inner.endpoint.open_connections() >= inner.config.max_connections {
             bump(&inner.stats.connections_refused);
             incoming.refuse();
+            continue;
+        }
+        // Address validation: an Initial from an address that has not proven it can receive
+        // our packets gets a Retry (a token bound to that address), not a handshake. A spoofed
+        // source never sees the token, so it can neither make us do TLS work nor use us to
+        // amplify traffic towards a victim; a real peer echoes the token at once (one extra
+        // round trip per new connection).
+        if inner.config.validate_addresses && !incoming.remote_address_validated() {
+            if incoming.may_retry() {
+                match incoming.retry() {
+                    Ok(()) => bump(&inner.stats.retries_sent),
+                    Err(e) => e.into_incoming().ignore(),
+                }
+            } else {
+                // It already carried a token, yet its address is not validated: a forged or
+                // stale token. Dropped silently, as an answer could itself amplify.
+                bump(&inner.stats.connections_refused);
+                incoming.ignore();
+            }
             continue;
         }
         tokio::spawn(handshake(inner.clone(), incoming));
@@ -145,7 +165,11 @@ async fn answer_request(
         }
     }
     let response: Bytes = match timeout(inner.config.request_timeout, response).await {
-        Ok(Ok(response)) => response,
+        Ok(Ok(Reply::Whole(response))) => response,
+        Ok(Ok(Reply::Frames(frames))) => {
+            return streamed::write_frames(&inner, from, kind, send, frames).await;
+        }
+        Ok(Ok(Reply::Refused(code))) => return reset(&mut send, code),
         _ => return reset(&mut send, codes::NO_RESPONSE),
     };
     if inner.partitioned(inner.local_addr, from) {

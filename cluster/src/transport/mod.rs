@@ -18,7 +18,8 @@
 //!
 //! Modules: [`endpoint`] (the endpoint handle and its shared state), [`config`] (limits and
 //! timeouts), `peers` (the connection cache and back-off), `outbound` (send and request),
-//! `inbound` (accept loops and stream readers), [`frame`] (the header), [`stats`] (counters),
+//! `inbound` (accept loops and stream readers), `streamed` (responses of several frames),
+//! [`frame`] (the header), [`stats`] (counters),
 //! [`partition`] (the test hook that drops traffic between chosen peers), [`gossip`]
 //! (chitchat's `Transport`/`Socket` on top), [`membership`] (spawning chitchat on it, seed
 //! re-resolution).
@@ -33,16 +34,21 @@ mod outbound;
 pub mod partition;
 mod peers;
 pub mod stats;
+mod streamed;
 
 use std::fmt;
 use std::net::SocketAddr;
 
 pub use config::EndpointConfig;
 pub use endpoint::{ClusterEndpoint, Inbound, IncomingRequest};
-pub use gossip::{GOSSIP_MAX_MESSAGE_SIZE, QuicSocket, QuicTransport};
+pub use gossip::{
+    GOSSIP_MAX_INFLATED, GOSSIP_MAX_MESSAGE_SIZE, InflationError, QuicSocket, QuicTransport,
+    check_inflation, decode_gossip,
+};
 pub use membership::{Membership, MembershipConfig, MembershipError, spawn_membership};
 pub use partition::PartitionTable;
 pub use stats::{KindSnapshot, StatsSnapshot, TransportStats};
+pub use streamed::ResponseFrames;
 
 use crate::tls::TlsError;
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use quinn::VarInt;
+use quinn::{RecvStream, VarInt};
 use tokio::time::timeout;
 
 use super::endpoint::Inner;
@@ -120,9 +120,36 @@ impl Inner {
         payload: Bytes,
         cap: usize,
     ) -> Result<Bytes, TransportError> {
+        let mut recv = self.open_request(to, kind, payload).await?;
+        let bad = |reason: String| TransportError::BadResponse { to, reason };
+        let (reply_kind, len) = frame::read_header(&mut recv)
+            .await
+            .map_err(|e| response_error(e, to, kind, &bad))?;
+        if reply_kind != kind {
+            return Err(bad(format!("response kind {reply_kind}, expected {kind}")));
+        }
+        if usize::try_from(len).map_or(true, |len| len > cap) {
+            let _ = recv.stop(VarInt::from_u32(codes::TOO_LARGE));
+            return Err(bad(format!(
+                "response of {len} bytes exceeds the {cap}-byte cap"
+            )));
+        }
+        frame::read_payload(&mut recv, len)
+            .await
+            .map_err(|e| response_error(e, to, kind, &bad))
+    }
+
+    /// Opens a bidirectional stream to `to` and sends the request on it; returns the stream's
+    /// receiving half, for the response.
+    pub(crate) async fn open_request(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        kind: MessageKind,
+        payload: Bytes,
+    ) -> Result<RecvStream, TransportError> {
         let lost = |e: String| TransportError::Connection { to, reason: e };
         let mut attempt = 0;
-        let (mut send, mut recv) = loop {
+        let (mut send, recv) = loop {
             let conn = self.connection(to).await?;
             match conn.open_bi().await {
                 Ok(streams) => break streams,
@@ -141,22 +168,7 @@ impl Inner {
             .map_err(|e| lost(e.to_string()))?;
         send.finish().map_err(|e| lost(e.to_string()))?;
         self.stats.sent(kind, request_len);
-        let bad = |reason: String| TransportError::BadResponse { to, reason };
-        let (reply_kind, len) = frame::read_header(&mut recv)
-            .await
-            .map_err(|e| response_error(e, to, kind, &bad))?;
-        if reply_kind != kind {
-            return Err(bad(format!("response kind {reply_kind}, expected {kind}")));
-        }
-        if usize::try_from(len).map_or(true, |len| len > cap) {
-            let _ = recv.stop(VarInt::from_u32(codes::TOO_LARGE));
-            return Err(bad(format!(
-                "response of {len} bytes exceeds the {cap}-byte cap"
-            )));
-        }
-        frame::read_payload(&mut recv, len)
-            .await
-            .map_err(|e| response_error(e, to, kind, &bad))
+        Ok(recv)
     }
 }
 

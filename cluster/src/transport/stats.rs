@@ -16,6 +16,7 @@ pub struct TransportStats {
     pub(crate) handshakes_accepted: AtomicU64,
     pub(crate) handshakes_rejected: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
+    pub(crate) retries_sent: AtomicU64,
     pub(crate) connects_ok: AtomicU64,
     pub(crate) connects_failed: AtomicU64,
     pub(crate) malformed: AtomicU64,
@@ -24,6 +25,7 @@ pub struct TransportStats {
     pub(crate) read_timeouts: AtomicU64,
     pub(crate) unknown_kind: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
+    pub(crate) gossip_inflation_refused: AtomicU64,
     pub(crate) stream_errors: AtomicU64,
     pub(crate) queue_full: AtomicU64,
     pub(crate) partition_dropped: AtomicU64,
@@ -54,8 +56,13 @@ pub struct StatsSnapshot {
     /// Inbound handshakes that failed: wrong CA or secret, no client certificate, wrong ALPN,
     /// or a peer that rejected our certificate.
     pub handshakes_rejected: u64,
-    /// Inbound connections refused because the endpoint had too many.
+    /// Inbound connections refused: the endpoint had too many, or the attempt carried an
+    /// invalid address-validation token.
     pub connections_refused: u64,
+    /// QUIC Retry packets sent to validate a new peer's address before its handshake (one
+    /// per connection attempt from an unvalidated address, see
+    /// [`super::EndpointConfig::validate_addresses`]).
+    pub retries_sent: u64,
     /// Outbound connections established.
     pub connects_ok: u64,
     /// Outbound connection attempts that failed: handshake rejected by either side, timeout,
@@ -74,6 +81,9 @@ pub struct StatsSnapshot {
     pub unknown_kind: u64,
     /// ... of which the payload did not decode (reported by the consumer, e.g. gossip).
     pub decode_errors: u64,
+    /// Gossip messages refused because their compressed blocks would inflate beyond
+    /// [`super::gossip::GOSSIP_MAX_INFLATED`] (also counted in `decode_errors`).
+    pub gossip_inflation_refused: u64,
     /// Streams that failed underneath (reset by the peer, connection lost mid-message).
     pub stream_errors: u64,
     /// Inbound messages dropped because the consumer's queue was full.
@@ -128,6 +138,7 @@ impl Default for TransportStats {
             handshakes_accepted: AtomicU64::new(0),
             handshakes_rejected: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            retries_sent: AtomicU64::new(0),
             connects_ok: AtomicU64::new(0),
             connects_failed: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
@@ -136,6 +147,7 @@ impl Default for TransportStats {
             read_timeouts: AtomicU64::new(0),
             unknown_kind: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
+            gossip_inflation_refused: AtomicU64::new(0),
             stream_errors: AtomicU64::new(0),
             queue_full: AtomicU64::new(0),
             partition_dropped: AtomicU64::new(0),
@@ -163,6 +175,7 @@ impl TransportStats {
             handshakes_accepted: get(&self.handshakes_accepted),
             handshakes_rejected: get(&self.handshakes_rejected),
             connections_refused: get(&self.connections_refused),
+            retries_sent: get(&self.retries_sent),
             connects_ok: get(&self.connects_ok),
             connects_failed: get(&self.connects_failed),
             malformed: get(&self.malformed),
@@ -171,6 +184,7 @@ impl TransportStats {
             read_timeouts: get(&self.read_timeouts),
             unknown_kind: get(&self.unknown_kind),
             decode_errors: get(&self.decode_errors),
+            gossip_inflation_refused: get(&self.gossip_inflation_refused),
             stream_errors: get(&self.stream_errors),
             queue_full: get(&self.queue_full),
             partition_dropped: get(&self.partition_dropped),

@@ -1,0 +1,87 @@
+//! Per-peer caps on concurrent exchanges: a peer may run at most N at once against this node;
+//! one more is refused at once (the caller answers with a clear code and counts it), never
+//! queued.
+//!
+//! Keyed by the peer's address as the connection shows it. Once the transport hands over the
+//! peer's verified node id (from its certificate), key by that instead: a peer that dials from
+//! several ports would then share one allowance.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// Counts the exchanges in flight per peer, up to a cap.
+#[derive(Debug)]
+pub(crate) struct PerPeer {
+    cap: usize,
+    active: Mutex<HashMap<SocketAddr, usize>>,
+}
+
+/// One exchange in flight; dropping it frees the slot.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    limits: Arc<PerPeer>,
+    peer: SocketAddr,
+}
+
+impl PerPeer {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for `peer`, or `None` if it already runs `cap` exchanges.
+    pub(crate) fn try_acquire(self: &Arc<Self>, peer: SocketAddr) -> Option<Permit> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let running = active.entry(peer).or_insert(0);
+        if *running >= self.cap {
+            return None;
+        }
+        *running += 1;
+        Some(Permit {
+            limits: self.clone(),
+            peer,
+        })
+    }
+
+    /// Exchanges `peer` runs now.
+    #[cfg(test)]
+    fn running(&self, peer: SocketAddr) -> usize {
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        active.get(&peer).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut active = self.limits.active.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = active.get_mut(&self.peer) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                active.remove(&self.peer);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_peer_gets_its_own_allowance() {
+        let limits = Arc::new(PerPeer::new(2));
+        let a = SocketAddr::from(([127, 0, 0, 1], 1));
+        let b = SocketAddr::from(([127, 0, 0, 1], 2));
+        let first = limits.try_acquire(a).unwrap();
+        let _second = limits.try_acquire(a).unwrap();
+        assert!(limits.try_acquire(a).is_none());
+        let _other = limits.try_acquire(b).unwrap();
+        drop(first);
+        assert_eq!(limits.running(a), 1);
+        let _again = limits.try_acquire(a).unwrap();
+        assert!(limits.try_acquire(a).is_none());
+    }
+}
