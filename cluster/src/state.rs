@@ -129,6 +129,43 @@ pub struct ApplyOutcome {
     /// A catalog stamp was further ahead of our clock than the forward bound: the data was
     /// merged, but our clock moved only up to the bound (see [`HlcClock::observe_bounded`]).
     pub clock_skew: Option<ClockError>,
+    /// The delta was refused as a whole and nothing was merged (see [`DeltaRejected`]).
+    pub rejected: Option<DeltaRejected>,
+}
+
+/// Why [`Replica::apply`] refused a peer's delta. A refused delta is dropped whole; the
+/// replica is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaRejected {
+    /// The delta claims a dot of the local writer beyond the last one it issued. Merged, it
+    /// would make this node skip its own future writes (a context holding `(us, u64::MAX)`
+    /// would hide every later write of ours, revocations included, from every replica).
+    #[error("claims seq {claimed} of the local writer, which has issued only {issued}")]
+    FutureOwnSeq {
+        /// The highest local seq the delta claims.
+        claimed: u64,
+        /// The highest local seq issued.
+        issued: u64,
+    },
+    /// A rights row that, merged, would make its writer's rights negative
+    /// ([`crate::crdt::Row::is_balanced`]).
+    #[error("rights row of {writer:?} for {key:?} would make its rights negative")]
+    NegativeRights {
+        /// The budget key.
+        key: BudgetKey,
+        /// The row's writer.
+        writer: WriterId,
+    },
+}
+
+impl DeltaRejected {
+    /// A short, fixed label for metrics: `future_own_seq` or `negative_rights`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::FutureOwnSeq { .. } => "future_own_seq",
+            Self::NegativeRights { .. } => "negative_rights",
+        }
+    }
 }
 
 /// A node's replica: catalog of `V`, counters and rights, one context, one clock.
@@ -432,10 +469,87 @@ impl<V: Clone + Eq> Replica<V> {
         self.delta_since(&VersionVector::new())
     }
 
-    /// Merges a peer's delta. The newest catalog stamp goes through
-    /// [`HlcClock::observe_bounded`] first: a stamp too far ahead is merged with its data, but
-    /// moves our clock only up to the forward bound (the outcome says so).
+    /// Merges a peer's delta. It is first checked ([`Self::check`]): a delta that claims the
+    /// local writer's future or makes a writer's rights negative is refused whole
+    /// ([`ApplyOutcome::rejected`]) and nothing changes. Then the newest catalog stamp goes
+    /// through [`HlcClock::observe_bounded`]: a stamp too far ahead is merged with its data,
+    /// but moves our clock only up to the forward bound (the outcome says so).
+    ///
+    /// Replaying this node's own log after a restart uses [`Self::replay`] instead: those
+    /// records are the local writer's history, ahead of the replica being rebuilt.
     pub fn apply(&mut self, delta: Delta<V>) -> ApplyOutcome {
+        if let Err(rejected) = self.check(&delta) {
+            return ApplyOutcome {
+                rejected: Some(rejected),
+                ..ApplyOutcome::default()
+            };
+        }
+        self.apply_unchecked(delta)
+    }
+
+    /// Merges a record of this node's own write-ahead log (recovery): like [`Self::apply`]
+    /// without the checks, since the records are our own history.
+    pub fn replay(&mut self, delta: Delta<V>) -> ApplyOutcome {
+        self.apply_unchecked(delta)
+    }
+
+    /// Checks a peer's delta without merging it: no dot of the local writer beyond the last one
+    /// issued (in the context or on any item), and no rights row that would leave its writer
+    /// with negative rights.
+    ///
+    /// # Errors
+    /// The first [`DeltaRejected`] reason found.
+    pub fn check(&self, delta: &Delta<V>) -> Result<(), DeltaRejected> {
+        let me = self.writer();
+        let issued = self.context().max_seq(me);
+        let items = &delta.items;
+        let claimed = [delta.context.max_seq(me)]
+            .into_iter()
+            .chain(
+                items
+                    .catalog
+                    .iter()
+                    .filter(|(_, e)| &e.stamp.writer == me)
+                    .map(|(_, e)| e.seq),
+            )
+            .chain(
+                items
+                    .counters
+                    .cells
+                    .iter()
+                    .filter(|(_, w, _)| w == me)
+                    .map(|(_, _, c)| c.seq),
+            )
+            .chain(
+                items
+                    .counters
+                    .floors
+                    .iter()
+                    .chain(&items.rights.floors)
+                    .filter(|(_, w, _)| w == me)
+                    .map(|(_, _, f)| f.seq),
+            )
+            .chain(
+                items
+                    .rights
+                    .keys
+                    .iter()
+                    .flat_map(|(_, rows)| rows)
+                    .filter(|(w, _)| w == me)
+                    .map(|(_, r)| r.seq),
+            )
+            .max()
+            .unwrap_or(0);
+        if claimed > issued {
+            return Err(DeltaRejected::FutureOwnSeq { claimed, issued });
+        }
+        if let Some((key, writer)) = self.rights.unbalanced_row(&items.rights) {
+            return Err(DeltaRejected::NegativeRights { key, writer });
+        }
+        Ok(())
+    }
+
+    fn apply_unchecked(&mut self, delta: Delta<V>) -> ApplyOutcome {
         let clock_skew = delta
             .items
             .catalog
@@ -470,6 +584,7 @@ impl<V: Clone + Eq> Replica<V> {
             rights_changed,
             own_slot_recovered: self.context().max_seq(&me) > own_before,
             clock_skew: None,
+            rejected: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use quinn::{IdleTimeout, VarInt};
 use super::TransportError;
 use super::frame::HEADER_LEN;
 use super::partition::PartitionTable;
+use crate::hlc::NodeId;
 
 /// Settings of a [`super::ClusterEndpoint`]. `Default` gives the production values.
 #[derive(Debug, Clone)]
@@ -54,6 +55,10 @@ pub struct EndpointConfig {
     /// Minimum interval between log lines about rejected handshakes, and about malformed
     /// frames (default 10 s); the lines in between are counted, not logged.
     pub log_interval: Duration,
+    /// Node ids whose connections are refused after the handshake, both directions, even
+    /// though their certificates verify: a lost or compromised node cut off without
+    /// re-keying the cluster (default none). See [`crate::tls`] for what a node id is.
+    pub revoked_nodes: Arc<[NodeId]>,
     /// Simulated partition consulted on every send and receive (tests only; default none).
     pub partition: Option<Arc<PartitionTable>>,
 }
@@ -75,6 +80,7 @@ impl Default for EndpointConfig {
             reconnect_backoff_min: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(2),
             log_interval: Duration::from_secs(10),
+            revoked_nodes: Arc::from(Vec::new()),
             partition: None,
         }
     }

@@ -19,20 +19,28 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use quinn::{Connection, VarInt};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::config::{EndpointConfig, transport_config};
 use super::inbound;
 use super::peers::PeerSlot;
 use super::stats::{LogLimiter, Malformed, TransportStats, bump};
 use super::{MessageKind, TransportError};
-use crate::tls::ClusterCredentials;
+use crate::hlc::NodeId;
+use crate::tls::{ClusterCredentials, peer_node_id};
+
+/// QUIC application close code for a connection refused after the handshake because the
+/// peer's certificate names no node, or a revoked one.
+pub const IDENTITY_REFUSED: u32 = 0x1d;
 
 /// A one-way message received from a peer.
 #[derive(Debug, Clone)]
 pub struct Inbound {
     /// The peer's address (its endpoint's address, as seen on the connection).
     pub from: SocketAddr,
+    /// The node the peer's certificate names, checked after the handshake: the only node the
+    /// peer may speak for.
+    pub peer: NodeId,
     /// The message kind.
     pub kind: MessageKind,
     /// The payload.
@@ -45,6 +53,8 @@ pub struct Inbound {
 pub struct IncomingRequest {
     /// The peer's address.
     pub from: SocketAddr,
+    /// The node the peer's certificate names (see [`Inbound::peer`]).
+    pub peer: NodeId,
     /// The request kind.
     pub kind: MessageKind,
     /// The request payload.
@@ -80,6 +90,7 @@ pub(crate) struct Inner {
     pub(crate) handshake_log: LogLimiter,
     pub(crate) frame_log: LogLimiter,
     pub(crate) connect_log: LogLimiter,
+    pub(crate) identity_log: LogLimiter,
 }
 
 impl Inner {
@@ -112,13 +123,39 @@ impl Inner {
         (!route.tx.is_closed()).then(|| (route.tx.clone(), route.max_size))
     }
 
-    /// Takes an established connection into the cache and starts serving its streams.
-    pub(crate) fn adopt(self: &Arc<Self>, conn: Connection) {
+    /// Takes an established, identified connection into the cache and starts serving its
+    /// streams, tagging each message with `peer`.
+    pub(crate) fn adopt(self: &Arc<Self>, conn: Connection, peer: NodeId) {
         let remote = conn.remote_address();
         if let Some(slot) = self.slot(remote) {
             slot.set(conn.clone());
-            tokio::spawn(inbound::serve_connection(self.clone(), slot, conn));
+            tokio::spawn(inbound::serve_connection(self.clone(), slot, conn, peer));
         }
+    }
+
+    /// The node id the peer's certificate names, after a successful handshake in either
+    /// direction. A leaf that names no node, or a revoked node, closes the connection before
+    /// any stream is served; that is counted and logged (rate-limited).
+    pub(crate) fn identify(&self, conn: &Connection) -> Result<NodeId, String> {
+        let refused = match peer_node_id(conn) {
+            Ok(id) if !self.config.revoked_nodes.contains(&id) => return Ok(id),
+            Ok(id) => {
+                bump(&self.stats.peers_revoked);
+                format!("node {id} is revoked ([cluster].revoked_nodes)")
+            }
+            Err(e) => {
+                bump(&self.stats.peers_unidentified);
+                e.to_string()
+            }
+        };
+        conn.close(VarInt::from_u32(IDENTITY_REFUSED), b"identity refused");
+        if let Some(suppressed) = self.identity_log.allow() {
+            warn!(
+                peer = %conn.remote_address(), error = %refused, suppressed,
+                "refused a cluster connection after the handshake"
+            );
+        }
+        Err(refused)
     }
 }
 
@@ -196,6 +233,7 @@ impl ClusterEndpoint {
             handshake_log: LogLimiter::new(config.log_interval),
             frame_log: LogLimiter::new(config.log_interval),
             connect_log: LogLimiter::new(config.log_interval),
+            identity_log: LogLimiter::new(config.log_interval),
             config,
             stats: Arc::new(TransportStats::default()),
             peers: Mutex::new(HashMap::new()),
@@ -359,6 +397,11 @@ impl ClusterEndpoint {
     /// malformed, reason `decode_errors`).
     pub fn record_decode_error(&self, kind: MessageKind) {
         self.inner.stats.malformed(Some(kind), Malformed::Decode);
+    }
+
+    /// Records a gossip message dropped because its sender claimed another node's identity.
+    pub fn record_gossip_spoofed(&self) {
+        bump(&self.inner.stats.gossip_spoofed);
     }
 
     /// Closes the endpoint now: every connection is closed, receivers see the end of their
