@@ -44,12 +44,17 @@ async fn pushes_of_another_nodes_writes_are_refused() {
     let genuine = replica_of("p1").put("genuine", "y".to_string());
     for delta in [&spoofed, &genuine] {
         let bytes = codec::encode(Kind::Delta, delta).unwrap();
-        peer.send(node.local_addr(), SYNC_PUSH, bytes).await.unwrap();
+        peer.send(node.local_addr(), SYNC_PUSH, bytes)
+            .await
+            .unwrap();
     }
-    wait_until("the genuine push merges and the spoofed one is counted", || async {
-        node.catalog_get("genuine").is_some()
-            && node.stats().spoofed_pushes.load(Ordering::Relaxed) == 1
-    })
+    wait_until(
+        "the genuine push merges and the spoofed one is counted",
+        || async {
+            node.catalog_get("genuine").is_some()
+                && node.stats().spoofed_pushes.load(Ordering::Relaxed) == 1
+        },
+    )
     .await;
     assert_eq!(node.catalog_get("spoofed"), None);
 }
@@ -74,8 +79,14 @@ async fn a_rights_request_on_behalf_of_another_node_is_refused() {
         }
     };
     let refused = ask(request("victim")).await.unwrap_err();
-    assert!(matches!(refused, TransportError::Rejected { .. }), "{refused}");
-    assert_eq!(node.stats().spoofed_rights_requests.load(Ordering::Relaxed), 1);
+    assert!(
+        matches!(refused, TransportError::Rejected { .. }),
+        "{refused}"
+    );
+    assert_eq!(
+        node.stats().spoofed_rights_requests.load(Ordering::Relaxed),
+        1
+    );
     // Asking for itself is answered (with nothing to give here).
     ask(request("p1")).await.expect("answered");
 }

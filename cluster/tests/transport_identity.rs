@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ED25519, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ED25519, SanType,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -35,7 +35,10 @@ async fn messages_carry_the_node_id_the_certificate_names() {
     let secret = secret();
     let c1 = ClusterCredentials::from_secret(&secret, "n1").unwrap();
     assert_eq!(c1.node_id(), &id("n1"));
-    assert_eq!(node_id_of_leaf(&c1.certificate_chain()[0]).unwrap(), id("n1"));
+    assert_eq!(
+        node_id_of_leaf(&c1.certificate_chain()[0]).unwrap(),
+        id("n1")
+    );
     let e1 = endpoint(&c1, test_config(None));
     let e2 = secret_node(&secret, "n2", test_config(None));
     let mut inbox = e2.subscribe(KIND, 1024).unwrap();
@@ -84,7 +87,10 @@ async fn a_revoked_node_is_refused_in_both_directions() {
         .unwrap_err();
     assert!(matches!(err, TransportError::Connect { .. }), "{err}");
     assert!(guard.stats().snapshot().peers_revoked >= 2);
-    assert!(inbox.try_recv().is_err(), "nothing from the lost node got in");
+    assert!(
+        inbox.try_recv().is_err(),
+        "nothing from the lost node got in"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,10 +121,8 @@ async fn an_operator_ca_client_certificate_without_a_node_id_is_refused() {
     );
 
     // A clientAuth certificate from the same CA, made for something else: no node id.
-    let ca_key = KeyPair::from_pem(
-        &std::fs::read_to_string(ca_dir.join(CA_KEY_FILE)).unwrap(),
-    )
-    .unwrap();
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join(CA_KEY_FILE)).unwrap()).unwrap();
     let mut ca_params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "Starling");
@@ -145,7 +149,11 @@ async fn an_operator_ca_client_certificate_without_a_node_id_is_refused() {
     // Loading it as node credentials says why at once.
     std::fs::create_dir_all(tmp.path().join("intruder")).unwrap();
     std::fs::write(tmp.path().join("intruder").join(NODE_CERT_FILE), cert.pem()).unwrap();
-    std::fs::write(tmp.path().join("intruder").join("node.key"), key.serialize_pem()).unwrap();
+    std::fs::write(
+        tmp.path().join("intruder").join("node.key"),
+        key.serialize_pem(),
+    )
+    .unwrap();
     let err = ClusterCredentials::from_files(
         &ca_dir.join(CA_CERT_FILE),
         &tmp.path().join("intruder").join(NODE_CERT_FILE),

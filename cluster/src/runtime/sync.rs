@@ -27,9 +27,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{CatalogValue, ClusterError, SYNC_PULL, SYNC_PUSH, SYNC_RELAY, Shared};
-use crate::hlc::{NodeId, WriterId};
 use crate::codec::{self, CodecError, Kind};
 use crate::crdt::VersionVector;
+use crate::hlc::{NodeId, WriterId};
 use crate::state::{Delta, DeltaRejected};
 use crate::store::SnapshotDone;
 use crate::transport::{Inbound, IncomingRequest, TransportError};
@@ -222,7 +222,11 @@ pub(super) fn merge<V: CatalogValue>(
             };
             counter.fetch_add(1, Ordering::Relaxed);
             if let Some(suppressed) = shared.reject_log.allow() {
-                tracing::warn!(reason = rejected.reason(), suppressed, "refused a peer's delta: {rejected}");
+                tracing::warn!(
+                    reason = rejected.reason(),
+                    suppressed,
+                    "refused a peer's delta: {rejected}"
+                );
             }
             return false;
         }

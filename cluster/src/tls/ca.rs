@@ -38,8 +38,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::secret::ClusterSecret;
-use crate::hlc::{NodeId, NodeIdError};
 use super::{DEFAULT_SERVER_NAME, TlsError, config};
+use crate::hlc::{NodeId, NodeIdError};
 
 /// File name of the CA certificate in a CA or node directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -96,14 +96,16 @@ pub fn node_dns_name(node_id: &str) -> Option<String> {
 /// Node ids in certificates follow [`NodeId`]'s rules (1 to 64 bytes of `[A-Za-z0-9._-]`),
 /// which also keeps them valid in a URI without escaping.
 fn check_node_id(node_id: &str) -> Result<(), TlsError> {
-    NodeId::new(node_id).map(|_| ()).map_err(|e| TlsError::BadNodeId {
-        node_id: node_id.to_string(),
-        reason: match e {
-            NodeIdError::Empty => "must not be empty",
-            NodeIdError::TooLong(_) => "longer than 64 bytes",
-            NodeIdError::BadChar(_) => "only A-Z, a-z, 0-9, '.', '_' and '-' are allowed",
-        },
-    })
+    NodeId::new(node_id)
+        .map(|_| ())
+        .map_err(|e| TlsError::BadNodeId {
+            node_id: node_id.to_string(),
+            reason: match e {
+                NodeIdError::Empty => "must not be empty",
+                NodeIdError::TooLong(_) => "longer than 64 bytes",
+                NodeIdError::BadChar(_) => "only A-Z, a-z, 0-9, '.', '_' and '-' are allowed",
+            },
+        })
 }
 
 fn ca_params(common_name: &str, validity: Validity) -> CertificateParams {

@@ -19,9 +19,9 @@ use rustls::server::WebPkiClientVerifier;
 
 use super::ca::{self, read};
 use super::identity::node_id_of_leaf;
-use crate::hlc::NodeId;
 use super::secret::ClusterSecret;
 use super::{ALPN, CA_CERT_FILE, DEFAULT_SERVER_NAME, NODE_CERT_FILE, NODE_KEY_FILE, TlsError};
+use crate::hlc::NodeId;
 
 /// A node's cluster credentials: the CA certificate(s) it trusts, its own certificate chain
 /// and private key, and the server name used on cluster connections.

@@ -38,8 +38,8 @@ pub use ca::{
     CA_CERT_FILE, CA_KEY_FILE, NODE_CERT_FILE, NODE_CERT_VALIDITY, NODE_KEY_FILE, NODE_URI_PREFIX,
     SECRET_LEAF_VALIDITY, init_ca, issue_cert, node_dns_name, node_uri,
 };
-pub use identity::{IdentityError, node_id_of_chain, node_id_of_leaf, peer_node_id};
 pub use config::ClusterCredentials;
+pub use identity::{IdentityError, node_id_of_chain, node_id_of_leaf, peer_node_id};
 pub use secret::{ClusterSecret, SECRET_PREFIX, generate_secret};
 
 /// ALPN protocol id spoken on cluster connections. Bump the suffix on an incompatible change

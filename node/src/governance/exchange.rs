@@ -201,3 +201,43 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_cluster::hlc::NodeId;
+    use starling_cluster::transport::Inbound;
+
+    fn message(peer: &str, claimed: &str) -> Inbound {
+        let reports = Reports {
+            node: claimed.to_owned(),
+            generation: 1,
+            limits: vec![(
+                "key:a".to_owned(),
+                LimitName::Rpm,
+                WireReport(1.0, 1.0, 1.0, 1, 0),
+            )],
+        };
+        Inbound {
+            from: "127.0.0.1:7000".parse().expect("addr"),
+            peer: NodeId::new(peer).expect("node id"),
+            kind: RATE_REPORT,
+            payload: Bytes::from(serde_json::to_vec(&reports).expect("json")),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_reports_only_for_itself() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let received: Arc<Mutex<Received>> = Arc::default();
+        let before = spoofed_reports();
+        tx.send(message("n1", "n2")).await.expect("queued");
+        tx.send(message("n3", "n3")).await.expect("queued");
+        drop(tx);
+        receive(rx, received.clone()).await;
+        let received = received.lock().expect("lock");
+        assert!(!received.contains_key("n2"), "n1 may not report for n2");
+        assert!(received.contains_key("n3"));
+        assert!(spoofed_reports() > before);
+    }
+}

@@ -35,8 +35,8 @@ use crate::cluster::Cluster;
 use crate::config::{GovernanceConfig, UsageDurability};
 
 pub use admit::{AdmitRequest, Admitted, ReservePrice};
-pub use index::KeyEntry;
 pub use exchange::spoofed_reports as spoofed_rate_reports;
+pub use index::KeyEntry;
 pub use permit::GovPermit;
 
 /// The node's governance engine.
