@@ -133,14 +133,27 @@ pub struct ApplyOutcome {
     pub rejected: Option<DeltaRejected>,
 }
 
+/// How far beyond the last dot it issued a replica accepts claims about its own writer's
+/// dots (2^20). A node can legitimately be behind its own slot: a peer may pull a local write
+/// after it is applied and before it is fsynced, and a crash then loses it here but not
+/// there (or an operator restores an older snapshot); merging those dots back is how the slot
+/// is recovered ([`ApplyOutcome::own_slot_recovered`]), and writes then continue above them.
+/// Such a gap is a few batches of writes, far below this bound. A claim beyond it is forged:
+/// it is refused, so no peer can push our sequence to `u64::MAX`. (A node restored from a
+/// snapshot older than a million of its own writes must start on a fresh data dir instead.)
+pub const OWN_RECOVERY_WINDOW: u64 = 1 << 20;
+
 /// Why [`Replica::apply`] refused a peer's delta. A refused delta is dropped whole; the
 /// replica is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DeltaRejected {
-    /// The delta claims a dot of the local writer beyond the last one it issued. Merged, it
-    /// would make this node skip its own future writes (a context holding `(us, u64::MAX)`
-    /// would hide every later write of ours, revocations included, from every replica).
-    #[error("claims seq {claimed} of the local writer, which has issued only {issued}")]
+    /// The delta claims a dot of the local writer more than [`OWN_RECOVERY_WINDOW`] beyond
+    /// the last one it issued. Merged, a claim of `(us, u64::MAX)` would make our next dot
+    /// overflow and leave our later writes, revocations included, looking already seen.
+    #[error(
+        "claims seq {claimed} of the local writer, which has issued only {issued} \
+         (at most {OWN_RECOVERY_WINDOW} more are taken as our own history)"
+    )]
     FutureOwnSeq {
         /// The highest local seq the delta claims.
         claimed: u64,
@@ -488,14 +501,15 @@ impl<V: Clone + Eq> Replica<V> {
     }
 
     /// Merges a record of this node's own write-ahead log (recovery): like [`Self::apply`]
-    /// without the checks, since the records are our own history.
+    /// without the checks, since the records are our own history, however far ahead of the
+    /// replica being rebuilt.
     pub fn replay(&mut self, delta: Delta<V>) -> ApplyOutcome {
         self.apply_unchecked(delta)
     }
 
-    /// Checks a peer's delta without merging it: no dot of the local writer beyond the last one
-    /// issued (in the context or on any item), and no rights row that would leave its writer
-    /// with negative rights.
+    /// Checks a peer's delta without merging it: no dot of the local writer more than
+    /// [`OWN_RECOVERY_WINDOW`] beyond the last one issued (in the context or on any item), and
+    /// no rights row that would leave its writer with negative rights.
     ///
     /// # Errors
     /// The first [`DeltaRejected`] reason found.
@@ -540,7 +554,7 @@ impl<V: Clone + Eq> Replica<V> {
             )
             .max()
             .unwrap_or(0);
-        if claimed > issued {
+        if claimed > issued.saturating_add(OWN_RECOVERY_WINDOW) {
             return Err(DeltaRejected::FutureOwnSeq { claimed, issued });
         }
         if let Some((key, writer)) = self.rights.unbalanced_row(&items.rights) {

@@ -12,7 +12,7 @@ use starling_cluster::{
     codec::{self, DEFAULT_MAX_PAYLOAD, Kind},
     crdt::{BudgetKey, CounterKey, DonorPolicy, Dot, Period, PeriodUnit, Usage},
     hlc::{HlcClock, WriterId},
-    state::{Delta, Replica},
+    state::{Delta, OWN_RECOVERY_WINDOW, Replica},
 };
 
 fn replica(time: &ManualTime, w: WriterId, offset_ms: u64) -> Replica<Val> {
@@ -280,13 +280,11 @@ fn reloading_an_old_snapshot_is_detected_and_the_slot_recovered() {
     let state = codec::decode_kind(&snapshot, Kind::Snapshot, DEFAULT_MAX_PAYLOAD).unwrap();
     let mut back = Replica::<Val>::restore(time.clock(me, 0), state);
     assert_eq!(back.counters().total(&k).spend_micros, 10);
-    // Peers' claims about our own slot beyond what we issued are refused by `apply` (a forged
-    // claim would hide our future writes); recovering after restoring an old snapshot is an
-    // explicit operator path: `replay`.
-    let refused = back.apply(n2.delta_since(&back.version()));
-    assert_eq!(refused.rejected.map(|r| r.reason()), Some("future_own_seq"));
-    assert_eq!(back.counters().total(&k).spend_micros, 10);
-    let out = back.replay(n2.delta_since(&back.version()));
+    let out = back.apply(n2.delta_since(&back.version()));
+    assert_eq!(
+        out.rejected, None,
+        "a few dots behind our own slot: recovered"
+    );
     assert!(
         out.own_slot_recovered,
         "peers knew dots of ours that the snapshot lacked"
@@ -452,8 +450,7 @@ fn many_usage_adds_ship_as_one_delta() {
     let old = CounterKey::new("key:old", Period::new(PeriodUnit::Day, 10));
     let floor = a.drop_periods_before(Period::new(PeriodUnit::Day, 20_000));
     b.apply(wire(&floor));
-    // The same writer as `a`: its own history, which `apply` would refuse as our future.
-    one_by_one.replay(wire(&floor));
+    one_by_one.apply(wire(&floor));
     let items = [
         (ckey(0), u(5)),
         (ckey(1), u(7)),
@@ -558,13 +555,15 @@ fn a_delta_claiming_the_local_writers_future_is_refused_and_later_writes_propaga
     assert_eq!(d.context.max_seq(&victim), 2);
     n2.apply(wire(&d));
     assert_eq!(n2.catalog().get("c"), Some(&3));
-    // An item (not only the context) claiming our future is refused too.
-    let mut other = replica(&time, victim.clone(), 0);
-    for _ in 0..5 {
-        other.put("z", 9);
+    // An item (not only the context) claiming our far future is refused too.
+    let mut far = n2.put("z", 9);
+    for (_, entry) in &mut far.items.catalog {
+        entry.stamp.writer = victim.clone();
+        entry.seq = 2 + OWN_RECOVERY_WINDOW + 1;
     }
-    let out = n1.apply(wire(&other.put("z", 10)));
+    let out = n1.apply(wire(&far));
     assert_eq!(out.rejected.map(|r| r.reason()), Some("future_own_seq"));
+    assert_eq!(n1.catalog().get("z"), None);
 }
 
 #[test]

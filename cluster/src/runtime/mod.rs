@@ -166,7 +166,7 @@ pub struct SyncStats {
     /// Tombstones collected.
     pub tombstones_collected: AtomicU64,
     /// Peer deltas refused whole because they claimed dots of this node's writer beyond the
-    /// last one it issued.
+    /// last one it issued (by more than [`crate::state::OWN_RECOVERY_WINDOW`]).
     pub rejected_future_seq: AtomicU64,
     /// Peer deltas refused whole because a rights row would make its writer's rights
     /// negative.
