@@ -129,6 +129,56 @@ pub struct ApplyOutcome {
     /// A catalog stamp was further ahead of our clock than the forward bound: the data was
     /// merged, but our clock moved only up to the bound (see [`HlcClock::observe_bounded`]).
     pub clock_skew: Option<ClockError>,
+    /// The delta was refused as a whole and nothing was merged (see [`DeltaRejected`]).
+    pub rejected: Option<DeltaRejected>,
+}
+
+/// How far beyond the last dot it issued a replica accepts claims about its own writer's
+/// dots (2^20). A node can legitimately be behind its own slot: a peer may pull a local write
+/// after it is applied and before it is fsynced, and a crash then loses it here but not
+/// there (or an operator restores an older snapshot); merging those dots back is how the slot
+/// is recovered ([`ApplyOutcome::own_slot_recovered`]), and writes then continue above them.
+/// Such a gap is a few batches of writes, far below this bound. A claim beyond it is forged:
+/// it is refused, so no peer can push our sequence to `u64::MAX`. (A node restored from a
+/// snapshot older than a million of its own writes must start on a fresh data dir instead.)
+pub const OWN_RECOVERY_WINDOW: u64 = 1 << 20;
+
+/// Why [`Replica::apply`] refused a peer's delta. A refused delta is dropped whole; the
+/// replica is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaRejected {
+    /// The delta claims a dot of the local writer more than [`OWN_RECOVERY_WINDOW`] beyond
+    /// the last one it issued. Merged, a claim of `(us, u64::MAX)` would make our next dot
+    /// overflow and leave our later writes, revocations included, looking already seen.
+    #[error(
+        "claims seq {claimed} of the local writer, which has issued only {issued} \
+         (at most {OWN_RECOVERY_WINDOW} more are taken as our own history)"
+    )]
+    FutureOwnSeq {
+        /// The highest local seq the delta claims.
+        claimed: u64,
+        /// The highest local seq issued.
+        issued: u64,
+    },
+    /// A rights row that, merged, would make its writer's rights negative
+    /// ([`crate::crdt::Row::is_balanced`]).
+    #[error("rights row of {writer:?} for {key:?} would make its rights negative")]
+    NegativeRights {
+        /// The budget key.
+        key: BudgetKey,
+        /// The row's writer.
+        writer: WriterId,
+    },
+}
+
+impl DeltaRejected {
+    /// A short, fixed label for metrics: `future_own_seq` or `negative_rights`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::FutureOwnSeq { .. } => "future_own_seq",
+            Self::NegativeRights { .. } => "negative_rights",
+        }
+    }
 }
 
 /// A node's replica: catalog of `V`, counters and rights, one context, one clock.
@@ -432,10 +482,88 @@ impl<V: Clone + Eq> Replica<V> {
         self.delta_since(&VersionVector::new())
     }
 
-    /// Merges a peer's delta. The newest catalog stamp goes through
-    /// [`HlcClock::observe_bounded`] first: a stamp too far ahead is merged with its data, but
-    /// moves our clock only up to the forward bound (the outcome says so).
+    /// Merges a peer's delta. It is first checked ([`Self::check`]): a delta that claims the
+    /// local writer's future or makes a writer's rights negative is refused whole
+    /// ([`ApplyOutcome::rejected`]) and nothing changes. Then the newest catalog stamp goes
+    /// through [`HlcClock::observe_bounded`]: a stamp too far ahead is merged with its data,
+    /// but moves our clock only up to the forward bound (the outcome says so).
+    ///
+    /// Replaying this node's own log after a restart uses [`Self::replay`] instead: those
+    /// records are the local writer's history, ahead of the replica being rebuilt.
     pub fn apply(&mut self, delta: Delta<V>) -> ApplyOutcome {
+        if let Err(rejected) = self.check(&delta) {
+            return ApplyOutcome {
+                rejected: Some(rejected),
+                ..ApplyOutcome::default()
+            };
+        }
+        self.apply_unchecked(delta)
+    }
+
+    /// Merges a record of this node's own write-ahead log (recovery): like [`Self::apply`]
+    /// without the checks, since the records are our own history, however far ahead of the
+    /// replica being rebuilt.
+    pub fn replay(&mut self, delta: Delta<V>) -> ApplyOutcome {
+        self.apply_unchecked(delta)
+    }
+
+    /// Checks a peer's delta without merging it: no dot of the local writer more than
+    /// [`OWN_RECOVERY_WINDOW`] beyond the last one issued (in the context or on any item), and
+    /// no rights row that would leave its writer with negative rights.
+    ///
+    /// # Errors
+    /// The first [`DeltaRejected`] reason found.
+    pub fn check(&self, delta: &Delta<V>) -> Result<(), DeltaRejected> {
+        let me = self.writer();
+        let issued = self.context().max_seq(me);
+        let items = &delta.items;
+        let claimed = [delta.context.max_seq(me)]
+            .into_iter()
+            .chain(
+                items
+                    .catalog
+                    .iter()
+                    .filter(|(_, e)| &e.stamp.writer == me)
+                    .map(|(_, e)| e.seq),
+            )
+            .chain(
+                items
+                    .counters
+                    .cells
+                    .iter()
+                    .filter(|(_, w, _)| w == me)
+                    .map(|(_, _, c)| c.seq),
+            )
+            .chain(
+                items
+                    .counters
+                    .floors
+                    .iter()
+                    .chain(&items.rights.floors)
+                    .filter(|(_, w, _)| w == me)
+                    .map(|(_, _, f)| f.seq),
+            )
+            .chain(
+                items
+                    .rights
+                    .keys
+                    .iter()
+                    .flat_map(|(_, rows)| rows)
+                    .filter(|(w, _)| w == me)
+                    .map(|(_, r)| r.seq),
+            )
+            .max()
+            .unwrap_or(0);
+        if claimed > issued.saturating_add(OWN_RECOVERY_WINDOW) {
+            return Err(DeltaRejected::FutureOwnSeq { claimed, issued });
+        }
+        if let Some((key, writer)) = self.rights.unbalanced_row(&items.rights) {
+            return Err(DeltaRejected::NegativeRights { key, writer });
+        }
+        Ok(())
+    }
+
+    fn apply_unchecked(&mut self, delta: Delta<V>) -> ApplyOutcome {
         let clock_skew = delta
             .items
             .catalog
@@ -470,6 +598,7 @@ impl<V: Clone + Eq> Replica<V> {
             rights_changed,
             own_slot_recovered: self.context().max_seq(&me) > own_before,
             clock_skew: None,
+            rejected: None,
         }
     }
 }

@@ -10,9 +10,9 @@ use crdt_support::{
 use proptest::{collection::vec, prelude::*};
 use starling_cluster::{
     codec::{self, DEFAULT_MAX_PAYLOAD, Kind},
-    crdt::{BudgetKey, CounterKey, DonorPolicy, Period, PeriodUnit, Usage},
+    crdt::{BudgetKey, CounterKey, DonorPolicy, Dot, Period, PeriodUnit, Usage},
     hlc::{HlcClock, WriterId},
-    state::{Delta, Replica},
+    state::{Delta, OWN_RECOVERY_WINDOW, Replica},
 };
 
 fn replica(time: &ManualTime, w: WriterId, offset_ms: u64) -> Replica<Val> {
@@ -281,6 +281,10 @@ fn reloading_an_old_snapshot_is_detected_and_the_slot_recovered() {
     let mut back = Replica::<Val>::restore(time.clock(me, 0), state);
     assert_eq!(back.counters().total(&k).spend_micros, 10);
     let out = back.apply(n2.delta_since(&back.version()));
+    assert_eq!(
+        out.rejected, None,
+        "a few dots behind our own slot: recovered"
+    );
     assert!(
         out.own_slot_recovered,
         "peers knew dots of ours that the snapshot lacked"
@@ -525,4 +529,75 @@ fn refunds_and_reclaims_go_through_the_replica() {
     assert!(dead.refund(&k0, 1).is_err());
     let me = a.writer().clone();
     assert!(a.reclaim(&k0, &me).is_err());
+}
+
+#[test]
+fn a_delta_claiming_the_local_writers_future_is_refused_and_later_writes_propagate() {
+    let time = ManualTime::at(1_700_000_000_000);
+    let victim = writer("n1", 1);
+    let mut n1 = replica(&time, victim.clone(), 0);
+    let mut n2 = replica(&time, writer("n2", 1), 0);
+    n2.apply(n1.put("a", 1));
+    let before = n1.digest().unwrap();
+    // A holder of cluster credentials claims (victim, u64::MAX): merged, every later write of
+    // the victim would look already seen, and its next dot would overflow.
+    let mut forged = n2.put("b", 2);
+    forged.context.insert(&Dot {
+        writer: victim.clone(),
+        seq: u64::MAX,
+    });
+    let out = n1.apply(wire(&forged));
+    assert_eq!(out.rejected.map(|r| r.reason()), Some("future_own_seq"));
+    assert_eq!(n1.digest().unwrap(), before, "nothing merged");
+    assert_eq!(n1.catalog().get("b"), None);
+    // The victim keeps writing, and its writes reach peers that did not take the claim.
+    let d = n1.put("c", 3);
+    assert_eq!(d.context.max_seq(&victim), 2);
+    n2.apply(wire(&d));
+    assert_eq!(n2.catalog().get("c"), Some(&3));
+    // An item (not only the context) claiming our far future is refused too.
+    let mut far = n2.put("z", 9);
+    for (_, entry) in &mut far.items.catalog {
+        entry.stamp.writer = victim.clone();
+        entry.seq = 2 + OWN_RECOVERY_WINDOW + 1;
+    }
+    let out = n1.apply(wire(&far));
+    assert_eq!(out.rejected.map(|r| r.reason()), Some("future_own_seq"));
+    assert_eq!(n1.catalog().get("z"), None);
+}
+
+#[test]
+fn a_rights_row_that_would_go_negative_is_refused() {
+    let time = ManualTime::at(1_700_000_000_000);
+    let key = bkey(1);
+    let mut n1 = replica(&time, writer("n1", 1), 0);
+    let mut n2 = replica(&time, writer("n2", 1), 0);
+    let minted = n2.mint(&key, 0, 100).unwrap();
+    n1.apply(wire(&minted));
+    let spent = n2.spend(&key, 40).unwrap();
+    // A forged version of n2's row: spent far more than it ever held.
+    let mut forged = spent.clone();
+    for (_, rows) in &mut forged.items.rights.keys {
+        for (w, row) in rows.iter_mut() {
+            if w == &writer("n2", 1) {
+                row.spent = 1_000;
+            }
+        }
+    }
+    let before = n1.digest().unwrap();
+    let out = n1.apply(wire(&forged));
+    assert_eq!(out.rejected.map(|r| r.reason()), Some("negative_rights"));
+    assert_eq!(n1.digest().unwrap(), before, "nothing merged");
+    // A refund above what was spent is refused as well.
+    let mut refund = spent.clone();
+    for (_, rows) in &mut refund.items.rights.keys {
+        for (_, row) in rows.iter_mut() {
+            row.refunded = row.spent + 1;
+        }
+    }
+    assert!(n1.apply(wire(&refund)).rejected.is_some());
+    // The genuine row merges.
+    let out = n1.apply(wire(&spent));
+    assert_eq!(out.rejected, None);
+    assert_eq!(n1.rights().rights(&key, &writer("n2", 1)), 60);
 }

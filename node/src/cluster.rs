@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{counter, gauge};
-use starling_cluster::runtime::{ClusterConfig, ClusterNode, SYNC_PULL, SYNC_PUSH};
+use starling_cluster::runtime::{ClusterConfig, ClusterNode, SYNC_PULL, SYNC_PUSH, SYNC_RELAY};
 use starling_cluster::tls::{ClusterCredentials, ClusterSecret};
 use starling_cluster::transport::MessageKind;
 
@@ -110,6 +110,12 @@ pub async fn start(config: &Config, http_addr: SocketAddr) -> Result<Option<Clus
     config.sync_interval = Duration::from_millis(section.sync_interval_ms);
     config.dead_node_grace = Duration::from_secs(section.dead_node_grace_secs);
     config.tombstone_min_age = Duration::from_secs(section.tombstone_min_age_secs);
+    // Validated with the config; an invalid id here could not be revoked anyway.
+    config.endpoint.revoked_nodes = section
+        .revoked_nodes
+        .iter()
+        .filter_map(|id| starling_cluster::hlc::NodeId::new(id).ok())
+        .collect();
     config
         .metadata
         .insert("http".to_owned(), http_addr.to_string());
@@ -189,6 +195,7 @@ pub async fn export_metrics(node: &ClusterNode<CatalogDoc>) {
         ("gossip", MessageKind::GOSSIP),
         ("sync_pull", SYNC_PULL),
         ("sync_push", SYNC_PUSH),
+        ("sync_relay", SYNC_RELAY),
     ] {
         let k = node.kind_stats(kind);
         counter!("starling_cluster_bytes_sent_total", "channel" => name).absolute(k.bytes_sent);
@@ -201,6 +208,26 @@ pub async fn export_metrics(node: &ClusterNode<CatalogDoc>) {
     counter!("starling_cluster_sync_pulls_refused_total").absolute(load(&stats.pulls_refused));
     counter!("starling_cluster_gossip_inflation_refused_total")
         .absolute(transport.gossip_inflation_refused);
+    for (reason, value) in [
+        ("unidentified", transport.peers_unidentified),
+        ("revoked", transport.peers_revoked),
+    ] {
+        counter!("starling_cluster_refused_identities_total", "reason" => reason).absolute(value);
+    }
+    for (channel, value) in [
+        ("gossip", transport.gossip_spoofed),
+        ("sync_push", load(&stats.spoofed_pushes)),
+        ("rights_request", load(&stats.spoofed_rights_requests)),
+        ("rate_report", crate::governance::spoofed_rate_reports()),
+    ] {
+        counter!("starling_cluster_impersonations_total", "channel" => channel).absolute(value);
+    }
+    for (reason, value) in [
+        ("future_own_seq", load(&stats.rejected_future_seq)),
+        ("negative_rights", load(&stats.rejected_negative_rights)),
+    ] {
+        counter!("starling_cluster_rejected_deltas_total", "reason" => reason).absolute(value);
+    }
     counter!("starling_cluster_tombstones_collected_total")
         .absolute(load(&stats.tombstones_collected));
     counter!("starling_cluster_malformed_messages_total")
@@ -258,4 +285,16 @@ pub(crate) fn describe_metrics() {
         "Deleted catalog entries forgotten after every member acknowledged them."
     );
     describe_gauge!("starling_cluster_state_entries", "Replica size, by kind.");
+    describe_counter!(
+        "starling_cluster_refused_identities_total",
+        "Cluster connections closed after the handshake: the peer's certificate names no node id (unidentified) or a revoked one."
+    );
+    describe_counter!(
+        "starling_cluster_impersonations_total",
+        "Peer messages dropped because they spoke for another node than the sender's certificate names, by channel."
+    );
+    describe_counter!(
+        "starling_cluster_rejected_deltas_total",
+        "Peer deltas refused whole: dots of this node's writer it never issued (future_own_seq), or rights rows that would go negative (negative_rights)."
+    );
 }

@@ -130,6 +130,22 @@ pub struct Row {
 }
 
 impl Row {
+    /// Whether the row, as its own writer wrote it, is consistent: it never refunds more than
+    /// it spent, and it never moves more rights out (sent, spent net of refunds) than came in
+    /// (minted, received, reclaimed). Every row a writer writes satisfies this (it folds what
+    /// it received before it spends or transfers), and so does the field-wise maximum of two
+    /// versions of one row, since the later version dominates. A row that breaks it would
+    /// make its writer's rights negative.
+    pub fn is_balanced(&self) -> bool {
+        let sum = |m: &BTreeMap<WriterId, u64>| m.values().map(|&v| u128::from(v)).sum::<u128>();
+        let incoming = u128::from(self.minted)
+            + sum(&self.received)
+            + sum(&self.reclaimed)
+            + u128::from(self.refunded);
+        let outgoing = self.sent_total() + u128::from(self.spent);
+        self.refunded <= self.spent && outgoing <= incoming
+    }
+
     fn merge(&mut self, other: &Row) -> bool {
         let before = self.clone();
         self.minted = self.minted.max(other.minted);
@@ -278,6 +294,35 @@ impl Rights {
     /// The local writer.
     pub fn writer(&self) -> &WriterId {
         &self.me
+    }
+
+    /// The first row of `items` that, merged with this replica's row of the same writer,
+    /// would not be balanced ([`Row::is_balanced`]): merging it would make that writer's
+    /// rights negative. Keys of dropped periods are skipped (they are not merged).
+    pub fn unbalanced_row(&self, items: &RightsItems) -> Option<(BudgetKey, WriterId)> {
+        for (key, rows) in &items.keys {
+            if self.floors.is_dropped(&key.period) {
+                continue;
+            }
+            let mine = self.keys.get(key);
+            for (writer, row) in rows {
+                if row.seq == 0 {
+                    continue;
+                }
+                let balanced = match mine.and_then(|m| m.get(writer)) {
+                    Some(current) => {
+                        let mut merged = current.clone();
+                        merged.merge(row);
+                        merged.is_balanced()
+                    }
+                    None => row.is_balanced(),
+                };
+                if !balanced {
+                    return Some((key.clone(), writer.clone()));
+                }
+            }
+        }
+        None
     }
 
     /// Rights held by `writer` for `key`, as this replica sees them (never negative).

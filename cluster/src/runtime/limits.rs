@@ -2,26 +2,26 @@
 //! one more is refused at once (the caller answers with a clear code and counts it), never
 //! queued.
 //!
-//! Keyed by the peer's address as the connection shows it. Once the transport hands over the
-//! peer's verified node id (from its certificate), key by that instead: a peer that dials from
-//! several ports would then share one allowance.
+//! Keyed by the peer's node id as its certificate names it, so a peer that dials from several
+//! ports or connections still shares one allowance.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+
+use crate::hlc::NodeId;
 
 /// Counts the exchanges in flight per peer, up to a cap.
 #[derive(Debug)]
 pub(crate) struct PerPeer {
     cap: usize,
-    active: Mutex<HashMap<SocketAddr, usize>>,
+    active: Mutex<HashMap<NodeId, usize>>,
 }
 
 /// One exchange in flight; dropping it frees the slot.
 #[derive(Debug)]
 pub(crate) struct Permit {
     limits: Arc<PerPeer>,
-    peer: SocketAddr,
+    peer: NodeId,
 }
 
 impl PerPeer {
@@ -33,24 +33,24 @@ impl PerPeer {
     }
 
     /// A slot for `peer`, or `None` if it already runs `cap` exchanges.
-    pub(crate) fn try_acquire(self: &Arc<Self>, peer: SocketAddr) -> Option<Permit> {
+    pub(crate) fn try_acquire(self: &Arc<Self>, peer: &NodeId) -> Option<Permit> {
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        let running = active.entry(peer).or_insert(0);
+        let running = active.entry(peer.clone()).or_insert(0);
         if *running >= self.cap {
             return None;
         }
         *running += 1;
         Some(Permit {
             limits: self.clone(),
-            peer,
+            peer: peer.clone(),
         })
     }
 
     /// Exchanges `peer` runs now.
     #[cfg(test)]
-    fn running(&self, peer: SocketAddr) -> usize {
+    fn running(&self, peer: &NodeId) -> usize {
         let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        active.get(&peer).copied().unwrap_or(0)
+        active.get(peer).copied().unwrap_or(0)
     }
 }
 
@@ -73,8 +73,8 @@ mod tests {
     #[test]
     fn each_peer_gets_its_own_allowance() {
         let limits = Arc::new(PerPeer::new(2));
-        let a = SocketAddr::from(([127, 0, 0, 1], 1));
-        let b = SocketAddr::from(([127, 0, 0, 1], 2));
+        let a = &NodeId::new("n1").expect("id");
+        let b = &NodeId::new("n2").expect("id");
         let first = limits.try_acquire(a).unwrap();
         let _second = limits.try_acquire(a).unwrap();
         assert!(limits.try_acquire(a).is_none());

@@ -64,6 +64,7 @@ use crate::hlc::{HlcClock, NodeId, WriterId};
 use crate::state::{Delta, Digest, Replica};
 use crate::store::{Store, StoreError};
 use crate::transport::membership::{Membership, MembershipConfig, spawn_membership};
+use crate::transport::stats::LogLimiter;
 use crate::transport::{ClusterEndpoint, MessageKind, TransportError};
 
 /// Transport kind of a pull request (request/response stream).
@@ -75,10 +76,20 @@ pub const SYNC_RIGHTS: MessageKind = MessageKind(12);
 /// Transport kind reserved for the node's rate-limit demand reports (one-way, via
 /// [`ClusterNode::broadcast`] and [`ClusterNode::subscribe`]).
 pub const RATE_REPORT: MessageKind = MessageKind(13);
+/// Transport kind of the delta an anti-entropy exchange pushes back after a pull (one-way
+/// stream). Unlike [`SYNC_PUSH`], which carries only the sender's own writes, it relays rows
+/// of any writer.
+pub const SYNC_RELAY: MessageKind = MessageKind(14);
 
 /// Kinds the cluster itself uses; [`ClusterNode::broadcast`] and [`ClusterNode::subscribe`]
 /// refuse them.
-const RESERVED_KINDS: [MessageKind; 4] = [MessageKind::GOSSIP, SYNC_PULL, SYNC_PUSH, SYNC_RIGHTS];
+const RESERVED_KINDS: [MessageKind; 5] = [
+    MessageKind::GOSSIP,
+    SYNC_PULL,
+    SYNC_PUSH,
+    SYNC_RIGHTS,
+    SYNC_RELAY,
+];
 
 /// Called with `(id, Some(value))` when a catalog entry becomes live or changes and
 /// `(id, None)` when it is deleted; see [`ClusterNode::set_catalog_observer`].
@@ -169,6 +180,18 @@ pub struct SyncStats {
     /// Frames of pull answers received that were chunks (every frame but the last of each
     /// answer): how often full states had to be split.
     pub chunks_received: AtomicU64,
+    /// Peer deltas refused whole because they claimed dots of this node's writer beyond the
+    /// last one it issued (by more than [`crate::state::OWN_RECOVERY_WINDOW`]).
+    pub rejected_future_seq: AtomicU64,
+    /// Peer deltas refused whole because a rights row would make its writer's rights
+    /// negative.
+    pub rejected_negative_rights: AtomicU64,
+    /// Eager pushes refused because they carried writes of another node than the sender's
+    /// certificate names.
+    pub spoofed_pushes: AtomicU64,
+    /// Rights requests refused because they asked for rights on behalf of another node than
+    /// the sender's certificate names.
+    pub spoofed_rights_requests: AtomicU64,
 }
 
 pub(crate) struct Shared<V> {
@@ -190,6 +213,8 @@ pub(crate) struct Shared<V> {
     /// The newest version vector each peer (by address) has shown us: in its pull requests
     /// and its pull replies. Everything at or below it, the peer has.
     pub acked: Mutex<BTreeMap<SocketAddr, crate::crdt::VersionVector>>,
+    /// Rate-limits the log lines about refused deltas, pushes and rights requests.
+    pub reject_log: LogLimiter,
     /// The catalog observer; only called, set and read under the replica lock.
     pub observer: Mutex<Option<CatalogObserver<V>>>,
     /// When this node last heard from a peer, as nanoseconds after `started` plus one
@@ -234,6 +259,14 @@ impl<V: CatalogValue> ClusterNode<V> {
     pub async fn start(config: ClusterConfig) -> Result<Self, ClusterError> {
         config.validate()?;
         let node = NodeId::new(&config.node_id).map_err(|e| ClusterError::NodeId(e.to_string()))?;
+        // Peers take this node for the node its certificate names; a mismatch would make every
+        // message it sends look like impersonation.
+        if config.credentials.node_id() != &node {
+            return Err(ClusterError::NodeId(format!(
+                "the cluster certificate names node {}, not the configured {node}",
+                config.credentials.node_id()
+            )));
+        }
         let (store, identity, recovered) = Store::open(&config.data_dir, node.as_str())?;
         let writer = WriterId::new(node, identity.incarnation);
         let clock = HlcClock::system(writer.clone());
@@ -248,8 +281,9 @@ impl<V: CatalogValue> ClusterNode<V> {
         };
         for record in &recovered.records {
             let delta: Delta<V> = sync::decode_delta(record, usize::MAX)?;
-            // Our own history: a stamp ahead of a clock that jumped back is still ours.
-            replica.apply(delta);
+            // Our own history: a stamp ahead of a clock that jumped back is still ours, and
+            // our own dots ahead of the replica being rebuilt are ours to replay.
+            replica.replay(delta);
         }
         let mut endpoint_config = config.endpoint.clone();
         endpoint_config.max_message_size =
@@ -266,6 +300,7 @@ impl<V: CatalogValue> ClusterNode<V> {
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
             snapshotting: Arc::new(AtomicBool::new(false)),
             acked: Mutex::new(BTreeMap::new()),
+            reject_log: LogLimiter::new(endpoint.config().log_interval),
             observer: Mutex::new(None),
             last_heard: AtomicU64::new(0),
             started: Instant::now(),

@@ -8,6 +8,9 @@
 //! Nothing in the exchange creates rights: a lost reply strands nothing (the transfer still
 //! reaches the requester by anti-entropy), and a duplicated request moves more rights to the
 //! requester, never more than the donor holds.
+//!
+//! A request's `from` (the recipient) must be a writer of the node the requester's certificate
+//! names; a request on behalf of another node is refused and counted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +60,21 @@ async fn answer<V: CatalogValue>(
         shared.endpoint.record_decode_error(SYNC_RIGHTS);
         return;
     };
+    // A peer asks for itself: rights go to the requester's writer, which must be the node
+    // its certificate names. Unanswered, the requester's stream is reset.
+    if wanted.from.node != request.peer {
+        shared
+            .stats
+            .spoofed_rights_requests
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = shared.reject_log.allow() {
+            tracing::warn!(
+                peer = %request.from, node = %request.peer, claimed = ?wanted.from, suppressed,
+                "refused a rights request on behalf of another node"
+            );
+        }
+        return;
+    }
     let answered = {
         let mut replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
         replica.answer_rights_request(&wanted, &policy)

@@ -6,6 +6,15 @@
 //! may run only a few pulls against us at once (see [`super::limits`]). Deltas are persisted
 //! before they count as ours (local writes wait for the fsync; merged remote deltas are queued
 //! for the next batch, since peers still hold them).
+//!
+//! Who may send what: an eager push ([`SYNC_PUSH`]) carries the sender's own writes only, so
+//! every dot and row in it must belong to the node its certificate names; a push that carries
+//! another node's writes is refused and counted. Pull replies and the delta pushed back after a
+//! pull ([`SYNC_RELAY`]) relay rows of any writer: that is anti-entropy, and those rows are not
+//! signed. Every peer delta, whatever its channel, goes through [`Replica::apply`]'s checks
+//! (no dot of our own writer beyond what we issued, no row making rights negative).
+//!
+//! [`Replica::apply`]: crate::state::Replica::apply
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -19,10 +28,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::chunks::{Chunker, PullReply};
-use super::{CatalogValue, ClusterError, SYNC_PULL, SYNC_PUSH, Shared};
+use super::{CatalogValue, ClusterError, SYNC_PULL, SYNC_PUSH, SYNC_RELAY, Shared};
 use crate::codec::{self, CodecError, Kind};
 use crate::crdt::VersionVector;
-use crate::state::Delta;
+use crate::hlc::{NodeId, WriterId};
+use crate::state::{Delta, DeltaRejected};
 use crate::store::SnapshotDone;
 use crate::transport::frame::codes;
 use crate::transport::{Inbound, IncomingRequest, TransportError};
@@ -48,8 +58,10 @@ pub(super) fn spawn_handlers<V: CatalogValue>(
     let max = shared.config.max_sync_bytes;
     let mut pulls = shared.endpoint.serve(SYNC_PULL, max)?;
     let mut pushes = shared.endpoint.subscribe(SYNC_PUSH, max)?;
+    let mut relays = shared.endpoint.subscribe(SYNC_RELAY, max)?;
     let for_pulls = shared.clone();
     let for_pushes = shared.clone();
+    let for_relays = shared.clone();
     Ok(vec![
         tokio::spawn(async move {
             while let Some(request) = pulls.recv().await {
@@ -58,7 +70,12 @@ pub(super) fn spawn_handlers<V: CatalogValue>(
         }),
         tokio::spawn(async move {
             while let Some(message) = pushes.recv().await {
-                merge_push(&for_pushes, message);
+                merge_push(&for_pushes, message, Channel::OwnWrites);
+            }
+        }),
+        tokio::spawn(async move {
+            while let Some(message) = relays.recv().await {
+                merge_push(&for_relays, message, Channel::Relay);
             }
         }),
     ])
@@ -82,10 +99,9 @@ fn answer_pull<V: CatalogValue>(shared: &Arc<Shared<V>>, request: IncomingReques
     if let Ok(mut acked) = shared.acked.lock() {
         acked.insert(request.from, vv.clone());
     }
-    // TODO(identity): key by the peer's verified node id once `IncomingRequest` carries it.
-    let Some(permit) = shared.pulls_in_flight.try_acquire(request.from) else {
+    let Some(permit) = shared.pulls_in_flight.try_acquire(&request.peer) else {
         shared.stats.pulls_refused.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(peer = %request.from, "refused a pull: the peer runs too many already");
+        tracing::debug!(peer = %request.from, node = %request.peer, "refused a pull: the peer runs too many already");
         request.refuse(codes::TOO_MANY_EXCHANGES);
         return;
     };
@@ -122,20 +138,67 @@ fn answer_pull<V: CatalogValue>(shared: &Arc<Shared<V>>, request: IncomingReques
     });
 }
 
-fn merge_push<V: CatalogValue>(shared: &Shared<V>, message: Inbound) {
+/// What a one-way delta may carry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    /// An eager push: the sender's own writes only.
+    OwnWrites,
+    /// The push-back of an anti-entropy exchange: rows of any writer.
+    Relay,
+}
+
+fn merge_push<V: CatalogValue>(shared: &Shared<V>, message: Inbound, channel: Channel) {
     shared.count_received(message.payload.len());
+    let kind = match channel {
+        Channel::OwnWrites => SYNC_PUSH,
+        Channel::Relay => SYNC_RELAY,
+    };
     match decode_delta::<V>(&message.payload, shared.config.max_sync_bytes) {
         Ok(delta) => {
+            if channel == Channel::OwnWrites
+                && let Some(writer) = foreign_writer(&delta, &message.peer)
+            {
+                shared.stats.spoofed_pushes.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = shared.reject_log.allow() {
+                    tracing::warn!(
+                        peer = %message.from, node = %message.peer, writer = ?writer, suppressed,
+                        "refused a pushed delta carrying another node's writes"
+                    );
+                }
+                return;
+            }
             if merge(shared, delta, Some(message.payload)) {
                 shared.heard();
             }
         }
         Err(e) => {
             shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
-            shared.endpoint.record_decode_error(SYNC_PUSH);
+            shared.endpoint.record_decode_error(kind);
             tracing::debug!(peer = %message.from, "malformed push: {e}");
         }
     }
+}
+
+/// The first writer in `delta` (context, catalog entries, counter cells, floors, rights rows)
+/// that is not of node `node`, if any.
+fn foreign_writer<V>(delta: &Delta<V>, node: &NodeId) -> Option<WriterId> {
+    let items = &delta.items;
+    delta
+        .context
+        .writers()
+        .chain(items.catalog.iter().map(|(_, e)| &e.stamp.writer))
+        .chain(items.counters.cells.iter().map(|(_, w, _)| w))
+        .chain(items.counters.floors.iter().map(|(_, w, _)| w))
+        .chain(items.rights.floors.iter().map(|(_, w, _)| w))
+        .chain(
+            items
+                .rights
+                .keys
+                .iter()
+                .flat_map(|(_, rows)| rows.iter().filter(|(_, r)| r.seq > 0).map(|(w, _)| w)),
+        )
+        .find(|w| &w.node != node)
+        .cloned()
 }
 
 /// Decodes a delta frame: a pushed or pulled delta, or a log record (the same payload).
@@ -153,7 +216,8 @@ pub(super) fn decode_delta<V: CatalogValue>(
 }
 
 /// Merges a peer's delta and queues it for disk if it changed anything. Returns `false` if
-/// the delta was refused (clock skew).
+/// the delta was refused ([`crate::state::DeltaRejected`]: counted and logged, nothing
+/// merged).
 pub(super) fn merge<V: CatalogValue>(
     shared: &Shared<V>,
     delta: Delta<V>,
@@ -167,6 +231,21 @@ pub(super) fn merge<V: CatalogValue>(
             None => codec::encode(Kind::Delta, &delta),
         };
         let outcome = replica.apply(delta);
+        if let Some(rejected) = &outcome.rejected {
+            let counter = match rejected {
+                DeltaRejected::FutureOwnSeq { .. } => &shared.stats.rejected_future_seq,
+                DeltaRejected::NegativeRights { .. } => &shared.stats.rejected_negative_rights,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = shared.reject_log.allow() {
+                tracing::warn!(
+                    reason = rejected.reason(),
+                    suppressed,
+                    "refused a peer's delta: {rejected}"
+                );
+            }
+            return false;
+        }
         if let Some(skew) = &outcome.clock_skew {
             shared.stats.clock_skewed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("merged a delta from a peer whose clock runs ahead: {skew}");
@@ -260,14 +339,14 @@ async fn push_back<V: CatalogValue>(
     if codec::encoded_len(&back)? <= budget {
         let whole = codec::encode(Kind::Delta, &back)?;
         shared.count_sent(whole.len());
-        shared.endpoint.send(peer, SYNC_PUSH, whole).await?;
+        shared.endpoint.send(peer, SYNC_RELAY, whole).await?;
         return Ok(());
     }
     let mut chunks = Chunker::items_only(back, budget);
     while let Some(frame) = chunks.next_frame() {
         let bytes = frame?;
         shared.count_sent(bytes.len());
-        shared.endpoint.send(peer, SYNC_PUSH, bytes).await?;
+        shared.endpoint.send(peer, SYNC_RELAY, bytes).await?;
     }
     Ok(())
 }

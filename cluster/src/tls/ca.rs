@@ -5,10 +5,18 @@
 //! - CA: `CA:TRUE, pathlen:0`, keyCertSign + cRLSign. The shared-secret CA has fixed dates
 //!   (2024-01-01 to 4096-01-01) and a serial derived from its key, so every node builds the
 //!   byte-identical certificate from the same secret.
-//! - Node leaf: CN = node id, DNS SANs = the cluster server name ([`DEFAULT_SERVER_NAME`]) and,
-//!   when the node id is a DNS label, `<node>.node.starling.cluster`. Both serverAuth and
+//! - Node leaf: CN = node id; URI SAN `urn:starling:node:<node id>` ([`node_uri`]), the one
+//!   field peers read the node id from after the handshake (a certificate without it is not a
+//!   Starling node certificate and is refused, so a clientAuth certificate that a shared
+//!   corporate CA issued for something else does not get in); DNS SANs = the cluster server
+//!   name ([`DEFAULT_SERVER_NAME`]) and, when the node id is a DNS label,
+//!   `<node>.node.starling.cluster` (for operators reading certificates). Both serverAuth and
 //!   clientAuth, because every node is server and client on the same endpoint.
-//! - Validity starts one day in the past (secret mode: 2024-01-01), so a peer whose clock runs
+//! - Lifetimes: shared-secret leaves are made afresh at every start and live 30 days
+//!   ([`SECRET_LEAF_VALIDITY`]; a node running longer than that must be restarted, which
+//!   re-issues it); [`issue_cert`] leaves live one year ([`NODE_CERT_VALIDITY`]); the operator
+//!   CA 20 years; the shared-secret CA is fixed (2024-01-01 to 4096-01-01).
+//! - Validity starts one day in the past, so a peer whose clock runs
 //!   behind still accepts a certificate made a moment ago. Clock-skew tests depend on this.
 //!
 //! rcgen (without its x509-parser feature) cannot read an issuer back from a PEM certificate, so
@@ -31,6 +39,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::secret::ClusterSecret;
 use super::{DEFAULT_SERVER_NAME, TlsError, config};
+use crate::hlc::{NodeId, NodeIdError};
 
 /// File name of the CA certificate in a CA or node directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -44,12 +53,22 @@ pub const NODE_KEY_FILE: &str = "node.key";
 const ORGANIZATION: &str = "Starling";
 const SECRET_CA_NAME: &str = "Starling cluster CA (shared secret)";
 const OPERATOR_CA_NAME: &str = "Starling cluster CA";
-/// Longest node id accepted in a certificate.
-const MAX_NODE_ID_LEN: usize = 128;
 const DAY: Duration = Duration::from_secs(24 * 3600);
 /// Validity of operator-issued certificates.
 const OPERATOR_CA_VALIDITY: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
-const NODE_CERT_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Validity of a node certificate made by [`issue_cert`]: one year. Re-issue before it ends
+/// (`starling cluster issue-cert` into a fresh directory, then restart the node on it).
+pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Validity of a shared-secret leaf: 30 days from the node's start (it is re-issued at every
+/// start, so only a node running for 30 days without a restart would see it expire).
+pub const SECRET_LEAF_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Prefix of the URI SAN that names the node in its certificate.
+pub const NODE_URI_PREFIX: &str = "urn:starling:node:";
+
+/// The URI SAN naming `node_id` in its certificate: `urn:starling:node:<node id>`.
+pub fn node_uri(node_id: &str) -> String {
+    format!("{NODE_URI_PREFIX}{node_id}")
+}
 
 /// A freshly issued node certificate and its key.
 pub(crate) struct IssuedLeaf {
@@ -74,21 +93,19 @@ pub fn node_dns_name(node_id: &str) -> Option<String> {
     ok.then(|| format!("{label}.node.{DEFAULT_SERVER_NAME}"))
 }
 
+/// Node ids in certificates follow [`NodeId`]'s rules (1 to 64 bytes of `[A-Za-z0-9._-]`),
+/// which also keeps them valid in a URI without escaping.
 fn check_node_id(node_id: &str) -> Result<(), TlsError> {
-    let bad = |reason| TlsError::BadNodeId {
-        node_id: node_id.to_string(),
-        reason,
-    };
-    if node_id.is_empty() {
-        return Err(bad("must not be empty"));
-    }
-    if node_id.len() > MAX_NODE_ID_LEN {
-        return Err(bad("longer than 128 bytes"));
-    }
-    if node_id.chars().any(char::is_control) {
-        return Err(bad("contains control characters"));
-    }
-    Ok(())
+    NodeId::new(node_id)
+        .map(|_| ())
+        .map_err(|e| TlsError::BadNodeId {
+            node_id: node_id.to_string(),
+            reason: match e {
+                NodeIdError::Empty => "must not be empty",
+                NodeIdError::TooLong(_) => "longer than 64 bytes",
+                NodeIdError::BadChar(_) => "only A-Z, a-z, 0-9, '.', '_' and '-' are allowed",
+            },
+        })
 }
 
 fn ca_params(common_name: &str, validity: Validity) -> CertificateParams {
@@ -110,8 +127,8 @@ fn ca_params(common_name: &str, validity: Validity) -> CertificateParams {
 /// How long a certificate is valid.
 #[derive(Clone, Copy)]
 pub(crate) enum Validity {
-    /// 2024-01-01 to 4096-01-01: the shared-secret CA and its leaves, which live exactly as
-    /// long as the secret does.
+    /// 2024-01-01 to 4096-01-01: the shared-secret CA, which lives exactly as long as the
+    /// secret does (and must be byte-identical on every node).
     Fixed,
     /// From one day ago to `span` from now.
     FromNow(Duration),
@@ -165,11 +182,17 @@ pub(crate) fn issue_leaf(
     params.distinguished_name = dn;
     let mut sans = vec![DEFAULT_SERVER_NAME.to_string()];
     sans.extend(node_dns_name(node_id));
-    params.subject_alt_names = sans
+    let mut names: Vec<SanType> = sans
         .into_iter()
         .map(|name| name.try_into().map(SanType::DnsName))
         .collect::<Result<_, _>>()
         .map_err(generate("node certificate subject names"))?;
+    names.push(SanType::URI(
+        node_uri(node_id)
+            .try_into()
+            .map_err(generate("node certificate node id"))?,
+    ));
+    params.subject_alt_names = names;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
@@ -196,7 +219,7 @@ pub(crate) fn secret_leaf(
     node_id: &str,
 ) -> Result<(CertificateDer<'static>, IssuedLeaf), TlsError> {
     let (ca, issuer) = secret_ca(secret)?;
-    let leaf = issue_leaf(&issuer, node_id, Validity::Fixed)?;
+    let leaf = issue_leaf(&issuer, node_id, Validity::FromNow(SECRET_LEAF_VALIDITY))?;
     Ok((ca, leaf))
 }
 
@@ -231,7 +254,8 @@ pub fn init_ca(dir: &Path) -> Result<(), TlsError> {
 /// Issues a certificate for `node_id` from the CA in `ca_dir` (made by [`init_ca`]) and writes
 /// `node.pem` and `node.key` (mode 0600) into `out_dir`, plus a copy of `ca.pem` when `out_dir`
 /// has none, so that `out_dir` alone is what the node loads with
-/// [`super::ClusterCredentials::from_dir`]. Valid from one day ago for 10 years.
+/// [`super::ClusterCredentials::from_dir`]. Valid from one day ago for one year
+/// ([`NODE_CERT_VALIDITY`]).
 ///
 /// # Errors
 /// [`TlsError::BadNodeId`], [`TlsError::Io`]/[`TlsError::BadPem`] naming the CA file at fault,
@@ -382,6 +406,7 @@ mod tests {
         assert_eq!(node_dns_name("-a"), None);
         assert!(check_node_id("").is_err());
         assert!(check_node_id("a\nb").is_err());
-        assert!(check_node_id("nœud 1").is_ok());
+        assert!(check_node_id("nœud 1").is_err());
+        assert!(check_node_id("node_1.eu-west").is_ok());
     }
 }

@@ -18,8 +18,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 
 use super::ca::{self, read};
+use super::identity::node_id_of_leaf;
 use super::secret::ClusterSecret;
 use super::{ALPN, CA_CERT_FILE, DEFAULT_SERVER_NAME, NODE_CERT_FILE, NODE_KEY_FILE, TlsError};
+use crate::hlc::NodeId;
 
 /// A node's cluster credentials: the CA certificate(s) it trusts, its own certificate chain
 /// and private key, and the server name used on cluster connections.
@@ -32,6 +34,7 @@ pub struct ClusterCredentials {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     server_name: String,
+    node_id: NodeId,
     provider: Arc<CryptoProvider>,
 }
 
@@ -42,6 +45,7 @@ impl Clone for ClusterCredentials {
             chain: self.chain.clone(),
             key: self.key.clone_key(),
             server_name: self.server_name.clone(),
+            node_id: self.node_id.clone(),
             provider: self.provider.clone(),
         }
     }
@@ -54,6 +58,7 @@ impl fmt::Debug for ClusterCredentials {
             .field("chain", &self.chain.len())
             .field("key", &"[redacted]")
             .field("server_name", &self.server_name)
+            .field("node_id", &self.node_id)
             .finish()
     }
 }
@@ -137,10 +142,16 @@ impl ClusterCredentials {
             ca: PathBuf::from("<cluster CA>"),
             reason,
         })?;
+        // Peers refuse a leaf that names no node; say so at start-up instead.
+        let node_id = node_id_of_leaf(leaf).map_err(|source| TlsError::NoNodeId {
+            cert: cert_origin.to_path_buf(),
+            source,
+        })?;
         Ok(Self {
             roots,
             chain,
             key,
+            node_id,
             server_name: DEFAULT_SERVER_NAME.to_string(),
             provider: ring_provider(),
         })
@@ -160,6 +171,11 @@ impl ClusterCredentials {
         })?;
         self.server_name = name;
         Ok(self)
+    }
+
+    /// The node id this node's certificate names (what peers will take it for).
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
     }
 
     /// The server name clients ask for on cluster connections.

@@ -15,7 +15,13 @@
 //! - **Operator CA**. [`init_ca`] writes `ca.pem` + `ca.key`; [`issue_cert`] writes
 //!   `node.pem` + `node.key` signed by it; [`ClusterCredentials::from_dir`] loads them. Node
 //!   certificates issued by any other PKI work too, if they carry the cluster server name
-//!   ([`DEFAULT_SERVER_NAME`]) as a DNS SAN and both the serverAuth and clientAuth usages.
+//!   ([`DEFAULT_SERVER_NAME`]) as a DNS SAN, the node id as the URI SAN
+//!   `urn:starling:node:<node id>` ([`node_uri`]), and both the serverAuth and clientAuth
+//!   usages.
+//!
+//! The handshake only proves membership. Which node a peer is comes from the node-id SAN of
+//! its leaf, read after the handshake ([`peer_node_id`]); the transport refuses a connection
+//! whose leaf names no node, or a revoked one, and tags every message with the id.
 //!
 //! [`ClusterCredentials`] turns either into quinn server and client configs built on rustls
 //! with the `ring` provider passed explicitly (never the process default), TLS 1.3 only, and
@@ -23,14 +29,17 @@
 
 mod ca;
 mod config;
+mod identity;
 mod secret;
 
 use std::path::PathBuf;
 
 pub use ca::{
-    CA_CERT_FILE, CA_KEY_FILE, NODE_CERT_FILE, NODE_KEY_FILE, init_ca, issue_cert, node_dns_name,
+    CA_CERT_FILE, CA_KEY_FILE, NODE_CERT_FILE, NODE_CERT_VALIDITY, NODE_KEY_FILE, NODE_URI_PREFIX,
+    SECRET_LEAF_VALIDITY, init_ca, issue_cert, node_dns_name, node_uri,
 };
 pub use config::ClusterCredentials;
+pub use identity::{IdentityError, node_id_of_chain, node_id_of_leaf, peer_node_id};
 pub use secret::{ClusterSecret, SECRET_PREFIX, generate_secret, generate_test_secret};
 
 /// ALPN protocol id spoken on cluster connections. Bump the suffix on an incompatible change
@@ -88,6 +97,14 @@ pub enum TlsError {
         what: &'static str,
         /// The rcgen error.
         source: rcgen::Error,
+    },
+    /// The node certificate names no node id (no `urn:starling:node:` URI SAN).
+    #[error("{}: {source}", cert.display())]
+    NoNodeId {
+        /// The node certificate file.
+        cert: PathBuf,
+        /// What is wrong with it.
+        source: IdentityError,
     },
     /// The node certificate does not chain to the cluster CA.
     #[error("{}: not signed by the cluster CA in {}: {reason}", cert.display(), ca.display())]

@@ -13,6 +13,7 @@ use quinn::{IdleTimeout, VarInt};
 use super::TransportError;
 use super::frame::HEADER_LEN;
 use super::partition::PartitionTable;
+use crate::hlc::NodeId;
 
 /// Settings of a [`super::ClusterEndpoint`]. `Default` gives the production values.
 #[derive(Debug, Clone)]
@@ -59,6 +60,10 @@ pub struct EndpointConfig {
     /// handshake work (default on). Turn off only where one extra round trip per new
     /// connection matters more than spoofed-source floods.
     pub validate_addresses: bool,
+    /// Node ids whose connections are refused after the handshake, both directions, even
+    /// though their certificates verify: a lost or compromised node cut off without
+    /// re-keying the cluster (default none). See [`crate::tls`] for what a node id is.
+    pub revoked_nodes: Arc<[NodeId]>,
     /// Simulated partition consulted on every send and receive (tests only; default none).
     pub partition: Option<Arc<PartitionTable>>,
 }
@@ -81,6 +86,7 @@ impl Default for EndpointConfig {
             reconnect_backoff_max: Duration::from_secs(2),
             log_interval: Duration::from_secs(10),
             validate_addresses: true,
+            revoked_nodes: Arc::from(Vec::new()),
             partition: None,
         }
     }

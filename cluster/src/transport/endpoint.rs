@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use quinn::{Connection, VarInt};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::config::{EndpointConfig, transport_config};
 use super::inbound;
@@ -27,13 +27,21 @@ use super::peers::PeerSlot;
 use super::stats::{LogLimiter, Malformed, TransportStats, bump};
 use super::streamed::ResponseFrames;
 use super::{MessageKind, TransportError};
-use crate::tls::ClusterCredentials;
+use crate::hlc::NodeId;
+use crate::tls::{ClusterCredentials, peer_node_id};
+
+/// QUIC application close code for a connection refused after the handshake because the
+/// peer's certificate names no node, or a revoked one.
+pub const IDENTITY_REFUSED: u32 = 0x1d;
 
 /// A one-way message received from a peer.
 #[derive(Debug, Clone)]
 pub struct Inbound {
     /// The peer's address (its endpoint's address, as seen on the connection).
     pub from: SocketAddr,
+    /// The node the peer's certificate names, checked after the handshake: the only node the
+    /// peer may speak for.
+    pub peer: NodeId,
     /// The message kind.
     pub kind: MessageKind,
     /// The payload.
@@ -47,6 +55,8 @@ pub struct Inbound {
 pub struct IncomingRequest {
     /// The peer's address.
     pub from: SocketAddr,
+    /// The node the peer's certificate names (see [`Inbound::peer`]).
+    pub peer: NodeId,
     /// The request kind.
     pub kind: MessageKind,
     /// The request payload.
@@ -109,6 +119,7 @@ pub(crate) struct Inner {
     pub(crate) handshake_log: LogLimiter,
     pub(crate) frame_log: LogLimiter,
     pub(crate) connect_log: LogLimiter,
+    pub(crate) identity_log: LogLimiter,
 }
 
 impl Inner {
@@ -141,13 +152,39 @@ impl Inner {
         (!route.tx.is_closed()).then(|| (route.tx.clone(), route.max_size))
     }
 
-    /// Takes an established connection into the cache and starts serving its streams.
-    pub(crate) fn adopt(self: &Arc<Self>, conn: Connection) {
+    /// Takes an established, identified connection into the cache and starts serving its
+    /// streams, tagging each message with `peer`.
+    pub(crate) fn adopt(self: &Arc<Self>, conn: Connection, peer: NodeId) {
         let remote = conn.remote_address();
         if let Some(slot) = self.slot(remote) {
             slot.set(conn.clone());
-            tokio::spawn(inbound::serve_connection(self.clone(), slot, conn));
+            tokio::spawn(inbound::serve_connection(self.clone(), slot, conn, peer));
         }
+    }
+
+    /// The node id the peer's certificate names, after a successful handshake in either
+    /// direction. A leaf that names no node, or a revoked node, closes the connection before
+    /// any stream is served; that is counted and logged (rate-limited).
+    pub(crate) fn identify(&self, conn: &Connection) -> Result<NodeId, String> {
+        let refused = match peer_node_id(conn) {
+            Ok(id) if !self.config.revoked_nodes.contains(&id) => return Ok(id),
+            Ok(id) => {
+                bump(&self.stats.peers_revoked);
+                format!("node {id} is revoked ([cluster].revoked_nodes)")
+            }
+            Err(e) => {
+                bump(&self.stats.peers_unidentified);
+                e.to_string()
+            }
+        };
+        conn.close(VarInt::from_u32(IDENTITY_REFUSED), b"identity refused");
+        if let Some(suppressed) = self.identity_log.allow() {
+            warn!(
+                peer = %conn.remote_address(), error = %refused, suppressed,
+                "refused a cluster connection after the handshake"
+            );
+        }
+        Err(refused)
     }
 }
 
@@ -225,6 +262,7 @@ impl ClusterEndpoint {
             handshake_log: LogLimiter::new(config.log_interval),
             frame_log: LogLimiter::new(config.log_interval),
             connect_log: LogLimiter::new(config.log_interval),
+            identity_log: LogLimiter::new(config.log_interval),
             config,
             stats: Arc::new(TransportStats::default()),
             peers: Mutex::new(HashMap::new()),
@@ -413,6 +451,11 @@ impl ClusterEndpoint {
     /// [`super::gossip::GOSSIP_MAX_INFLATED`] (counted besides its decode error).
     pub(crate) fn record_gossip_inflation_refused(&self) {
         bump(&self.inner.stats.gossip_inflation_refused);
+    }
+
+    /// Records a gossip message dropped because its sender claimed another node's identity.
+    pub fn record_gossip_spoofed(&self) {
+        bump(&self.inner.stats.gossip_spoofed);
     }
 
     /// Closes the endpoint now: every connection is closed, receivers see the end of their

@@ -18,6 +18,13 @@
 //! zstd frame that does not declare its size counts as the 65,535 bytes chitchat would allow
 //! it; zstd itself checks a declared size when inflating). Refused messages are counted as
 //! `decode_errors` and as `gossip_inflation_refused`.
+//!
+//! A peer may gossip only as itself. chitchat messages carry no sender field, but SYN and
+//! SYN-ACK carry the sender's digest, in which the sender lists its own node under the address
+//! it gossips from. Every digest entry advertised at the address the message came from must
+//! name the node the connection's certificate names; otherwise the message is dropped and
+//! counted (`gossip_spoofed`). Entries for other addresses are relayed state (that is what
+//! gossip is) and cannot be checked here: chitchat's state is not signed.
 
 use std::net::SocketAddr;
 
@@ -25,7 +32,7 @@ use anyhow::bail;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chitchat::transport::{Socket, Transport};
-use chitchat::{ChitchatMessage, Deserializable, Serializable};
+use chitchat::{ChitchatId, ChitchatMessage, Deserializable, Serializable};
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -186,6 +193,7 @@ impl Transport for QuicTransport {
             endpoint: self.endpoint.clone(),
             inbox,
             decode_log: LogLimiter::new(self.endpoint.config().log_interval),
+            spoof_log: LogLimiter::new(self.endpoint.config().log_interval),
         }))
     }
 }
@@ -196,6 +204,7 @@ pub struct QuicSocket {
     endpoint: ClusterEndpoint,
     inbox: mpsc::Receiver<Inbound>,
     decode_log: LogLimiter,
+    spoof_log: LogLimiter,
 }
 
 #[async_trait]
@@ -213,6 +222,16 @@ impl Socket for QuicSocket {
             let Some(inbound) = self.inbox.recv().await else {
                 bail!("the cluster endpoint is closed");
             };
+            if let Some(claimed) = spoofed_sender(&inbound) {
+                self.endpoint.record_gossip_spoofed();
+                if let Some(suppressed) = self.spoof_log.allow() {
+                    warn!(
+                        peer = %inbound.from, node = %inbound.peer, claimed = ?claimed,
+                        suppressed, "dropped gossip that claims another node's identity"
+                    );
+                }
+                continue;
+            }
             match decode_gossip(&inbound.payload) {
                 Ok(msg) => return Ok((inbound.from, msg)),
                 Err(e) => {
@@ -230,4 +249,35 @@ impl Socket for QuicSocket {
             }
         }
     }
+}
+
+/// chitchat 0.11.2's message header: magic number (u16), protocol version (u8), type (u8).
+const HEADER: usize = 4;
+/// chitchat's message type codes for SYN and SYN-ACK (both start with the sender's digest).
+const SYN: u8 = 0;
+const SYN_ACK: u8 = 1;
+
+/// The node id a gossip message claims for its sender when that is not the node its
+/// certificate names: a digest entry advertised at the address the message came from, under
+/// another node id. `None` when the message is fine, or is no SYN/SYN-ACK, or does not parse
+/// (chitchat's own decoding then counts it).
+fn spoofed_sender(inbound: &Inbound) -> Option<ChitchatId> {
+    let bytes = &inbound.payload[..];
+    let kind = *bytes.get(HEADER - 1)?;
+    if kind != SYN && kind != SYN_ACK {
+        return None;
+    }
+    let mut rest = bytes.get(HEADER..)?;
+    let entries = u16::deserialize(&mut rest).ok()?;
+    for _ in 0..entries {
+        let id = ChitchatId::deserialize(&mut rest).ok()?;
+        // The node digest: heartbeat, last GC version, max version.
+        for _ in 0..3 {
+            u64::deserialize(&mut rest).ok()?;
+        }
+        if id.gossip_advertise_addr == inbound.from && *id.node_id != *inbound.peer.as_str() {
+            return Some(id);
+        }
+    }
+    None
 }

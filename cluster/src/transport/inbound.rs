@@ -21,6 +21,7 @@ use super::frame::{self, FrameError, HEADER_LEN, codes};
 use super::peers::PeerSlot;
 use super::stats::{Malformed, bump};
 use super::streamed;
+use crate::hlc::NodeId;
 
 /// Accepts connections until the endpoint closes.
 pub(crate) async fn accept_loop(inner: Arc<Inner>) {
@@ -67,8 +68,11 @@ async fn handshake(inner: Arc<Inner>, incoming: quinn::Incoming) {
     match result {
         Ok(conn) => {
             bump(&inner.stats.handshakes_accepted);
-            debug!(peer = %remote, "cluster peer connected");
-            inner.adopt(conn);
+            let Ok(peer) = inner.identify(&conn) else {
+                return;
+            };
+            debug!(peer = %remote, node = %peer, "cluster peer connected");
+            inner.adopt(conn, peer);
         }
         Err(reason) => {
             bump(&inner.stats.handshakes_rejected);
@@ -85,19 +89,25 @@ async fn handshake(inner: Arc<Inner>, incoming: quinn::Incoming) {
 }
 
 /// Accepts the streams a peer opens on `conn` until the connection ends, then forgets it.
-pub(crate) async fn serve_connection(inner: Arc<Inner>, slot: Arc<PeerSlot>, conn: Connection) {
+/// Every message is tagged with `peer`, the node id its certificate names.
+pub(crate) async fn serve_connection(
+    inner: Arc<Inner>,
+    slot: Arc<PeerSlot>,
+    conn: Connection,
+    peer: NodeId,
+) {
     let from = conn.remote_address();
     loop {
         tokio::select! {
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
-                    tokio::spawn(read_message(inner.clone(), from, recv));
+                    tokio::spawn(read_message(inner.clone(), from, peer.clone(), recv));
                 }
                 Err(_) => break,
             },
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
-                    tokio::spawn(answer_request(inner.clone(), from, send, recv));
+                    tokio::spawn(answer_request(inner.clone(), from, peer.clone(), send, recv));
                 }
                 Err(_) => break,
             },
@@ -108,7 +118,7 @@ pub(crate) async fn serve_connection(inner: Arc<Inner>, slot: Arc<PeerSlot>, con
 }
 
 /// Reads one message from a unidirectional stream and hands it to the kind's receiver.
-async fn read_message(inner: Arc<Inner>, from: SocketAddr, mut recv: RecvStream) {
+async fn read_message(inner: Arc<Inner>, from: SocketAddr, peer: NodeId, mut recv: RecvStream) {
     let Ok((kind, payload, tx)) = read_frame(&inner, from, &mut recv, &inner.messages).await else {
         return;
     };
@@ -118,6 +128,7 @@ async fn read_message(inner: Arc<Inner>, from: SocketAddr, mut recv: RecvStream)
     let frame_len = HEADER_LEN + payload.len();
     match tx.try_send(Inbound {
         from,
+        peer,
         kind,
         payload,
     }) {
@@ -133,6 +144,7 @@ async fn read_message(inner: Arc<Inner>, from: SocketAddr, mut recv: RecvStream)
 async fn answer_request(
     inner: Arc<Inner>,
     from: SocketAddr,
+    peer: NodeId,
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
@@ -150,6 +162,7 @@ async fn answer_request(
     let request_len = HEADER_LEN + payload.len();
     match tx.try_send(IncomingRequest {
         from,
+        peer,
         kind,
         payload,
         reply,

@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 use super::TransportError;
 use super::endpoint::Inner;
 use super::stats::bump;
+use crate::hlc::NodeId;
 
 /// One peer address: its cached connection, and the dialling state.
 #[derive(Default)]
@@ -79,9 +80,9 @@ impl Inner {
             return Err(TransportError::Backoff { to });
         }
         match self.dial(to).await {
-            Ok(conn) => {
+            Ok((conn, peer)) => {
                 *dial = Backoff::default();
-                self.adopt(conn.clone());
+                self.adopt(conn.clone(), peer);
                 Ok(conn)
             }
             Err(e) => {
@@ -96,7 +97,8 @@ impl Inner {
         }
     }
 
-    async fn dial(&self, to: SocketAddr) -> Result<Connection, TransportError> {
+    /// Connects to `to` and identifies the peer (see [`Inner::identify`]).
+    async fn dial(&self, to: SocketAddr) -> Result<(Connection, NodeId), TransportError> {
         let failed = |reason: String| {
             bump(&self.stats.connects_failed);
             if let Some(suppressed) = self.connect_log.allow() {
@@ -111,9 +113,13 @@ impl Inner {
         };
         match timeout(self.config.connect_timeout, connecting).await {
             Ok(Ok(conn)) => {
+                let peer = self.identify(&conn).map_err(|reason| {
+                    bump(&self.stats.connects_failed);
+                    TransportError::Connect { to, reason }
+                })?;
                 bump(&self.stats.connects_ok);
-                debug!(peer = %to, "cluster connection established");
-                Ok(conn)
+                debug!(peer = %to, node = %peer, "cluster connection established");
+                Ok((conn, peer))
             }
             Ok(Err(e)) => Err(failed(e.to_string())),
             Err(_) => Err(failed(format!(

@@ -19,6 +19,9 @@ pub struct TransportStats {
     pub(crate) retries_sent: AtomicU64,
     pub(crate) connects_ok: AtomicU64,
     pub(crate) connects_failed: AtomicU64,
+    pub(crate) peers_unidentified: AtomicU64,
+    pub(crate) peers_revoked: AtomicU64,
+    pub(crate) gossip_spoofed: AtomicU64,
     pub(crate) malformed: AtomicU64,
     pub(crate) oversized: AtomicU64,
     pub(crate) truncated: AtomicU64,
@@ -68,6 +71,16 @@ pub struct StatsSnapshot {
     /// Outbound connection attempts that failed: handshake rejected by either side, timeout,
     /// unreachable.
     pub connects_failed: u64,
+    /// Connections (either direction) closed after a successful handshake because the peer's
+    /// certificate names no Starling node id (e.g. a clientAuth certificate a shared CA issued
+    /// for something else).
+    pub peers_unidentified: u64,
+    /// Connections (either direction) closed after the handshake because the peer's node id
+    /// is in `revoked_nodes`.
+    pub peers_revoked: u64,
+    /// Gossip messages dropped because the sender claimed another node's id than its
+    /// certificate names.
+    pub gossip_spoofed: u64,
     /// Inbound messages dropped as malformed, all reasons (the next five fields, plus trailing
     /// bytes after the payload).
     pub malformed: u64,
@@ -141,6 +154,9 @@ impl Default for TransportStats {
             retries_sent: AtomicU64::new(0),
             connects_ok: AtomicU64::new(0),
             connects_failed: AtomicU64::new(0),
+            peers_unidentified: AtomicU64::new(0),
+            peers_revoked: AtomicU64::new(0),
+            gossip_spoofed: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             oversized: AtomicU64::new(0),
             truncated: AtomicU64::new(0),
@@ -178,6 +194,9 @@ impl TransportStats {
             retries_sent: get(&self.retries_sent),
             connects_ok: get(&self.connects_ok),
             connects_failed: get(&self.connects_failed),
+            peers_unidentified: get(&self.peers_unidentified),
+            peers_revoked: get(&self.peers_revoked),
+            gossip_spoofed: get(&self.gossip_spoofed),
             malformed: get(&self.malformed),
             oversized: get(&self.oversized),
             truncated: get(&self.truncated),

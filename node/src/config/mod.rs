@@ -202,6 +202,10 @@ pub struct ClusterSection {
     /// Deleted catalog entries are forgotten only once every member has seen the delete and
     /// it is at least this old.
     pub tombstone_min_age_secs: u64,
+    /// Node ids cut off from the cluster although their certificates verify (a lost or
+    /// compromised node, without re-keying): their connections are refused in both
+    /// directions after the handshake. Same rules as `node_id`; not this node's own id.
+    pub revoked_nodes: Vec<String>,
 }
 
 impl Default for ClusterSection {
@@ -220,6 +224,7 @@ impl Default for ClusterSection {
             sync_interval_ms: 500,
             dead_node_grace_secs: 3_600,
             tombstone_min_age_secs: 86_400,
+            revoked_nodes: Vec::new(),
         }
     }
 }

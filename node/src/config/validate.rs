@@ -132,17 +132,34 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     let cluster = &config.cluster;
-    if let Some(id) = &cluster.node_id
-        && (id.is_empty()
-            || id.len() > 64
-            || !id
+    let valid_node_id = |id: &str| {
+        !id.is_empty()
+            && id.len() <= 64
+            && id
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    if let Some(id) = &cluster.node_id
+        && !valid_node_id(id)
     {
         return Err(ConfigError::invalid(
             "cluster.node_id",
             "use 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
         ));
+    }
+    for (i, id) in cluster.revoked_nodes.iter().enumerate() {
+        if !valid_node_id(id) {
+            return Err(ConfigError::invalid(
+                format!("cluster.revoked_nodes[{i}]"),
+                "use 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+            ));
+        }
+        if cluster.node_id.as_deref() == Some(id.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("cluster.revoked_nodes[{i}]"),
+                "is this node's own node_id",
+            ));
+        }
     }
     let credential_sources = [
         cluster.secret_env.is_some(),

@@ -6,6 +6,7 @@
 //! the demarcation rule in [`super::ratelimit`] treats a stale report conservatively.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -24,6 +25,15 @@ const FORGET_AFTER_MS: u64 = 30_000;
 
 /// Largest report message accepted from a peer.
 const MAX_REPORT_BYTES: usize = 1024 * 1024;
+
+/// Report messages dropped because they spoke for another node than the sender's certificate
+/// names (exported as `starling_cluster_impersonations_total{channel="rate_report"}`).
+static SPOOFED_REPORTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many rate-limit report messages were dropped as impersonation, since start.
+pub fn spoofed_reports() -> u64 {
+    SPOOFED_REPORTS.load(Ordering::Relaxed)
+}
 
 /// One node's reports, as sent.
 #[derive(Debug, Serialize, Deserialize)]
@@ -89,6 +99,15 @@ async fn receive(
             tracing::debug!(from = %message.from, "malformed rate-limit report dropped");
             continue;
         };
+        // A peer reports only for itself: its certificate names the node it may speak for.
+        if reports.node != message.peer.as_str() {
+            SPOOFED_REPORTS.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                from = %message.from, node = %message.peer, claimed = %reports.node,
+                "rate-limit report on behalf of another node dropped"
+            );
+            continue;
+        }
         let now = super::now_ms();
         let mut received = received.lock().unwrap_or_else(|p| p.into_inner());
         let peer = received.entry(reports.node).or_default();
@@ -180,5 +199,45 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
             Ok(bytes) => gov.cluster.broadcast(RATE_REPORT, Bytes::from(bytes)),
             Err(e) => tracing::error!("cannot encode rate-limit reports: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_cluster::hlc::NodeId;
+    use starling_cluster::transport::Inbound;
+
+    fn message(peer: &str, claimed: &str) -> Inbound {
+        let reports = Reports {
+            node: claimed.to_owned(),
+            generation: 1,
+            limits: vec![(
+                "key:a".to_owned(),
+                LimitName::Rpm,
+                WireReport(1.0, 1.0, 1.0, 1, 0),
+            )],
+        };
+        Inbound {
+            from: "127.0.0.1:7000".parse().expect("addr"),
+            peer: NodeId::new(peer).expect("node id"),
+            kind: RATE_REPORT,
+            payload: Bytes::from(serde_json::to_vec(&reports).expect("json")),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_reports_only_for_itself() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let received: Arc<Mutex<Received>> = Arc::default();
+        let before = spoofed_reports();
+        tx.send(message("n1", "n2")).await.expect("queued");
+        tx.send(message("n3", "n3")).await.expect("queued");
+        drop(tx);
+        receive(rx, received.clone()).await;
+        let received = received.lock().expect("lock");
+        assert!(!received.contains_key("n2"), "n1 may not report for n2");
+        assert!(received.contains_key("n3"));
+        assert!(spoofed_reports() > before);
     }
 }
