@@ -428,7 +428,7 @@ mod tests {
             Reserve::Exhausted
         );
         assert_eq!(
-            s.reserve(BudgetMode::Available, u64::MAX, DAY, u64::MAX, 0),
+            s.reserve(BudgetMode::Available, u64::MAX - 1, DAY, u64::MAX, 0),
             Reserve::Exhausted
         );
         s.settle(BudgetMode::Available, DAY, 0, u64::MAX);
