@@ -225,7 +225,7 @@ pub fn string() -> BoxedStrategy<String> {
         4 => proptest::sample::select(WORDS).prop_map(str::to_owned),
         3 => "\\PC{0,24}",
         1 => "[\u{0}-\u{1f}\"\\\\\u{7f}-\u{10ffff}]{0,8}",
-        1 => (1usize..=4).prop_map(|k| "é𝄞x".repeat(k * 30_000)),
+        1 => (1usize..=4).prop_map(|k| "é𝄞x ab".repeat(k * 6_000)),
     ]
     .boxed()
 }
@@ -1034,4 +1034,146 @@ pub fn openai_chunk() -> BoxedStrategy<Value> {
             ],
         )
     })
+}
+
+/// Which content block a generated stream carries.
+#[derive(Clone, Copy, Debug)]
+enum BlockKind {
+    Text,
+    Thinking,
+    Tool,
+}
+
+fn block_kind() -> impl Strategy<Value = BlockKind> {
+    prop_oneof![
+        Just(BlockKind::Text),
+        Just(BlockKind::Thinking),
+        Just(BlockKind::Tool)
+    ]
+}
+
+/// Replaces some events of a well-formed stream with generated ones and maybe cuts it
+/// short, so the translators see both the grammar and every way to break it.
+fn mutate(
+    events: impl Strategy<Value = Vec<Value>> + 'static,
+    replacement: BoxedStrategy<Value>,
+) -> BoxedStrategy<Vec<Value>> {
+    (
+        events,
+        prop::collection::vec((any::<prop::sample::Index>(), replacement), 0..3),
+        proptest::option::weighted(0.2, any::<prop::sample::Index>()),
+    )
+        .prop_map(|(mut evs, swaps, cut)| {
+            if !evs.is_empty() {
+                for (i, v) in swaps {
+                    let at = i.index(evs.len());
+                    evs[at] = v;
+                }
+            }
+            if let Some(cut) = cut {
+                evs.truncate(cut.index(evs.len() + 1));
+            }
+            evs
+        })
+        .boxed()
+}
+
+/// An Anthropic stream's event payloads: `message_start`, blocks with their deltas,
+/// `message_delta`, `message_stop`, with generated values (hostile usage counts, long
+/// strings...) and now and then an event replaced or the stream cut.
+pub fn anthropic_stream() -> BoxedStrategy<Vec<Value>> {
+    let delta = |kind: BlockKind, text: String| match kind {
+        BlockKind::Text => serde_json::json!({"type": "text_delta", "text": text}),
+        BlockKind::Thinking => serde_json::json!({"type": "thinking_delta", "thinking": text}),
+        BlockKind::Tool => serde_json::json!({"type": "input_json_delta", "partial_json": text}),
+    };
+    let block = (
+        block_kind(),
+        string(),
+        string(),
+        prop::collection::vec(string(), 0..4),
+    );
+    let events = (
+        string(),
+        usage(),
+        prop::collection::vec(block, 0..4),
+        word(&[
+            "end_turn",
+            "tool_use",
+            "max_tokens",
+            "stop_sequence",
+            "refusal",
+        ]),
+        usage(),
+    )
+        .prop_map(move |(model, start_usage, blocks, stop, end_usage)| {
+            let mut evs = vec![serde_json::json!({"type": "message_start", "message": {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": null, "usage": start_usage}})];
+            for (i, (kind, id, name, texts)) in blocks.into_iter().enumerate() {
+                let content_block = match kind {
+                    BlockKind::Text => serde_json::json!({"type": "text", "text": ""}),
+                    BlockKind::Thinking => serde_json::json!({"type": "thinking", "thinking": ""}),
+                    BlockKind::Tool => {
+                        serde_json::json!({"type": "tool_use", "id": id, "name": name, "input": {}})
+                    }
+                };
+                evs.push(
+                    serde_json::json!({"type": "content_block_start", "index": i,
+                    "content_block": content_block}),
+                );
+                for text in texts {
+                    evs.push(
+                        serde_json::json!({"type": "content_block_delta", "index": i,
+                        "delta": delta(kind, text)}),
+                    );
+                }
+                evs.push(serde_json::json!({"type": "content_block_stop", "index": i}));
+            }
+            evs.push(serde_json::json!({"type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": end_usage}));
+            evs.push(serde_json::json!({"type": "message_stop"}));
+            evs
+        });
+    mutate(events, anthropic_event())
+}
+
+/// An OpenAI stream's chunk payloads: the role chunk, content, reasoning and tool-call
+/// deltas, the finish chunk, the usage chunk and `[DONE]` (as the string), with generated
+/// values and now and then a chunk replaced or the stream cut.
+pub fn openai_stream() -> BoxedStrategy<Vec<Value>> {
+    let chunk = |delta: Value, finish: Value| {
+        serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "created": 1,
+            "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let piece = (block_kind(), index(), string(), string(), string());
+    let events = (
+        prop::collection::vec(piece, 0..8),
+        word(&["stop", "length", "tool_calls", "content_filter"]),
+        usage(),
+    )
+        .prop_map(move |(pieces, finish, usage)| {
+            let mut evs = vec![chunk(
+                serde_json::json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            )];
+            for (kind, index, id, name, text) in pieces {
+                let delta = match kind {
+                    BlockKind::Text => serde_json::json!({"content": text}),
+                    BlockKind::Thinking => serde_json::json!({"reasoning_content": text}),
+                    BlockKind::Tool => serde_json::json!({"tool_calls": [{"index": index,
+                        "id": id, "type": "function",
+                        "function": {"name": name, "arguments": text}}]}),
+                };
+                evs.push(chunk(delta, Value::Null));
+            }
+            evs.push(chunk(serde_json::json!({}), finish));
+            evs.push(
+                serde_json::json!({"id": "c1", "object": "chat.completion.chunk",
+                "choices": [], "usage": usage}),
+            );
+            evs.push(Value::from("[DONE]"));
+            evs
+        });
+    mutate(events, openai_chunk())
 }
