@@ -399,15 +399,6 @@ fn index() -> BoxedStrategy<Value> {
     prop_oneof![6 => (0u64..4).prop_map(Value::from), 1 => count()].boxed()
 }
 
-const CHAT_ROLES: &[&str] = &[
-    "user",
-    "user",
-    "assistant",
-    "assistant",
-    "system",
-    "developer",
-    "tool",
-];
 const OPENAI_PARTS: &[&str] = &["text", "image_url", "input_audio", "file", "refusal"];
 const ANTHROPIC_BLOCKS: &[&str] = &[
     "text",
