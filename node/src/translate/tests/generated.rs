@@ -106,11 +106,15 @@ proptest! {
     /// Validation, estimation and clamping on every endpoint: no panic, and after a clamp to
     /// `max` the output bound the estimator reads is at most `max` per completion.
     #[test]
-    fn validation_estimates_and_clamps_hold(req in any_request(), max in gen_max()) {
+    fn validation_estimates_and_clamps_hold(
+        req in any_request(),
+        max in gen_max(),
+        tokenizer in prop::sample::select(vec![Tokenizer::Bytes, Tokenizer::O200k, Tokenizer::Cl100k]),
+    ) {
         let body = as_map(&req);
         for (endpoint, kind) in ENDPOINTS {
             let _ = validate(endpoint, &body);
-            let _ = input_tokens_upper_bound(kind, &body, Tokenizer::Bytes);
+            let _ = input_tokens_upper_bound(kind, &body, tokenizer);
             let _ = output_tokens_cap(kind, &body).total(u64::MAX);
             let mut clamped = body.clone();
             clamp_max_tokens(kind, &mut clamped, max);
