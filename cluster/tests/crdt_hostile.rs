@@ -540,6 +540,16 @@ fn check_still_works(r: &mut Replica<Val>, time: &ManualTime) {
     );
     let _ = r.drop_periods_before(Period::new(PeriodUnit::Day, u32::MAX));
     let _ = r.collect_tombstones(&[r.version()], std::time::Duration::ZERO);
+    // Pulls from peers claiming any position, up to the end of every writer's sequence.
+    for seq in [1, u64::MAX - 1, u64::MAX] {
+        let vv: BTreeMap<WriterId, u64> = [ME, "p1", "p2", "ghost", "a"]
+            .into_iter()
+            .flat_map(|n| [(writer(n, 1), seq), (writer(n, u64::MAX), seq)])
+            .collect();
+        let f = codec::encode(Kind::PullRequest, &vv).expect("encode");
+        let vv: VersionVector = codec::decode_kind(&f, Kind::PullRequest, 1 << 20).expect("decode");
+        let _ = r.delta_since(&vv);
+    }
     let _ = r.delta_since(&VersionVector::new());
     r.digest().expect("digest after local operations");
 
