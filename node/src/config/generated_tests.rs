@@ -585,12 +585,18 @@ proptest! {
     }
 }
 
-/// Regression: durations as long as TOML allows loaded, then overflowed the clock where the
-/// gateway adds them to the current time: every request to the provider panicked building
-/// its deadline (`timeouts.total_ms`), the rights wait panicked (`rights_wait_ms`).
+/// Regression: durations as long as TOML allows loaded, then could not be added to the
+/// clock: `cluster.dead_node_grace_secs = 9223372036854775807` made chitchat's failure
+/// detector panic (`time_of_death + dead_node_grace_period`) once a peer died, and the
+/// `*_ms` settings relied on every caller's arithmetic staying within `Instant`'s range.
 #[test]
 fn durations_beyond_ten_years_are_refused_naming_the_field() {
     for (section, key, field) in [
+        (
+            "cluster",
+            "dead_node_grace_secs",
+            "cluster.dead_node_grace_secs",
+        ),
         ("timeouts", "total_ms", "providers[0].timeouts.total_ms"),
         ("governance", "rights_wait_ms", "governance.rights_wait_ms"),
         (

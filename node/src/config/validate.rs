@@ -8,8 +8,9 @@ use std::collections::HashSet;
 use super::{Config, ConfigError, ProviderConfig, ProviderKind};
 
 /// The longest duration a setting may name: ten years, in milliseconds. Anything longer
-/// means "never" in practice, and the gateway adds durations to the current time (a
-/// request's deadline, a rights wait), which overflows and panics for values near `u64::MAX`.
+/// means "never" in practice, and durations get added to the current time (chitchat adds
+/// `cluster.dead_node_grace_secs` to a node's time of death), which overflows the clock, and
+/// panics, for values near the integer limit.
 pub const MAX_DURATION_MS: u64 = 10 * 365 * 24 * 3_600 * 1_000;
 
 /// Validates everything that can be checked without building the router.
