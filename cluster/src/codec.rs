@@ -18,9 +18,13 @@
 //! bound, trailing bytes and malformed payloads are all [`CodecError`]s. bincode allocates a
 //! string's buffer before reading it, so the decoder runs under a byte limit chosen from the
 //! payload's actual size: the first of 64 KiB, 1 MiB, 16 MiB, 256 MiB and 4 GiB that holds
-//! [`DECODE_AMPLIFICATION`] times the payload. A lying length prefix can reserve at most that
-//! (about 16 to 256 times the payload, or 64 KiB), not gigabytes; an honest payload always
-//! fits, since its decoded containers take at most a few times its compact varint encoding.
+//! [`DECODE_AMPLIFICATION`] times the payload. A lying length prefix of a string can reserve at
+//! most that (about 16 to 256 times the payload, or 64 KiB), not gigabytes; an honest payload
+//! always fits, since its decoded containers take at most a few times its compact varint
+//! encoding. Sequences and maps are preallocated by serde, not bincode, for at most 1 MiB each
+//! whatever their prefix claims (`serde::de::size_hint::cautious`), so a frame of a few bytes
+//! can still make the decoder reserve about a MiB per nested container before it fails
+//! (`cluster/tests/crdt_hostile.rs` pins the bound).
 //! (The limit once came from the payload size alone, so a state of many small rows, such as
 //! the full state a node with a wiped disk pulls, could fail to decode: found by the
 //! Jepsen-style tests.)

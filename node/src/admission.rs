@@ -105,10 +105,6 @@ impl Admission {
     }
 }
 
-fn total_tokens(usage: &Usage) -> u64 {
-    usage.input_tokens + usage.output_tokens + usage.cached_input_tokens + usage.cache_write_tokens
-}
-
 fn unknown_key() -> ApiError {
     ApiError::new(ErrorKind::Authentication, "Incorrect API key provided")
         .with_code("invalid_api_key")
@@ -169,7 +165,7 @@ impl Permit {
     /// Settles the request at its real usage and cost, releasing what was reserved.
     pub fn settle(self, usage: &Usage, cost_micros: u64) -> Option<UsageReceipt> {
         self.governed
-            .and_then(|permit| permit.settle(total_tokens(usage), cost_micros))
+            .and_then(|permit| permit.settle(usage.total(), cost_micros))
     }
 
     /// Settles a response that was cut short (the client left, or the upstream broke off):
@@ -177,7 +173,7 @@ impl Permit {
     /// the gateway, so budgets keep the whole reservation.
     pub fn settle_cut_short(self, usage: &Usage, cost_micros: u64) -> Option<UsageReceipt> {
         self.governed
-            .and_then(|permit| permit.settle_cut_short(total_tokens(usage), cost_micros))
+            .and_then(|permit| permit.settle_cut_short(usage.total(), cost_micros))
     }
 
     /// Ends a request that no upstream billed (every attempt was refused with an error

@@ -194,3 +194,85 @@ async fn bodies_are_recorded_only_when_enabled_and_bounded() {
     assert!(record.get("request_body").is_none(), "{record}");
     assert!(record.get("response_body").is_none(), "{record}");
 }
+
+/// An upstream that answers every Anthropic request with token counts at `u64::MAX`,
+/// streaming or not. Returns its address.
+async fn hostile_usage_upstream() -> std::net::SocketAddr {
+    use axum::{http::header, response::IntoResponse, routing::post};
+    const MAX: u64 = u64::MAX;
+    async fn messages(axum::Json(body): axum::Json<Value>) -> axum::response::Response {
+        let usage = json!({"input_tokens": MAX, "output_tokens": MAX,
+            "cache_read_input_tokens": MAX, "cache_creation_input_tokens": MAX});
+        if body["stream"] == true {
+            let start = json!({"type": "message_start", "message": {"id": "msg_1",
+                "type": "message", "role": "assistant", "model": "hostile-1", "content": [],
+                "stop_reason": null, "usage": usage}});
+            let delta = json!({"type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": usage});
+            let sse = format!(
+                "event: message_start\ndata: {start}\n\n\
+                 event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+                 event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"hi\"}}}}\n\n\
+                 event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+                 event: message_delta\ndata: {delta}\n\n\
+                 event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+            );
+            return ([(header::CONTENT_TYPE, "text/event-stream")], sse).into_response();
+        }
+        axum::Json(
+            json!({"id": "msg_1", "type": "message", "role": "assistant",
+            "model": "hostile-1", "content": [{"type": "text", "text": "hi"}],
+            "stop_reason": "end_turn", "stop_sequence": null, "usage": usage}),
+        )
+        .into_response()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("address");
+    let app = axum::Router::new().route("/v1/messages", post(messages));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// Regression: token counts from the provider were summed without saturation for the request
+/// log, the settlement log line and the trace (and the permit), so usage at `u64::MAX`
+/// overflowed: a panic in a debug build, which dropped the client's connection.
+#[tokio::test]
+async fn usage_at_u64_max_from_the_provider_is_logged_saturated() {
+    let upstream = hostile_usage_upstream().await;
+    let h = Harness::start_with(starling_bench::MockConfig::default(), |mock, key| {
+        let extra = format!(
+            "[[providers]]\nname = \"hostile\"\nkind = \"anthropic\"\n\
+             base_url = \"http://{upstream}\"\napi_key_file = \"{key}\"\nmodels = [\"hostile-*\"]\n"
+        );
+        common::standard_config(mock, key, "", &extra)
+    })
+    .await;
+    for (path, stream) in [
+        ("/v1/messages", false),
+        ("/v1/messages", true),
+        ("/v1/chat/completions", false),
+        ("/v1/chat/completions", true),
+    ] {
+        let response = h
+            .post(
+                path,
+                &json!({"model": "hostile-1", "max_tokens": 10, "stream": stream,
+                        "stream_options": if path.contains("chat") && stream {
+                            json!({"include_usage": true}) } else { Value::Null },
+                        "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{path} stream={stream}");
+        let body = response.text().await.expect("the whole body arrives");
+        assert!(body.contains("hi"), "{path} stream={stream}: {body}");
+    }
+    let (_, logs) = h.admin_get("/admin/v1/logs").await;
+    let records = logs["data"].as_array().expect("data");
+    assert_eq!(records.len(), 4, "{logs}");
+    for r in records {
+        assert_eq!(r["input_tokens"].as_u64(), Some(u64::MAX), "{r}");
+        assert_eq!(r["output_tokens"].as_u64(), Some(u64::MAX), "{r}");
+    }
+}

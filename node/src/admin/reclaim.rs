@@ -57,7 +57,9 @@ pub(crate) async fn reclaim(State(state): State<AdminState>, body: Bytes) -> Adm
             .await
             .map_err(AdminError::storage)?;
     }
-    let total: u64 = taken.iter().map(|(_, amount)| amount).sum();
+    let total = taken
+        .iter()
+        .fold(0u64, |sum, (_, amount)| sum.saturating_add(*amount));
     let budgets: Vec<_> = taken
         .iter()
         .map(|(key, amount)| {

@@ -579,4 +579,6 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
 }
 
 #[cfg(test)]
+mod generated_tests;
+#[cfg(test)]
 mod tests;

@@ -7,6 +7,12 @@ use std::collections::HashSet;
 
 use super::{Config, ConfigError, ProviderConfig, ProviderKind};
 
+/// The longest duration a setting may name: ten years, in milliseconds. Anything longer
+/// means "never" in practice, and durations get added to the current time (chitchat adds
+/// `cluster.dead_node_grace_secs` to a node's time of death), which overflows the clock, and
+/// panics, for values near the integer limit.
+pub const MAX_DURATION_MS: u64 = 10 * 365 * 24 * 3_600 * 1_000;
+
 /// Open access must be asked for anywhere but on a single node on loopback: a node reachable
 /// from the network that admits every request without a key is a bill anyone can run up.
 fn validate_open_access(config: &Config) -> Result<(), ConfigError> {
@@ -35,6 +41,7 @@ fn validate_open_access(config: &Config) -> Result<(), ConfigError> {
 /// Validates everything that can be checked without building the router.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     super::observability::validate(&config.tracing, &config.request_log)?;
+    validate_durations(config)?;
     let server = &config.server;
     if server.max_body_bytes == 0 {
         return Err(ConfigError::invalid(
@@ -223,6 +230,70 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             .map_err(|problem| ConfigError::invalid(format!("pricing.models.{name}"), problem))?;
     }
     Ok(())
+}
+
+/// Every duration setting must fit [`MAX_DURATION_MS`].
+fn validate_durations(config: &Config) -> Result<(), ConfigError> {
+    let (r, g, c, t) = (
+        &config.routing,
+        &config.governance,
+        &config.cluster,
+        &config.tracing,
+    );
+    let secs = |s: u64| s.saturating_mul(1_000);
+    let mut settings = vec![
+        (
+            "server.shutdown_grace_secs".to_owned(),
+            secs(config.server.shutdown_grace_secs),
+        ),
+        (
+            "routing.backoff_initial_ms".to_owned(),
+            r.backoff_initial_ms,
+        ),
+        ("routing.backoff_max_ms".to_owned(), r.backoff_max_ms),
+        ("routing.cooldown_ms".to_owned(), r.cooldown_ms),
+        ("governance.stale_after_ms".to_owned(), g.stale_after_ms),
+        (
+            "governance.refill_horizon_ms".to_owned(),
+            g.refill_horizon_ms,
+        ),
+        ("governance.idle_refund_ms".to_owned(), g.idle_refund_ms),
+        ("governance.mint_lead_ms".to_owned(), g.mint_lead_ms),
+        ("governance.rights_wait_ms".to_owned(), g.rights_wait_ms),
+        (
+            "governance.rate_report_interval_ms".to_owned(),
+            g.rate_report_interval_ms,
+        ),
+        ("governance.usage_flush_ms".to_owned(), g.usage_flush_ms),
+        (
+            "cluster.gossip_interval_ms".to_owned(),
+            c.gossip_interval_ms,
+        ),
+        ("cluster.sync_interval_ms".to_owned(), c.sync_interval_ms),
+        (
+            "cluster.dead_node_grace_secs".to_owned(),
+            secs(c.dead_node_grace_secs),
+        ),
+        (
+            "cluster.tombstone_min_age_secs".to_owned(),
+            secs(c.tombstone_min_age_secs),
+        ),
+        ("tracing.timeout_ms".to_owned(), t.timeout_ms),
+        ("tracing.batch_delay_ms".to_owned(), t.batch_delay_ms),
+    ];
+    for (i, p) in config.providers.iter().enumerate() {
+        let field = |name: &str| format!("providers[{i}].timeouts.{name}");
+        settings.push((field("connect_ms"), p.timeouts.connect_ms));
+        settings.push((field("first_byte_ms"), p.timeouts.first_byte_ms));
+        settings.push((field("total_ms"), p.timeouts.total_ms));
+    }
+    match settings.into_iter().find(|(_, ms)| *ms > MAX_DURATION_MS) {
+        Some((field, _)) => Err(ConfigError::invalid(
+            field,
+            "must be at most ten years (315360000000 ms, 315360000 s)",
+        )),
+        None => Ok(()),
+    }
 }
 
 fn validate_provider(i: usize, provider: &ProviderConfig) -> Result<(), ConfigError> {

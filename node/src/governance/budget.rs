@@ -56,6 +56,16 @@ struct Figures {
     loaded: bool,
 }
 
+impl Figures {
+    /// Spend seen plus reservations, saturating: the replicated figures come from peers and
+    /// settled costs from providers' usage, either of which may be near `u64::MAX`.
+    fn committed(&self) -> u64 {
+        self.others
+            .saturating_add(self.mine)
+            .saturating_add(self.reserved)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     budget: Option<Budget>,
@@ -153,7 +163,7 @@ impl BudgetState {
             }
             BudgetMode::Available => {
                 let f = inner.figures.get(&period).cloned().unwrap_or_default();
-                amount.saturating_sub(f.others + f.mine + f.reserved)
+                amount.saturating_sub(f.committed())
             }
         }
     }
@@ -175,7 +185,7 @@ impl BudgetState {
                 let want = i64::try_from(amount).unwrap_or(i64::MAX);
                 if pool.available >= want {
                     pool.available -= want;
-                    pool.reserved += amount;
+                    pool.reserved = pool.reserved.saturating_add(amount);
                     Reserve::Done
                 } else {
                     Reserve::NeedRights {
@@ -186,8 +196,8 @@ impl BudgetState {
             }
             BudgetMode::Available => {
                 let f = inner.figures.entry(period).or_default();
-                if f.others + f.mine + f.reserved + amount <= limit {
-                    f.reserved += amount;
+                if f.committed().saturating_add(amount) <= limit {
+                    f.reserved = f.reserved.saturating_add(amount);
                     Reserve::Done
                 } else {
                     Reserve::Exhausted
@@ -402,6 +412,27 @@ mod tests {
         // Our own slot is loaded once; later figures come from settlements here.
         s.set_spend_seen(DAY, 600, 0);
         assert_eq!(s.remaining(BudgetMode::Available, 1_000, DAY), 250);
+    }
+
+    /// Regression: another writer's replicated spend near `u64::MAX` (a faulty peer, or a
+    /// provider's hostile usage priced and replicated) overflowed the available-mode check,
+    /// a panic in a debug build and a wrapped sum that admitted the request in release.
+    #[test]
+    fn available_mode_figures_near_u64_max_refuse_without_overflow() {
+        let s = BudgetState::new("key/a#daily".into(), "key/a".into());
+        s.set_budget(budget(BudgetMode::Available), "n1");
+        s.set_spend_seen(DAY, u64::MAX - 10, 5);
+        assert_eq!(s.remaining(BudgetMode::Available, 1_000, DAY), 0);
+        assert_eq!(
+            s.reserve(BudgetMode::Available, 1_000, DAY, 20, 0),
+            Reserve::Exhausted
+        );
+        assert_eq!(
+            s.reserve(BudgetMode::Available, u64::MAX - 1, DAY, u64::MAX, 0),
+            Reserve::Exhausted
+        );
+        s.settle(BudgetMode::Available, DAY, 0, u64::MAX);
+        assert_eq!(s.remaining(BudgetMode::Available, u64::MAX, DAY), 0);
     }
 
     #[test]

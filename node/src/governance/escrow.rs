@@ -38,7 +38,7 @@ impl Governance {
         if pool.pool_available >= target_level {
             return true;
         }
-        let need = u64::try_from(target_level - pool.pool_available).unwrap_or(u64::MAX);
+        let need = deficit(target_level, pool.pool_available);
         // Debit ahead: two of these requests, or the spend of the refill horizon.
         let chunk = need
             .max(self.chunk_for(pool.rate_per_sec))
@@ -213,8 +213,7 @@ impl Governance {
                 let mine = counters
                     .slots(&key)
                     .filter(|(w, _)| w.node == me.node)
-                    .map(|(_, c)| c.usage.spend_micros)
-                    .sum::<u64>();
+                    .fold(0u64, |sum, (_, c)| sum.saturating_add(c.usage.spend_micros));
                 (total, mine)
             });
             state.set_spend_seen(period, total.saturating_sub(mine), mine);
@@ -255,11 +254,12 @@ impl Governance {
             }
             let low_water = i64::try_from(target / 2).unwrap_or(i64::MAX);
             if !idle && snap.last_used_ms > 0 && snap.pool_available < low_water {
-                let deficit =
-                    u64::try_from(i64::try_from(target).unwrap_or(i64::MAX) - snap.pool_available)
-                        .unwrap_or(0);
+                let short = deficit(
+                    i64::try_from(target).unwrap_or(i64::MAX),
+                    snap.pool_available,
+                );
                 if local > 0 {
-                    self.debit(&state, period, deficit.min(local)).await;
+                    self.debit(&state, period, short.min(local)).await;
                 } else if cluster > 0 && !scarce {
                     self.refill(&state, period, target).await;
                 }
@@ -291,5 +291,26 @@ impl Governance {
             // Not refunded: it stays debited, which only ever underspends.
             tracing::warn!(budget = %state.rights_scope, amount, "could not refund an idle pool");
         }
+    }
+}
+
+/// How far a pool at `available` is below `target` (0 if it is not). Computed wide: settlements
+/// at hostile costs can drive a pool down to `i64::MIN`, where the difference overflows `i64`.
+fn deficit(target: i64, available: i64) -> u64 {
+    u64::try_from(i128::from(target) - i128::from(available)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deficit;
+
+    /// Regression: `target - available` in `i64` overflowed (a panic in a debug build) once
+    /// a pool was driven towards `i64::MIN` by settlements of hostile usage.
+    #[test]
+    fn deficit_of_a_pool_deep_in_debt_does_not_overflow() {
+        assert_eq!(deficit(100, 40), 60);
+        assert_eq!(deficit(100, 400), 0);
+        assert_eq!(deficit(1_000, i64::MIN), 1_000 + (1u64 << 63));
+        assert_eq!(deficit(i64::MAX, i64::MIN), u64::MAX);
     }
 }

@@ -203,7 +203,7 @@ impl Settlement {
             model = %self.model,
             provider = %self.provider,
             status,
-            input_tokens = usage.input_tokens + usage.cached_input_tokens + usage.cache_write_tokens,
+            input_tokens = usage.total_input(),
             output_tokens = usage.output_tokens,
             cost_micros = cost,
             ending = ?ending,

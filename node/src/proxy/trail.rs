@@ -226,7 +226,7 @@ impl Trail {
             status: outcome.status,
             stream: self.stream,
             latency_ms: outcome.started.elapsed().as_secs_f64() * 1_000.0,
-            input_tokens: usage.input_tokens + usage.cached_input_tokens + usage.cache_write_tokens,
+            input_tokens: usage.total_input(),
             output_tokens: usage.output_tokens,
             cost_micros: outcome.cost_micros,
             error: outcome.error.as_ref().map(|e| e.message().to_owned()),

@@ -214,7 +214,7 @@ impl RequestSpan {
             span.set_attribute(KeyValue::new("gen_ai.response.model", model.to_owned()));
         }
         if let Some(usage) = finish.usage {
-            let input = usage.input_tokens + usage.cached_input_tokens + usage.cache_write_tokens;
+            let input = usage.total_input();
             span.set_attribute(KeyValue::new("gen_ai.usage.input_tokens", tokens(input)));
             span.set_attribute(KeyValue::new(
                 "gen_ai.usage.output_tokens",

@@ -64,6 +64,13 @@ pub struct SseParser {
     buf: BytesMut,
     /// Offset in `buf` of the first line not yet parsed.
     pos: usize,
+    /// Offset in `buf` up to which no line ending was found: the search for the next one
+    /// resumes there rather than at `pos`, so a long line delivered in small chunks is
+    /// scanned once, not once per chunk (which was quadratic in the line's length).
+    scan_from: usize,
+    /// Bytes examined while searching for line endings, to check that the search is linear.
+    #[cfg(test)]
+    scanned: usize,
     max_event_bytes: usize,
     event: Option<String>,
     data: String,
@@ -84,6 +91,9 @@ impl SseParser {
         Self {
             buf: BytesMut::new(),
             pos: 0,
+            scan_from: 0,
+            #[cfg(test)]
+            scanned: 0,
             max_event_bytes,
             event: None,
             data: String::new(),
@@ -113,6 +123,7 @@ impl SseParser {
                 self.bom_checked = true;
             } else if n == BOM.len() {
                 self.buf.advance(n);
+                self.scan_from = 0;
                 self.bom_checked = true;
             } else {
                 return Ok(None);
@@ -127,8 +138,15 @@ impl SseParser {
                 }
                 self.skip_lf = false;
             }
-            let rest = self.buf.get(self.pos..).unwrap_or_default();
-            let Some(i) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') else {
+            let start = self.scan_from.max(self.pos);
+            let tail = self.buf.get(start..).unwrap_or_default();
+            let found = tail.iter().position(|b| *b == b'\n' || *b == b'\r');
+            #[cfg(test)]
+            {
+                self.scanned += found.map_or(tail.len(), |i| i + 1);
+            }
+            let Some(i) = found else {
+                self.scan_from = self.buf.len();
                 if self.buf.len() > self.max_event_bytes {
                     return Err(self.fail(SseError::EventTooLarge {
                         limit: self.max_event_bytes,
@@ -136,13 +154,16 @@ impl SseParser {
                 }
                 return Ok(None);
             };
-            let line_end = self.pos + i;
-            let next = match (rest.get(i), rest.get(i + 1)) {
+            let line_end = start + i;
+            let next = match (self.buf.get(line_end), self.buf.get(line_end + 1)) {
                 (Some(b'\r'), Some(b'\n')) => line_end + 2,
                 // A blank line ending in a `\r` that is the last byte so far
                 // waits for the next byte, so `raw` does not depend on where
                 // the chunks were split (CRLF is the common case).
-                (Some(b'\r'), None) if i == 0 => return Ok(None),
+                (Some(b'\r'), None) if line_end == self.pos => {
+                    self.scan_from = line_end;
+                    return Ok(None);
+                }
                 (Some(b'\r'), None) => {
                     self.skip_lf = true;
                     line_end + 1
@@ -198,6 +219,7 @@ impl SseParser {
         let end = end.min(self.buf.len());
         let event = self.event.take();
         self.pos = 0;
+        self.scan_from = 0;
         if !std::mem::take(&mut self.has_data) {
             self.buf.advance(end);
             self.data.clear();
@@ -218,6 +240,7 @@ impl SseParser {
         self.buf = BytesMut::new();
         self.data = String::new();
         self.pos = 0;
+        self.scan_from = 0;
         self.failed = Some(err.clone());
         err
     }
@@ -567,6 +590,31 @@ mod tests {
             let again = parse_chunks([e.raw.as_ref()]);
             assert_eq!(again, vec![e]);
         }
+    }
+
+    /// Regression: the search for a line ending restarted at the start of the line on every
+    /// chunk, so an upstream trickling one long line in small chunks cost time quadratic in
+    /// its length (200 kB in one-byte chunks: minutes of CPU; 4 MiB, the gateway's bound:
+    /// hours). Each byte is now examined about once, however the stream is split.
+    #[test]
+    fn a_long_line_in_small_chunks_is_scanned_once() {
+        const LINE: usize = 50_000;
+        let mut p = SseParser::new(MAX * 16);
+        p.push(b"data: ");
+        for _ in 0..LINE {
+            p.push(b"x");
+            assert_eq!(p.next_event(), Ok(None));
+        }
+        p.push(b"\r");
+        assert_eq!(p.next_event(), Ok(None));
+        p.push(b"\r\n");
+        let ev = p.next_event().expect("parse").expect("event");
+        assert_eq!(ev.data.len(), LINE);
+        assert!(
+            p.scanned <= 2 * (LINE + 16),
+            "{} bytes examined for a {LINE}-byte line",
+            p.scanned
+        );
     }
 
     #[test]

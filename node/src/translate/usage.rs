@@ -31,6 +31,12 @@ impl Usage {
             .saturating_add(self.cache_write_tokens)
     }
 
+    /// All tokens: input (uncached, cache reads, cache writes) plus output, saturating.
+    /// Counts come from the provider, so a hostile or broken one can send `u64::MAX`.
+    pub fn total(&self) -> u64 {
+        self.total_input().saturating_add(self.output_tokens)
+    }
+
     /// From an OpenAI `usage` object (chat, completions, embeddings, or a
     /// stream chunk's). Missing or malformed counts read as 0.
     pub fn from_openai_usage(usage: &Value) -> Self {

@@ -13,6 +13,8 @@ use super::{AnthropicToOpenAiStream, OpenAiToAnthropicStream};
 mod anthropic_request;
 /// Provider streams and their equivalent non-streaming responses.
 pub mod fixtures;
+mod generated;
+mod hostile;
 mod openai_request;
 mod proptests;
 mod stream_anthropic_to_openai;
