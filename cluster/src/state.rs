@@ -16,7 +16,8 @@
 //! The catalog value type `V` is generic: governance code stores its own structs, and the codec
 //! (bincode, not self-describing) could not decode a `serde_json::Value` anyway.
 
-use std::{collections::BTreeMap, fmt, time::Duration};
+use std::collections::{BTreeMap, HashSet};
+use std::{fmt, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +161,19 @@ pub enum DeltaRejected {
         /// The highest local seq issued.
         issued: u64,
     },
+    /// An item without a dot (sequence 0), or two items of one delta with the same dot:
+    /// no writer produces either (every write takes a dot of its own), and a replica merging
+    /// them would hold an item that it never ships (the recent-writes index keeps one item
+    /// per dot), so replicas would stay different for good.
+    #[error("item dot ({writer:?}, {seq}) is {problem}")]
+    MalformedDot {
+        /// The dot's writer.
+        writer: WriterId,
+        /// The dot's sequence number.
+        seq: u64,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// A rights row that, merged, would make its writer's rights negative
     /// ([`crate::crdt::Row::is_balanced`]).
     #[error("rights row of {writer:?} for {key:?} would make its rights negative")]
@@ -177,6 +191,7 @@ impl DeltaRejected {
         match self {
             Self::FutureOwnSeq { .. } => "future_own_seq",
             Self::NegativeRights { .. } => "negative_rights",
+            Self::MalformedDot { .. } => "malformed_dot",
         }
     }
 }
@@ -557,6 +572,7 @@ impl<V: Clone + Eq> Replica<V> {
         if claimed > issued.saturating_add(OWN_RECOVERY_WINDOW) {
             return Err(DeltaRejected::FutureOwnSeq { claimed, issued });
         }
+        check_item_dots(items)?;
         if let Some((key, writer)) = self.rights.unbalanced_row(&items.rights) {
             return Err(DeltaRejected::NegativeRights { key, writer });
         }
@@ -601,6 +617,41 @@ impl<V: Clone + Eq> Replica<V> {
             rejected: None,
         }
     }
+}
+
+/// Every catalog entry, counter cell and rights row of a delta carries a dot of its own: none
+/// has sequence 0, and no two share one. (Period floors are left out: one drop of old periods
+/// writes the counters' and the rights' floors under one dot.)
+fn check_item_dots<V>(items: &ReplicaItems<V>) -> Result<(), DeltaRejected> {
+    let dots = items
+        .catalog
+        .iter()
+        .map(|(_, e)| (&e.stamp.writer, e.seq))
+        .chain(items.counters.cells.iter().map(|(_, w, c)| (w, c.seq)))
+        .chain(
+            items
+                .rights
+                .keys
+                .iter()
+                .flat_map(|(_, rows)| rows)
+                .map(|(w, r)| (w, r.seq)),
+        );
+    let mut seen = HashSet::new();
+    for (writer, seq) in dots {
+        let problem = if seq == 0 {
+            "sequence 0, which no write takes"
+        } else if !seen.insert((writer, seq)) {
+            "carried by two items"
+        } else {
+            continue;
+        };
+        return Err(DeltaRejected::MalformedDot {
+            writer: writer.clone(),
+            seq,
+            problem,
+        });
+    }
+    Ok(())
 }
 
 impl<V: Clone + Eq + Serialize> Replica<V> {

@@ -721,11 +721,10 @@ fn extreme_deltas_one_by_one() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Found by `hostile_deltas_leave_a_working_replica` (with a full-state round trip) and left
-// for the replica's delta validation (another change adds it to `Replica::apply`): items an
-// honest writer never produces that leave a replica holding state it never ships, so two
-// replicas stay different forever. Each test is the shrunk input; run them with
-// `--ignored` once validation refuses such deltas.
+// Found by `hostile_deltas_leave_a_working_replica` (with a full-state round trip): items an
+// honest writer never produces that left a replica holding state it never ships, so two
+// replicas stayed different forever. `Replica::apply` now refuses such deltas whole; each
+// test is the shrunk input.
 
 fn assert_full_state_rebuilds(d: Delta<Val>) {
     let time = ManualTime::at(1_700_000_000_000);
@@ -752,7 +751,6 @@ fn cell(
 
 /// A catalog entry with sequence number 0 (no dot) is stored but never shipped.
 #[test]
-#[ignore = "divergence: left to the replica's delta validation (report of issue 14)"]
 fn catalog_entry_without_a_dot_is_not_held_unshipped() {
     assert_full_state_rebuilds(Delta {
         context: CausalContext::new(),
@@ -777,7 +775,6 @@ fn catalog_entry_without_a_dot_is_not_held_unshipped() {
 /// Two counter cells with one dot: both are stored, the recent-writes index keeps one, and
 /// the other is never shipped.
 #[test]
-#[ignore = "divergence: left to the replica's delta validation (report of issue 14)"]
 fn counter_cells_sharing_a_dot_are_not_held_unshipped() {
     let w = writer("a", 0);
     assert_full_state_rebuilds(Delta {
@@ -799,7 +796,6 @@ fn counter_cells_sharing_a_dot_are_not_held_unshipped() {
 /// dot `u64::MAX` (the next dot saturates), so each replaces the last in the recent-writes
 /// index and peers, which already cover that dot, skip them.
 #[test]
-#[ignore = "divergence: left to the replica's delta validation (report of issue 14)"]
 fn claims_on_the_local_writers_future_do_not_diverge() {
     let time = ManualTime::at(1_700_000_000_000);
     let mut r = seeded_replica(&time);

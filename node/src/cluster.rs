@@ -225,6 +225,7 @@ pub async fn export_metrics(node: &ClusterNode<CatalogDoc>) {
     for (reason, value) in [
         ("future_own_seq", load(&stats.rejected_future_seq)),
         ("negative_rights", load(&stats.rejected_negative_rights)),
+        ("malformed_dot", load(&stats.rejected_malformed_dots)),
     ] {
         counter!("starling_cluster_rejected_deltas_total", "reason" => reason).absolute(value);
     }

@@ -186,6 +186,8 @@ pub struct SyncStats {
     /// Peer deltas refused whole because a rights row would make its writer's rights
     /// negative.
     pub rejected_negative_rights: AtomicU64,
+    /// Peer deltas refused whole because an item had no dot, or shared its dot with another.
+    pub rejected_malformed_dots: AtomicU64,
     /// Eager pushes refused because they carried writes of another node than the sender's
     /// certificate names.
     pub spoofed_pushes: AtomicU64,

@@ -235,6 +235,7 @@ pub(super) fn merge<V: CatalogValue>(
             let counter = match rejected {
                 DeltaRejected::FutureOwnSeq { .. } => &shared.stats.rejected_future_seq,
                 DeltaRejected::NegativeRights { .. } => &shared.stats.rejected_negative_rights,
+                DeltaRejected::MalformedDot { .. } => &shared.stats.rejected_malformed_dots,
             };
             counter.fetch_add(1, Ordering::Relaxed);
             if let Some(suppressed) = shared.reject_log.allow() {
