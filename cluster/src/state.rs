@@ -535,37 +535,10 @@ impl<V: Clone + Eq> Replica<V> {
         let claimed = [delta.context.max_seq(me)]
             .into_iter()
             .chain(
-                items
-                    .catalog
-                    .iter()
-                    .filter(|(_, e)| &e.stamp.writer == me)
-                    .map(|(_, e)| e.seq),
-            )
-            .chain(
-                items
-                    .counters
-                    .cells
-                    .iter()
-                    .filter(|(_, w, _)| w == me)
-                    .map(|(_, _, c)| c.seq),
-            )
-            .chain(
-                items
-                    .counters
-                    .floors
-                    .iter()
-                    .chain(&items.rights.floors)
-                    .filter(|(_, w, _)| w == me)
-                    .map(|(_, _, f)| f.seq),
-            )
-            .chain(
-                items
-                    .rights
-                    .keys
-                    .iter()
-                    .flat_map(|(_, rows)| rows)
-                    .filter(|(w, _)| w == me)
-                    .map(|(_, r)| r.seq),
+                entry_dots(items)
+                    .chain(floor_dots(items))
+                    .filter(|(w, _)| *w == me)
+                    .map(|(_, seq)| seq),
             )
             .max()
             .unwrap_or(0);
@@ -619,11 +592,9 @@ impl<V: Clone + Eq> Replica<V> {
     }
 }
 
-/// Every catalog entry, counter cell and rights row of a delta carries a dot of its own: none
-/// has sequence 0, and no two share one. (Period floors are left out: one drop of old periods
-/// writes the counters' and the rights' floors under one dot.)
-fn check_item_dots<V>(items: &ReplicaItems<V>) -> Result<(), DeltaRejected> {
-    let dots = items
+/// The dots of a delta's catalog entries, counter cells and rights rows: one per write.
+fn entry_dots<V>(items: &ReplicaItems<V>) -> impl Iterator<Item = (&WriterId, u64)> {
+    items
         .catalog
         .iter()
         .map(|(_, e)| (&e.stamp.writer, e.seq))
@@ -635,9 +606,25 @@ fn check_item_dots<V>(items: &ReplicaItems<V>) -> Result<(), DeltaRejected> {
                 .iter()
                 .flat_map(|(_, rows)| rows)
                 .map(|(w, r)| (w, r.seq)),
-        );
+        )
+}
+
+/// The dots of a delta's period floors (one drop of old periods writes the counters' and the
+/// rights' floors under one dot).
+fn floor_dots<V>(items: &ReplicaItems<V>) -> impl Iterator<Item = (&WriterId, u64)> {
+    items
+        .counters
+        .floors
+        .iter()
+        .chain(&items.rights.floors)
+        .map(|(_, w, f)| (w, f.seq))
+}
+
+/// Every catalog entry, counter cell and rights row of a delta carries a dot of its own: none
+/// has sequence 0, and no two share one.
+fn check_item_dots<V>(items: &ReplicaItems<V>) -> Result<(), DeltaRejected> {
     let mut seen = HashSet::new();
-    for (writer, seq) in dots {
+    for (writer, seq) in entry_dots(items) {
         let problem = if seq == 0 {
             "sequence 0, which no write takes"
         } else if !seen.insert((writer, seq)) {

@@ -212,6 +212,7 @@ fn load_config(args: &ServeArgs) -> Result<Config> {
         cluster.data_dir = dir.clone();
     }
     starling::config::validate(&config)?;
+    starling::config::validate_open_access(&config)?;
     if let Some(format) = args.log_format {
         config.logging.format = match format {
             LogFormatArg::Text => LogFormat::Text,

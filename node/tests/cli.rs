@@ -120,6 +120,11 @@ fn open_access_on_a_public_address_must_be_asked_for() {
         ("[auth]\nopen = true\n", &public[..]),
         ("[auth]\nkeys = [\"sk-static-key\"]\n", &public[..]),
         ("", &["--listen", "0.0.0.0:8080", "--node-id", "n1"][..]),
+        // A file on a public address that leaves the node id to the command line.
+        (
+            "[server]\nlisten = \"0.0.0.0:8080\"\n",
+            &["--node-id", "n1"][..],
+        ),
         ("", &["--listen", "127.0.0.1:8080"][..]),
     ] {
         let out = validate(config, args);

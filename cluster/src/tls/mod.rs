@@ -45,7 +45,9 @@ pub use secret::{ClusterSecret, SECRET_PREFIX, generate_secret, generate_test_se
 /// ALPN protocol id spoken on cluster connections. Bump the suffix on an incompatible change
 /// of the framing in [`crate::transport`]; nodes on different versions then fail the
 /// handshake instead of misreading each other.
-pub const ALPN: &[u8] = b"starling-cluster/1";
+///
+/// Version 2: leaves name their node id, and anti-entropy answers travel in chunks.
+pub const ALPN: &[u8] = b"starling-cluster/2";
 
 /// The DNS name every node certificate carries and every client asks for. Peers are dialled by
 /// socket address, not by name, so one fixed name serves the whole cluster.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use observability::{RequestLogConfig, TracingConfig};
-pub use validate::validate;
+pub use validate::{validate, validate_open_access};
 
 /// The embedded default configuration, used when `starling serve` gets no `--config`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");

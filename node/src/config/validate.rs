@@ -15,7 +15,10 @@ pub const MAX_DURATION_MS: u64 = 10 * 365 * 24 * 3_600 * 1_000;
 
 /// Open access must be asked for anywhere but on a single node on loopback: a node reachable
 /// from the network that admits every request without a key is a bill anyone can run up.
-fn validate_open_access(config: &Config) -> Result<(), ConfigError> {
+///
+/// Checked on the config a node starts with, after command-line overrides (`--listen`,
+/// `--node-id`), not on a file alone: a file may leave the node id to the command line.
+pub fn validate_open_access(config: &Config) -> Result<(), ConfigError> {
     let auth = &config.auth;
     if auth.open == Some(true) && !auth.keys.is_empty() {
         return Err(ConfigError::invalid(
@@ -70,7 +73,6 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
-    validate_open_access(config)?;
 
     let mut names = HashSet::new();
     for (i, provider) in config.providers.iter().enumerate() {
