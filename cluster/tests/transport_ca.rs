@@ -44,13 +44,14 @@ async fn nodes_with_certificates_from_the_operator_ca_talk() {
     let e1 = endpoint(&c1, test_config(None));
     let e2 = endpoint(&c2, test_config(None));
     let mut inbox = e2.subscribe(KIND, 1024).unwrap();
-    e1.send(e2.local_addr(), KIND, Bytes::from_static(b"hello"))
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(LIMIT, inbox.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let got = deliver(
+        &e1,
+        e2.local_addr(),
+        KIND,
+        Bytes::from_static(b"hello"),
+        &mut inbox,
+    )
+    .await;
     assert_eq!(
         (got.from, &got.payload[..]),
         (e1.local_addr(), &b"hello"[..])

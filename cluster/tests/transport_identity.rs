@@ -43,22 +43,24 @@ async fn messages_carry_the_node_id_the_certificate_names() {
     let e2 = secret_node(&secret, "n2", test_config(None));
     let mut inbox = e2.subscribe(KIND, 1024).unwrap();
     let mut back = e1.subscribe(KIND, 1024).unwrap();
-    e1.send(e2.local_addr(), KIND, Bytes::from_static(b"hi"))
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(LIMIT, inbox.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let got = deliver(
+        &e1,
+        e2.local_addr(),
+        KIND,
+        Bytes::from_static(b"hi"),
+        &mut inbox,
+    )
+    .await;
     assert_eq!(got.peer, id("n1"));
     // The reverse direction rides the same (accepted) connection and names n2.
-    e2.send(e1.local_addr(), KIND, Bytes::from_static(b"ho"))
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(LIMIT, back.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let got = deliver(
+        &e2,
+        e1.local_addr(),
+        KIND,
+        Bytes::from_static(b"ho"),
+        &mut back,
+    )
+    .await;
     assert_eq!(got.peer, id("n2"));
 }
 

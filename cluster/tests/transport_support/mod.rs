@@ -10,10 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use chitchat::ChitchatMessage;
+use chitchat::transport::{Socket, Transport};
 use starling_cluster::tls::{ClusterCredentials, ClusterSecret, generate_secret};
 use starling_cluster::transport::{
-    ClusterEndpoint, EndpointConfig, Membership, MembershipConfig, PartitionTable, spawn_membership,
+    ClusterEndpoint, EndpointConfig, Inbound, Membership, MembershipConfig, MessageKind,
+    PartitionTable, QuicTransport, spawn_membership,
 };
+use tokio::sync::mpsc;
 
 /// Cluster id used by every test cluster.
 pub const CLUSTER_ID: &str = "starling-test";
@@ -146,4 +151,46 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// How long a message may take to arrive on loopback before a test gives up on it.
+pub const DELIVERY_LIMIT: Duration = Duration::from_secs(10);
+
+/// Sends `payload` of `kind` from `from` to `to`, and returns the message that arrives next in
+/// `inbox` (the receiver's subscription), failing the test if none does within
+/// [`DELIVERY_LIMIT`].
+pub async fn deliver(
+    from: &ClusterEndpoint,
+    to: SocketAddr,
+    kind: MessageKind,
+    payload: Bytes,
+    inbox: &mut mpsc::Receiver<Inbound>,
+) -> Inbound {
+    from.send(to, kind, payload).await.expect("sent");
+    tokio::time::timeout(DELIVERY_LIMIT, inbox.recv())
+        .await
+        .expect("delivered in time")
+        .expect("inbox open")
+}
+
+/// Sends a valid gossip message from `peer`'s own chitchat socket to `to`, and returns what
+/// `socket` (the receiver's) yields next, within [`DELIVERY_LIMIT`]: the check that a gossip
+/// receiver still works after whatever a test threw at it.
+pub async fn gossip_still_flows(
+    peer: &ClusterEndpoint,
+    to: SocketAddr,
+    socket: &mut Box<dyn Socket>,
+) -> (SocketAddr, ChitchatMessage) {
+    let transport = QuicTransport::new(peer.clone());
+    let mut peer_socket = transport.open(peer.local_addr()).await.expect("socket");
+    peer_socket
+        .send(to, ChitchatMessage::BadCluster)
+        .await
+        .expect("sent");
+    let (from, msg) = tokio::time::timeout(DELIVERY_LIMIT, socket.recv())
+        .await
+        .expect("delivered in time")
+        .expect("socket open");
+    assert_eq!(msg, ChitchatMessage::BadCluster);
+    (from, msg)
 }
