@@ -120,6 +120,17 @@ impl GatewayCluster {
                 .all(|n| n.cluster.live_peers_info().len() == c.nodes.len() - 1)
         })
         .await;
+        // Governance counts members at its next rate-report tick; limiters created before that
+        // would start at a share of a smaller cluster.
+        c.wait("governance counts every node", |c| {
+            c.nodes.iter().all(|n| {
+                n.gateway
+                    .admission
+                    .governance()
+                    .is_some_and(|g| g.index().live_nodes() == c.nodes.len())
+            })
+        })
+        .await;
         c
     }
 

@@ -287,7 +287,9 @@ impl Index {
             .collect()
     }
 
-    fn live_nodes(&self) -> usize {
+    /// How many nodes this node counts as live (itself included), as the rate-limit exchange
+    /// last saw them: new limiters start at an even split among these.
+    pub fn live_nodes(&self) -> usize {
         self.live_nodes
             .load(std::sync::atomic::Ordering::Relaxed)
             .max(1)
