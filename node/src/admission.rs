@@ -73,6 +73,8 @@ impl Admission {
         let presented = client_key(headers);
         if let (Some(governance), Some(key)) = (self.governance.get(), presented) {
             if let Some(entry) = governance.lookup(key) {
+                // A revoked, disabled or expired key opens no route, `/v1/models` included.
+                crate::governance::admit::key_in_force(&entry.key, crate::governance::now_ms())?;
                 return Ok(Principal {
                     key_label: Some(Arc::from(entry.key.id.as_str())),
                     virtual_key: Some(entry),

@@ -484,6 +484,25 @@ async fn virtual_keys_are_authenticated_limited_and_revoked() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A revoked key opens no route: the model lists refuse it too, in each API's shape.
+    let models = |path: &str| {
+        reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .send()
+    };
+    let r = models("/v1/models").await.expect("answer");
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "key_revoked", "{body}");
+    let r = models("/anthropic/v1/models").await.expect("answer");
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(
+        (&body["type"], &body["error"]["type"]),
+        (&json!("error"), &json!("permission_error")),
+        "{body}"
+    );
     for n in c.nodes {
         n.server.shutdown(Duration::from_millis(200)).await;
     }

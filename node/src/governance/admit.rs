@@ -18,7 +18,7 @@ use super::Governance;
 use super::budget::{BudgetState, Reserve};
 use super::estimate::{self, EndpointKind, Tokenizer};
 use super::index::{BudgetRef, Governed, KeyEntry};
-use super::model::{BudgetMode, BudgetPeriod, EntityKind};
+use super::model::{BudgetMode, BudgetPeriod, EntityKind, VirtualKey};
 use super::permit::{GovPermit, Held};
 use super::ratelimit::SharedLimit;
 use crate::api::{ApiError, Endpoint, ErrorKind};
@@ -72,6 +72,30 @@ fn forbidden(code: &'static str, message: String) -> ApiError {
     ApiError::new(ErrorKind::Permission, message).with_code(code)
 }
 
+/// Refuses a key that is revoked, disabled or expired at `now_ms` (403, naming which): checked
+/// when a key authenticates, on every route, and again at admission.
+pub fn key_in_force(key: &VirtualKey, now_ms: u64) -> Result<(), ApiError> {
+    if key.revoked_at_ms.is_some() {
+        return Err(forbidden(
+            "key_revoked",
+            format!("API key {} was revoked", key.id),
+        ));
+    }
+    if !key.enabled {
+        return Err(forbidden(
+            "key_disabled",
+            format!("API key {} is disabled", key.id),
+        ));
+    }
+    if key.expires_at_ms.is_some_and(|at| at <= now_ms) {
+        return Err(forbidden(
+            "key_expired",
+            format!("API key {} has expired", key.id),
+        ));
+    }
+    Ok(())
+}
+
 impl Governance {
     /// Admits a request under `key`, or refuses it naming the first limit hit.
     pub async fn admit(
@@ -97,24 +121,7 @@ impl Governance {
         now: u64,
     ) -> Result<Admitted, ApiError> {
         let key = &entry.key;
-        if key.revoked_at_ms.is_some() {
-            return Err(forbidden(
-                "key_revoked",
-                format!("API key {} was revoked", key.id),
-            ));
-        }
-        if !key.enabled {
-            return Err(forbidden(
-                "key_disabled",
-                format!("API key {} is disabled", key.id),
-            ));
-        }
-        if key.expires_at_ms.is_some_and(|at| at <= now) {
-            return Err(forbidden(
-                "key_expired",
-                format!("API key {} has expired", key.id),
-            ));
-        }
+        key_in_force(key, now)?;
         let mut chain: Vec<Arc<Governed>> = Vec::with_capacity(3);
         for (kind, id) in [
             (EntityKind::Team, key.team.as_deref()),
