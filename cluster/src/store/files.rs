@@ -28,34 +28,70 @@ pub(super) fn frame_record(payload: &[u8], out: &mut Vec<u8>) -> Result<(), Stri
     Ok(())
 }
 
-/// Splits a log file's bytes into records, stopping at the first torn or corrupt one, or at
-/// the zero-filled tail. Returns the records and whether the file ended cleanly (only zeros
-/// after the last record).
-pub(super) fn parse_records(bytes: &[u8]) -> (Vec<Bytes>, bool) {
+/// How a log's bytes end after its last good record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LogEnd {
+    /// Only zeros (the preallocated tail) or nothing.
+    Clean,
+    /// A bad record with nothing but zeros after it: a write cut short by a crash. `at` is
+    /// where the good records end.
+    Torn { at: usize },
+    /// A bad record followed by non-zero bytes: damage in the middle of the log, so records
+    /// after it, acknowledged ones included, are lost. `at` is where the good records end.
+    Damaged { at: usize },
+}
+
+/// Splits a log file's bytes into records, stopping at the first bad one (torn, failing its
+/// checksum, or of an impossible length) or at the zero-filled tail, and says how it ended.
+pub(super) fn parse_records(bytes: &[u8]) -> (Vec<Bytes>, LogEnd) {
     let mut records = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
+    let mut at = 0;
+    while let Some(rest) = bytes.get(at..).filter(|rest| !rest.is_empty()) {
         if rest.iter().take(RECORD_HEADER).all(|b| *b == 0) {
-            return (records, rest.iter().all(|b| *b == 0));
+            if rest.iter().all(|b| *b == 0) {
+                return (records, LogEnd::Clean);
+            }
+            return (records, LogEnd::Damaged { at });
         }
-        let Some((header, body)) = rest.split_at_checked(RECORD_HEADER) else {
-            return (records, false);
-        };
-        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_RECORD_BYTES {
-            return (records, false);
+        match next_record(rest) {
+            Some((payload, used)) => {
+                records.push(Bytes::copy_from_slice(payload));
+                at += used;
+            }
+            None => return (records, bad_record_end(rest, at)),
         }
-        let Some((payload, tail)) = body.split_at_checked(len) else {
-            return (records, false);
-        };
-        if crc32fast::hash(payload) != crc {
-            return (records, false);
-        }
-        records.push(Bytes::copy_from_slice(payload));
-        rest = tail;
     }
-    (records, true)
+    (records, LogEnd::Clean)
+}
+
+/// The payload of the record at the start of `bytes` and the bytes it spans, if it is whole
+/// and its checksum holds.
+fn next_record(bytes: &[u8]) -> Option<(&[u8], usize)> {
+    let (header, body) = bytes.split_at_checked(RECORD_HEADER)?;
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if len > MAX_RECORD_BYTES {
+        return None;
+    }
+    let payload = body.get(..len)?;
+    (crc32fast::hash(payload) == crc).then_some((payload, RECORD_HEADER + len))
+}
+
+/// Whether the bad record at the start of `rest` (at offset `at`) is a torn last write or
+/// damage: a torn write leaves only zeros (the preallocated tail) past the span its header
+/// claims, or past its header when the claimed length is impossible.
+fn bad_record_end(rest: &[u8], at: usize) -> LogEnd {
+    let claimed = rest
+        .get(..4)
+        .map(|len| u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
+        .filter(|len| *len <= MAX_RECORD_BYTES)
+        .map_or(RECORD_HEADER, |len| RECORD_HEADER + len);
+    let after = rest.get(claimed..).unwrap_or_default();
+    if after.iter().all(|b| *b == 0) {
+        LogEnd::Torn { at }
+    } else {
+        LogEnd::Damaged { at }
+    }
 }
 
 pub(super) fn log_path(dir: &Path, generation: u64) -> PathBuf {
@@ -102,16 +138,41 @@ pub(super) fn recover(dir: &Path) -> Result<(Recovered, u64), StoreError> {
         recovered.snapshot = Some(read_snapshot(&snapshot_path(dir, generation))?);
         from = generation;
     }
-    for &generation in logs.iter().filter(|g| **g >= from) {
+    let replayed: Vec<u64> = logs.iter().copied().filter(|g| *g >= from).collect();
+    for (i, &generation) in replayed.iter().enumerate() {
         let path = log_path(dir, generation);
         let bytes = std::fs::read(&path).map_err(|e| StoreError::io("read", &path, &e))?;
-        let (records, clean) = parse_records(&bytes);
-        if !clean {
-            tracing::warn!(
-                path = %path.display(),
-                kept = records.len(),
-                "log ends in a torn or corrupt record (a crash mid-write); replaying up to it"
-            );
+        let (records, end) = parse_records(&bytes);
+        let newest = i + 1 == replayed.len();
+        match end {
+            LogEnd::Clean => {}
+            // The newest log may end in a write a crash cut short: it was never acknowledged.
+            // Cut it off, so that the log reads clean once newer logs follow it.
+            LogEnd::Torn { at } if newest => {
+                tracing::warn!(
+                    path = %path.display(),
+                    kept = records.len(),
+                    "log ends in a torn record (a crash mid-write); replaying up to it"
+                );
+                truncate(&path, at)?;
+            }
+            LogEnd::Torn { at } | LogEnd::Damaged { at } => {
+                let reason = if newest {
+                    "non-zero bytes follow a bad record"
+                } else {
+                    "a log older than the newest does not end cleanly"
+                };
+                return Err(StoreError::Corrupt {
+                    path,
+                    detail: format!(
+                        "{reason} (the good records end at byte {at}): records after it, \
+                         acknowledged ones included, are lost, so this node cannot go on \
+                         under its incarnation. Move the data dir aside and start the node \
+                         with an empty one: it rejoins under a new incarnation and recovers \
+                         the cluster's state from its peers"
+                    ),
+                });
+            }
         }
         recovered.records.extend(records);
     }
@@ -123,6 +184,17 @@ pub(super) fn recover(dir: &Path) -> Result<(Recovered, u64), StoreError> {
     Ok((recovered, next))
 }
 
+/// Cuts a log back to `len` bytes, durably.
+fn truncate(path: &Path, len: usize) -> Result<(), StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::io("open", path, &e))?;
+    file.set_len(len as u64)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StoreError::io("truncate", path, &e))
+}
+
 fn read_snapshot(path: &Path) -> Result<Bytes, StoreError> {
     let bytes = std::fs::read(path).map_err(|e| StoreError::io("read", path, &e))?;
     let corrupt = |detail: &str| StoreError::Corrupt {
@@ -132,9 +204,9 @@ fn read_snapshot(path: &Path) -> Result<Bytes, StoreError> {
     let body = bytes
         .strip_prefix(SNAPSHOT_MAGIC.as_slice())
         .ok_or_else(|| corrupt("bad magic"))?;
-    let (records, clean) = parse_records(body);
-    match (records.as_slice(), clean) {
-        ([state], true) => Ok(state.clone()),
+    let (records, end) = parse_records(body);
+    match (records.as_slice(), end) {
+        ([state], LogEnd::Clean) => Ok(state.clone()),
         _ => Err(corrupt("truncated or checksum mismatch")),
     }
 }

@@ -98,6 +98,77 @@ async fn a_torn_tail_ends_replay_and_later_writes_still_recover() {
     assert_eq!(records(&recovered), vec![&b"a"[..], b"b", b"d"]);
 }
 
+/// Appends each record, then closes the store.
+async fn write_all(dir: &Path, records: &[&'static [u8]]) {
+    let (store, _, _) = open(dir);
+    for r in records {
+        store.append(Bytes::from_static(r)).await.expect("append");
+    }
+}
+
+fn refused(dir: &Path) -> String {
+    match Store::open(dir, "n1") {
+        Err(StoreError::Corrupt { detail, .. }) => detail,
+        Ok(_) => panic!("a damaged data dir was opened"),
+        Err(other) => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_off_so_the_log_reads_clean_once_newer_logs_follow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_all(dir.path(), &[b"a", b"b"]).await;
+    let (logs, _) = list(dir.path()).expect("list");
+    let path = log_path(dir.path(), logs[0]);
+    let bytes = std::fs::read(&path).expect("read");
+    let used = used_log(&bytes).len();
+    std::fs::write(&path, &bytes[..used - 1]).expect("tear the last record");
+    let (_, _, recovered) = open(dir.path());
+    assert_eq!(records(&recovered), vec![&b"a"[..]]);
+    let (_, end) = super::files::parse_records(&std::fs::read(&path).expect("read"));
+    assert_eq!(
+        end,
+        super::files::LogEnd::Clean,
+        "the torn record was cut off"
+    );
+}
+
+#[tokio::test]
+async fn damage_in_the_middle_of_a_log_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_all(dir.path(), &[b"first", b"second", b"third"]).await;
+    let (logs, _) = list(dir.path()).expect("list");
+    let path = log_path(dir.path(), logs[0]);
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[8 + 2] ^= 0x40; // inside the first record's payload
+    std::fs::write(&path, &bytes).expect("write");
+    let detail = refused(dir.path());
+    assert!(
+        detail.contains("non-zero bytes follow a bad record") && detail.contains("byte 0"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("Move the data dir aside"),
+        "says what to do: {detail}"
+    );
+}
+
+#[tokio::test]
+async fn an_older_log_that_does_not_end_cleanly_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_all(dir.path(), &[b"old"]).await;
+    // Each start writes a new log, so the first one is no longer the newest.
+    write_all(dir.path(), &[b"new"]).await;
+    let (logs, _) = list(dir.path()).expect("list");
+    assert!(logs.len() >= 2, "{logs:?}");
+    let path = log_path(dir.path(), logs[0]);
+    let bytes = std::fs::read(&path).expect("read");
+    let used = used_log(&bytes).len();
+    std::fs::write(&path, &bytes[..used - 1]).expect("cut");
+    let detail = refused(dir.path());
+    assert!(detail.contains("older than the newest"), "{detail}");
+}
+
 #[tokio::test]
 async fn a_flipped_bit_is_caught_by_the_checksum() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -144,8 +215,12 @@ async fn the_log_is_zero_filled_ahead_and_its_tail_ends_replay_cleanly() {
     assert_eq!(used, 21 * 8 + 20 * record.len() + 4);
     assert!(bytes.len() > used, "zeros follow the records");
     assert!(bytes[used..].iter().all(|b| *b == 0));
-    let (files_records, clean) = super::files::parse_records(&bytes);
-    assert!(clean, "a zero tail is a clean end");
+    let (files_records, end) = super::files::parse_records(&bytes);
+    assert_eq!(
+        end,
+        super::files::LogEnd::Clean,
+        "a zero tail is a clean end"
+    );
     assert_eq!(files_records.len(), 21);
     let (_, _, recovered) = open(dir.path());
     assert_eq!(recovered.records.len(), 21);
