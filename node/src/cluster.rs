@@ -186,6 +186,11 @@ pub async fn export_metrics(node: &ClusterNode<CatalogDoc>) {
         .max()
         .unwrap_or(0);
     gauge!("starling_cluster_replication_lag_seconds").set(lag as f64 / 1_000.0);
+    gauge!("starling_cluster_store_failed").set(if node.store_failure().is_some() {
+        1.0
+    } else {
+        0.0
+    });
     let stats = node.stats();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     counter!("starling_cluster_sync_rounds_total", "result" => "ok").absolute(load(&stats.rounds));
@@ -242,6 +247,10 @@ pub async fn export_metrics(node: &ClusterNode<CatalogDoc>) {
 pub(crate) fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge};
     describe_gauge!("starling_cluster_members", "Members known, by state.");
+    describe_gauge!(
+        "starling_cluster_store_failed",
+        "1 once the data dir's store failed (full or failing disk): no writes, no replication, /readyz 503."
+    );
     describe_gauge!(
         "starling_cluster_replication_lag_seconds",
         Unit::Seconds,

@@ -177,10 +177,22 @@ async fn models_anthropic(State(state): State<AppState>, headers: HeaderMap) -> 
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.gateway.draining.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
-    } else {
-        "ready".into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
+    // A node whose disk failed takes no writes and ships no rows: take it out of rotation.
+    if let Some(reason) = state
+        .metrics
+        .cluster
+        .as_ref()
+        .and_then(|c| c.store_failure())
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store failed: {reason}"),
+        )
+            .into_response();
+    }
+    "ready".into_response()
 }
 
 async fn render_metrics(State(state): State<AppState>) -> String {

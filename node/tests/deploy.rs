@@ -20,7 +20,7 @@ use starling_bench::targets::{
 use starling_bench::{MockConfig, MockServer};
 
 mod common;
-use common::{admin_post, wait_for};
+use common::{admin_post, is_root, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 
@@ -383,12 +383,6 @@ async fn wait_for_all(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Whether this process runs as root (the owner of /proc/self is the effective user).
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 fn find_prometheus() -> Option<PathBuf> {

@@ -451,6 +451,11 @@ impl<V: CatalogValue> ClusterNode<V> {
         &self,
         f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
     ) -> Result<(Option<Bytes>, R), ClusterError> {
+        // Nothing is applied that cannot be persisted: a write in memory only would be read
+        // locally, and lost (or its dot reused) at the next start.
+        if let Some(reason) = self.shared.store.failure() {
+            return Err(ClusterError::Store(StoreError::Closed(reason.to_owned())));
+        }
         let mut replica = self
             .shared
             .replica
@@ -476,6 +481,13 @@ impl<V: CatalogValue> ClusterNode<V> {
     /// Deletes a catalog entry (a tombstone), durably, and replicates it.
     pub async fn catalog_delete(&self, id: &str) -> Result<(), ClusterError> {
         self.mutate(|r| (r.delete(id), ())).await
+    }
+
+    /// Why this node's store stopped, if it did (a full or failing disk). From then on the node
+    /// takes no writes, merges nothing and ships none of its rows; it should answer not ready
+    /// and be restarted once its disk is fixed.
+    pub fn store_failure(&self) -> Option<String> {
+        self.shared.store.failure().map(str::to_owned)
     }
 
     /// The replica's digest.

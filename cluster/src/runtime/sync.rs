@@ -49,6 +49,9 @@ pub enum SyncError {
     /// The peer's answer ended before its last frame (the chunks before were merged).
     #[error("the pull's answer ended before its last frame")]
     Cut,
+    /// This node's store failed: it neither pulls nor ships rows until restarted.
+    #[error("the store failed: {0}")]
+    StoreFailed(String),
 }
 
 /// Starts the tasks that answer pulls and merge pushes.
@@ -83,6 +86,12 @@ pub(super) fn spawn_handlers<V: CatalogValue>(
 
 fn answer_pull<V: CatalogValue>(shared: &Arc<Shared<V>>, request: IncomingRequest) {
     shared.count_received(request.payload.len());
+    // Rows this node applied but could not persist must not reach peers: after a restart it
+    // could issue their dots again with other values.
+    if shared.store.failure().is_some() {
+        request.refuse(codes::STORE_FAILED);
+        return;
+    }
     let vv: VersionVector = match codec::decode_kind(
         &request.payload,
         Kind::PullRequest,
@@ -223,6 +232,10 @@ pub(super) fn merge<V: CatalogValue>(
     delta: Delta<V>,
     raw: Option<Bytes>,
 ) -> bool {
+    // What cannot be persisted is not merged: peers still hold it for later.
+    if shared.store.failure().is_some() {
+        return false;
+    }
     let record = {
         let mut replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
         // Encode before applying only when there are no raw bytes to reuse.
@@ -279,6 +292,9 @@ pub(super) async fn exchange<V: CatalogValue>(
     shared: &Shared<V>,
     peer: SocketAddr,
 ) -> Result<(), SyncError> {
+    if let Some(reason) = shared.store.failure() {
+        return Err(SyncError::StoreFailed(reason.to_owned()));
+    }
     let max = shared.config.max_sync_bytes;
     let request = {
         let replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());

@@ -20,6 +20,7 @@ mod identity;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -114,6 +115,7 @@ impl AppendDone {
 pub struct Store {
     dir: PathBuf,
     tx: mpsc::UnboundedSender<Command>,
+    failure: Arc<OnceLock<String>>,
 }
 
 impl Store {
@@ -124,15 +126,23 @@ impl Store {
         let identity = identity::load_or_create(dir, node_id)?;
         let (recovered, next_generation) = files::recover(dir)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        writer::spawn(dir.to_owned(), next_generation, rx)?;
+        let failure = Arc::new(OnceLock::new());
+        writer::spawn(dir.to_owned(), next_generation, rx, failure.clone())?;
         Ok((
             Self {
                 dir: dir.to_owned(),
                 tx,
+                failure,
             },
             identity,
             recovered,
         ))
+    }
+
+    /// Why the store stopped, once a write or fsync failed (a full or failing disk): from then
+    /// on it refuses every write, and the node must stop taking writes and shipping its rows.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     /// The data dir.

@@ -3,6 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -42,6 +43,8 @@ struct Writer {
     preallocating: bool,
     buffer: Vec<u8>,
     failed: Option<StoreError>,
+    /// The failure, for the store's handles to see (`Store::failure`).
+    failure: Arc<OnceLock<String>>,
 }
 
 /// Starts the writer thread on a new log of `generation`.
@@ -49,6 +52,7 @@ pub(super) fn spawn(
     dir: PathBuf,
     generation: u64,
     mut rx: mpsc::UnboundedReceiver<Command>,
+    failure: Arc<OnceLock<String>>,
 ) -> Result<(), StoreError> {
     let mut writer = Writer {
         log: open_log(&dir, generation)?,
@@ -59,6 +63,7 @@ pub(super) fn spawn(
         preallocating: true,
         buffer: Vec::new(),
         failed: None,
+        failure,
     };
     std::thread::Builder::new()
         .name("starling-store".to_owned())
@@ -136,6 +141,7 @@ impl Writer {
 
     fn fail(&mut self, error: StoreError) {
         tracing::error!("the store failed and refuses further writes: {error}");
+        let _ = self.failure.set(error.to_string());
         self.failed.get_or_insert(error);
     }
 

@@ -33,6 +33,9 @@ pub mod codes {
     /// The requester already runs as many exchanges of this kind with the receiver as it
     /// may (sync pulls, see `ClusterConfig::max_sync_exchanges_per_peer`); retry later.
     pub const TOO_MANY_EXCHANGES: u32 = 8;
+    /// The receiver's store failed (a full or failing disk): it takes no writes and ships
+    /// none of its rows until it is restarted.
+    pub const STORE_FAILED: u32 = 9;
 }
 
 /// Encodes a header. `len` must already have been checked against the caps.

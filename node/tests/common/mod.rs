@@ -272,3 +272,9 @@ pub async fn admin_post(
         .await
         .expect("json")
 }
+
+/// Whether this process runs as root (the owner of /proc/self is the effective user).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
