@@ -17,7 +17,7 @@ use super::input::{AccountBody, apply_account, check_account_id};
 use super::store::{self, Change};
 use super::time::now_ms;
 use super::{AdminState, body, cluster_of, page_limit, render};
-use crate::governance::model::{Account, EntityKind, Limits, Metadata};
+use crate::governance::model::{Account, EntityKind};
 
 /// The routes of one account kind under `base` (`/admin/v1/teams`).
 pub(crate) fn routes(kind: EntityKind, base: &str) -> Router<AdminState> {
@@ -71,17 +71,7 @@ async fn create(kind: EntityKind, State(state): State<AdminState>, body: Bytes) 
             Some(id) => id,
             None => store::fresh_id(r, kind, id_prefix(kind)),
         };
-        let mut account = Account {
-            name: id.clone(),
-            id,
-            models: Vec::new(),
-            limits: Limits::default(),
-            enabled: true,
-            metadata: Metadata::default(),
-            created_at_ms: now,
-            updated_at_ms: now,
-            mint_node,
-        };
+        let mut account = Account::new(id, mint_node, now);
         apply_account(kind, body, &mut account, now)?;
         let cid = kind.catalog_id(&account.id);
         Ok((

@@ -408,17 +408,7 @@ mod tests {
 
     fn account_of(body: &str) -> Result<Account, String> {
         let body: AccountBody = serde_json::from_str(body).map_err(|e| e.to_string())?;
-        let mut a = Account {
-            id: "t".into(),
-            name: "t".into(),
-            models: Vec::new(),
-            limits: Limits::default(),
-            enabled: true,
-            metadata: Metadata::default(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            mint_node: "n".into(),
-        };
+        let mut a = Account::new("t".into(), "n".into(), 0);
         apply_account(EntityKind::Team, body, &mut a, 1_000)
             .map(|()| a)
             .map_err(|e| e.message)

@@ -263,6 +263,24 @@ pub struct Account {
     pub mint_node: String,
 }
 
+impl Account {
+    /// An enabled account `id` (named after its id) created at `now_ms`, with no restriction,
+    /// limit or metadata: what the admin API starts from before applying a request's fields.
+    pub fn new(id: String, mint_node: String, now_ms: u64) -> Self {
+        Self {
+            name: id.clone(),
+            id,
+            models: Vec::new(),
+            limits: Limits::default(),
+            enabled: true,
+            metadata: Metadata::default(),
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            mint_node,
+        }
+    }
+}
+
 /// Budgets and rate limits of a key, team or customer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -604,17 +622,7 @@ mod tests {
             secret_hint: "sk…1".into(),
             rotated_at_ms: 0,
         };
-        let account = || Account {
-            id: "t1".into(),
-            name: String::new(),
-            models: Vec::new(),
-            limits: Limits::default(),
-            enabled: true,
-            metadata: Metadata::default(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            mint_node: "n1".into(),
-        };
+        let account = || Account::new("t1".into(), "n1".into(), 0);
         let entries = [
             Entry::Key(Arc::new(key)),
             Entry::KeySecret(secret),
