@@ -14,7 +14,12 @@ use super::stats::bump;
 use super::{MessageKind, TransportError};
 
 impl Inner {
-    fn check_len(&self, kind: MessageKind, len: usize, max: usize) -> Result<(), TransportError> {
+    pub(crate) fn check_len(
+        &self,
+        kind: MessageKind,
+        len: usize,
+        max: usize,
+    ) -> Result<(), TransportError> {
         let max = max.min(self.config.max_message_size).min(u32::MAX as usize);
         if len > max {
             return Err(TransportError::TooLarge { kind, len, max });
@@ -179,21 +184,31 @@ fn response_error(
     bad: &dyn Fn(String) -> TransportError,
 ) -> TransportError {
     match err {
-        FrameError::Stream(quinn::ReadError::Reset(code))
-            if code == VarInt::from_u32(codes::PARTITIONED) =>
-        {
+        FrameError::Stream(e) => stream_error(e, to, kind),
+        other => bad(format!("{other:?}")),
+    }
+}
+
+/// What a failed read of a response stream means: the simulated partition, the responder's
+/// refusal (its reset code), or a lost connection.
+pub(crate) fn stream_error(
+    err: quinn::ReadError,
+    to: SocketAddr,
+    kind: MessageKind,
+) -> TransportError {
+    match err {
+        quinn::ReadError::Reset(code) if code == VarInt::from_u32(codes::PARTITIONED) => {
             TransportError::Partitioned { to }
         }
-        FrameError::Stream(quinn::ReadError::Reset(code)) => TransportError::Rejected {
+        quinn::ReadError::Reset(code) => TransportError::Rejected {
             to,
             kind,
             code: code.into_inner(),
         },
-        FrameError::Stream(e) => TransportError::Connection {
+        e => TransportError::Connection {
             to,
             reason: e.to_string(),
         },
-        other => bad(format!("{other:?}")),
     }
 }
 

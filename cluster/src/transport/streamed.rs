@@ -18,6 +18,7 @@ use tracing::debug;
 
 use super::endpoint::Inner;
 use super::frame::{self, HEADER_LEN, codes, decode_header};
+use super::outbound::stream_error;
 use super::stats::bump;
 use super::{MessageKind, TransportError};
 
@@ -150,7 +151,7 @@ impl ResponseFrames {
             Ok(()) => {}
             Err(ReadExactError::FinishedEarly(0)) => return Ok(None),
             Err(ReadExactError::FinishedEarly(_)) => return Err(bad("truncated header".into())),
-            Err(ReadExactError::ReadError(e)) => return Err(read_error(e, to, kind)),
+            Err(ReadExactError::ReadError(e)) => return Err(stream_error(e, to, kind)),
         }
         let (frame_kind, len) = decode_header(header);
         if frame_kind != kind {
@@ -170,25 +171,8 @@ impl ResponseFrames {
         match self.recv.read_exact(&mut payload).await {
             Ok(()) => Ok(Some(Bytes::from(payload))),
             Err(ReadExactError::FinishedEarly(_)) => Err(bad("truncated frame".into())),
-            Err(ReadExactError::ReadError(e)) => Err(read_error(e, to, kind)),
+            Err(ReadExactError::ReadError(e)) => Err(stream_error(e, to, kind)),
         }
-    }
-}
-
-fn read_error(err: quinn::ReadError, to: SocketAddr, kind: MessageKind) -> TransportError {
-    match err {
-        quinn::ReadError::Reset(code) if code == VarInt::from_u32(codes::PARTITIONED) => {
-            TransportError::Partitioned { to }
-        }
-        quinn::ReadError::Reset(code) => TransportError::Rejected {
-            to,
-            kind,
-            code: code.into_inner(),
-        },
-        e => TransportError::Connection {
-            to,
-            reason: e.to_string(),
-        },
     }
 }
 
@@ -201,14 +185,7 @@ impl Inner {
         payload: Bytes,
         max_frame: usize,
     ) -> Result<ResponseFrames, TransportError> {
-        let max = self.config.max_message_size.min(u32::MAX as usize);
-        if payload.len() > max {
-            return Err(TransportError::TooLarge {
-                kind,
-                len: payload.len(),
-                max,
-            });
-        }
+        self.check_len(kind, payload.len(), usize::MAX)?;
         if self.partitioned(self.local_addr, to) {
             return Err(TransportError::Partitioned { to });
         }
@@ -227,7 +204,9 @@ impl Inner {
                 to,
                 kind,
                 recv,
-                max_frame: max_frame.min(max),
+                max_frame: max_frame
+                    .min(self.config.max_message_size)
+                    .min(u32::MAX as usize),
                 done: false,
             }),
             Err(e) => {
