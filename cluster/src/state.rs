@@ -535,8 +535,7 @@ impl<V: Clone + Eq> Replica<V> {
         let claimed = [delta.context.max_seq(me)]
             .into_iter()
             .chain(
-                entry_dots(items)
-                    .chain(floor_dots(items))
+                item_dots(items)
                     .filter(|(w, _)| *w == me)
                     .map(|(_, seq)| seq),
             )
@@ -618,6 +617,11 @@ fn floor_dots<V>(items: &ReplicaItems<V>) -> impl Iterator<Item = (&WriterId, u6
         .iter()
         .chain(&items.rights.floors)
         .map(|(_, w, f)| (w, f.seq))
+}
+
+/// Every dot the items of a delta carry: its entries', cells', rights rows' and floors'.
+pub(crate) fn item_dots<V>(items: &ReplicaItems<V>) -> impl Iterator<Item = (&WriterId, u64)> {
+    entry_dots(items).chain(floor_dots(items))
 }
 
 /// Every catalog entry, counter cell and rights row of a delta carries a dot of its own: none

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::CatalogValue;
 use crate::codec::{self, CodecError, Kind};
 use crate::crdt::{CatalogItem, CausalContext, CounterItem, FloorItem, RightsItem, VersionVector};
-use crate::state::{Delta, ReplicaItems};
+use crate::state::{Delta, ReplicaItems, item_dots};
 
 /// The last frame of a pull's answer.
 #[derive(Serialize, Deserialize)]
@@ -172,21 +172,6 @@ fn fill<T: Serialize>(
         into.extend(from.next());
     }
     Ok(false)
-}
-
-/// The dots the items of a chunk carry.
-fn item_dots<V>(
-    items: &ReplicaItems<V>,
-) -> impl Iterator<Item = (&crate::hlc::WriterId, u64)> + '_ {
-    let catalog = items.catalog.iter().map(|(_, e)| (&e.stamp.writer, e.seq));
-    let cells = items.counters.cells.iter().map(|(_, w, c)| (w, c.seq));
-    let floors = (items.counters.floors.iter())
-        .chain(&items.rights.floors)
-        .map(|(_, w, c)| (w, c.seq));
-    let rows = (items.rights.keys.iter())
-        .flat_map(|(_, rows)| rows.iter())
-        .map(|(w, r)| (w, r.seq));
-    catalog.chain(cells).chain(floors).chain(rows)
 }
 
 #[cfg(test)]
