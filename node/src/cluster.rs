@@ -305,6 +305,6 @@ pub(crate) fn describe_metrics() {
     );
     describe_counter!(
         "starling_cluster_rejected_deltas_total",
-        "Peer deltas refused whole: dots of this node's writer it never issued (future_own_seq), or rights rows that would go negative (negative_rights)."
+        "Peer deltas refused whole: dots of this node's writer it never issued (future_own_seq), rights rows that would go negative (negative_rights), or items without a dot of their own (malformed_dot)."
     );
 }

@@ -2,7 +2,7 @@
 //!
 //! Module map (see docs/architecture.md): [`config`] loads and checks the TOML file;
 //! [`server`] binds listeners and routes HTTP; [`listener`] accepts connections within the
-//! connection, header and body limits; [`api`] owns the client dialects (request
+//! connection, header and body limits ([`capacity`] counts connections and requests in flight); [`api`] owns the client dialects (request
 //! reading, validation, error shapes); [`admission`] authenticates and admits; [`routing`]
 //! resolves models to deployments; [`providers`] talks to upstreams; [`proxy`] runs the request
 //! path; [`translate`] converts between OpenAI and Anthropic formats; [`pricing`] prices usage;
@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod admission;
 pub mod api;
+pub mod capacity;
 pub mod cluster;
 pub mod config;
 pub mod governance;

@@ -8,7 +8,7 @@
 use std::error::Error as StdError;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
+use crate::capacity::{Capacity, Place};
 use crate::config::ServerConfig;
 use crate::metrics as m;
 
@@ -80,7 +81,7 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let metrics = ListenerMetrics::new(name);
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = Capacity::new(limits.max_connections);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -105,8 +106,7 @@ pub async fn serve(
             },
             () = &mut stopping => break,
         };
-        let Some(slot) = ConnectionSlot::acquire(&open, limits.max_connections, &metrics.open)
-        else {
+        let Some(slot) = ConnectionSlot::acquire(&open, &metrics.open) else {
             // Closed before reading a byte: the client sees the connection end at once.
             metrics.refused.increment(1);
             drop(stream);
@@ -222,21 +222,18 @@ fn is_timeout(error: &(dyn StdError + 'static)) -> bool {
     false
 }
 
-/// A place among a listener's open connections, given back when dropped.
+/// A place among a listener's open connections, shown in its gauge, given back when dropped.
 struct ConnectionSlot {
-    open: Arc<AtomicUsize>,
+    _place: Place,
     gauge: Gauge,
 }
 
 impl ConnectionSlot {
-    fn acquire(open: &Arc<AtomicUsize>, max: usize, gauge: &Gauge) -> Option<Self> {
-        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .ok()?;
+    fn acquire(open: &Capacity, gauge: &Gauge) -> Option<Self> {
+        let place = open.try_take()?;
         gauge.increment(1.0);
         Some(Self {
-            open: open.clone(),
+            _place: place,
             gauge: gauge.clone(),
         })
     }
@@ -244,7 +241,6 @@ impl ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
         self.gauge.decrement(1.0);
     }
 }

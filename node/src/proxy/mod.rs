@@ -21,6 +21,7 @@ use crate::admission::{Admission, Permit};
 use crate::api::ErrorKind;
 use crate::api::validate::{RequestMeta, validate};
 use crate::api::{ApiError, ApiFormat, Endpoint, request};
+use crate::capacity::Capacity;
 use crate::config::secrets::ResolvedKey;
 use crate::config::{Config, ConfigError, secrets};
 use crate::governance::estimate::{Tokenizer, tokenizer_for};
@@ -32,7 +33,7 @@ use crate::routing::{ModelRoute, Router};
 use crate::telemetry::Telemetry;
 use trail::{Failure, Outcome, Trail};
 
-pub use settle::{InFlight, RequestSlots, in_flight_now};
+pub use settle::{InFlight, in_flight_now};
 
 /// Response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -69,7 +70,7 @@ pub struct Gateway {
     /// Recent request records, when `[request_log]` keeps any.
     pub request_log: Option<Arc<RequestLog>>,
     /// Room for API requests in flight (`server.max_requests_in_flight`).
-    pub request_slots: RequestSlots,
+    pub request_slots: Capacity,
 }
 
 /// Per-request facts the stages below share.
@@ -125,7 +126,7 @@ impl Gateway {
                 format!("cannot open the request log: {e}"),
             )
         })?;
-        let request_slots = RequestSlots::new(config.server.max_requests_in_flight);
+        let request_slots = Capacity::new(config.server.max_requests_in_flight);
         Ok(Self {
             request_slots,
             config: Arc::new(config),

@@ -2,7 +2,7 @@
 //! release of its admission permit. Every admitted request settles exactly once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::{SharedString, counter, gauge, histogram};
@@ -12,40 +12,20 @@ use super::RequestCtx;
 use super::trail::{Failure, Outcome, Trail};
 use crate::admission::Permit;
 use crate::api::{ApiError, Endpoint, ErrorKind};
+use crate::capacity::{Capacity, Place};
 use crate::governance::usage::UsageReceipt;
 use crate::metrics as m;
 use crate::pricing::ModelPrice;
 use crate::routing::{Deployment, ModelRoute};
 use crate::translate::Usage;
 
-/// Bounds the API requests a gateway serves at once (`server.max_requests_in_flight`).
-#[derive(Debug)]
-pub struct RequestSlots {
-    used: Arc<AtomicUsize>,
-    limit: usize,
-}
-
-impl RequestSlots {
-    /// Room for `limit` requests at once.
-    pub fn new(limit: usize) -> Self {
-        Self {
-            used: Arc::new(AtomicUsize::new(0)),
-            limit,
-        }
-    }
-
-    /// Requests holding a slot now.
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-}
-
-/// Counts a request in flight, and holds its slot, until dropped (the end of its response,
-/// streams included).
+/// Counts a request in flight, and holds its place among the API requests a gateway serves
+/// at once (`server.max_requests_in_flight`), until dropped (the end of its response, streams
+/// included).
 #[derive(Debug)]
 pub struct InFlight {
     endpoint: Endpoint,
-    slots: Arc<AtomicUsize>,
+    _place: Place,
 }
 
 /// Requests in flight in this process, all routes: the load this node gossips to its peers.
@@ -57,26 +37,20 @@ pub fn in_flight_now() -> u64 {
 }
 
 impl InFlight {
-    /// Enters a request, or `None` when every slot is taken.
-    pub fn try_enter(endpoint: Endpoint, slots: &RequestSlots) -> Option<Self> {
-        slots
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < slots.limit).then_some(n + 1)
-            })
-            .ok()?;
+    /// Enters a request, or `None` when every place is taken.
+    pub fn try_enter(endpoint: Endpoint, slots: &Capacity) -> Option<Self> {
+        let place = slots.try_take()?;
         gauge!(m::IN_FLIGHT, "route" => endpoint.label()).increment(1.0);
         IN_FLIGHT_NOW.fetch_add(1, Ordering::Relaxed);
         Some(Self {
             endpoint,
-            slots: slots.used.clone(),
+            _place: place,
         })
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.slots.fetch_sub(1, Ordering::AcqRel);
         IN_FLIGHT_NOW.fetch_sub(1, Ordering::Relaxed);
         gauge!(m::IN_FLIGHT, "route" => self.endpoint.label()).decrement(1.0);
     }
@@ -278,7 +252,7 @@ mod tests {
 
     #[test]
     fn request_slots_refuse_past_the_limit_and_free_on_drop() {
-        let slots = RequestSlots::new(2);
+        let slots = Capacity::new(2);
         let a = InFlight::try_enter(Endpoint::ChatCompletions, &slots).expect("first");
         let b = InFlight::try_enter(Endpoint::Messages, &slots).expect("second");
         assert!(InFlight::try_enter(Endpoint::ChatCompletions, &slots).is_none());
