@@ -141,13 +141,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     let cluster = &config.cluster;
-    let valid_node_id = |id: &str| {
-        !id.is_empty()
-            && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    };
+    // The cluster's own rule (1 to 64 bytes of [A-Za-z0-9._-]), which certificates follow too.
+    let valid_node_id = |id: &str| starling_cluster::hlc::NodeId::new(id).is_ok();
     if let Some(id) = &cluster.node_id
         && !valid_node_id(id)
     {
