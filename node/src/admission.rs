@@ -4,8 +4,9 @@
 //! is on), then in the config's static list. Virtual keys are admitted by
 //! [`crate::governance`]: models, providers, rate limits and budget reservations; static keys
 //! and open access carry no limits. Open access is the default only for a single node with no
-//! static keys (a laptop); with clustering on it must be configured (`auth.open = true`). Callers `authenticate` once, admit before the upstream
-//! call, and [`Permit::settle`] with the real usage afterwards.
+//! static keys (a laptop); with clustering on it must be configured (`auth.open = true`).
+//! Callers `authenticate` once, admit before the upstream call, and [`Permit::settle`] with
+//! the real usage afterwards.
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};

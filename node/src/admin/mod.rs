@@ -228,7 +228,8 @@ async fn cluster_status(State(state): State<AdminState>) -> AdminResult {
 
 /// `GET /admin/v1/state/dump`: every replicated row (catalog entries, counter cells, rights
 /// rows, period floors) as JSON, with the digest, so that a checker can compare two nodes row
-/// by row where their digests differ. Keys' secret hashes are left out. Rows come in the replica's own (canonical) order.
+/// by row where their digests differ. Keys' secret hashes are left out. Rows come in the
+/// replica's own (canonical) order.
 async fn dump(State(state): State<AdminState>) -> AdminResult {
     let cluster = cluster_of(&state)?;
     let internal = |e: String| error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e);
