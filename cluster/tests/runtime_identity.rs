@@ -59,6 +59,34 @@ async fn pushes_of_another_nodes_writes_are_refused() {
     assert_eq!(node.catalog_get("spoofed"), None);
 }
 
+/// A node's own rights write carries every writer's row of its budget key: pushed, it is the
+/// node's own write, not an impersonation (found reviewing the push check: such pushes were
+/// refused and counted, and only anti-entropy delivered them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_rights_write_with_other_writers_rows_is_merged() {
+    let c = TestCluster::start(2).await;
+    let budget = BudgetKey::new("key:b", Period::new(PeriodUnit::Lifetime, 0));
+    c.node(0)
+        .mutate(|r| (r.mint(&budget, 1, 1_000).expect("first mint"), ()))
+        .await
+        .expect("persisted");
+    c.node(1)
+        .request_rights(c.node(0).local_addr(), &budget, 400)
+        .await
+        .expect("exchange")
+        .expect("the donor has rights to spare");
+    // Node 1's spend ships the key whole: node 0's row beside its own.
+    c.node(1)
+        .mutate(|r| (r.spend(&budget, 400).expect("held"), ()))
+        .await
+        .expect("persisted");
+    c.wait_converged().await;
+    for n in c.running() {
+        assert_eq!(n.read(|r| r.rights().total_spent(&budget)), 400);
+        assert_eq!(n.stats().spoofed_pushes.load(Ordering::Relaxed), 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rights_request_on_behalf_of_another_node_is_refused() {
     let cluster = TestCluster::start(1).await;

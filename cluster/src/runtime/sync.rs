@@ -8,8 +8,9 @@
 //! for the next batch, since peers still hold them).
 //!
 //! Who may send what: an eager push ([`SYNC_PUSH`]) carries the sender's own writes only, so
-//! every dot and row in it must belong to the node its certificate names; a push that carries
-//! another node's writes is refused and counted. Pull replies and the delta pushed back after a
+//! every dot it claims and every single-writer item in it must belong to the node its
+//! certificate names (a rights write ships its budget key whole, other writers' rows included);
+//! a push that carries another node's writes is refused and counted. Pull replies and the delta pushed back after a
 //! pull ([`SYNC_RELAY`]) relay rows of any writer: that is anti-entropy, and those rows are not
 //! signed. Every peer delta, whatever its channel, goes through [`Replica::apply`]'s checks
 //! (no dot of our own writer beyond what we issued, no row making rights negative).
@@ -188,8 +189,11 @@ fn merge_push<V: CatalogValue>(shared: &Shared<V>, message: Inbound, channel: Ch
     }
 }
 
-/// The first writer in `delta` (context, catalog entries, counter cells, floors, rights rows)
-/// that is not of node `node`, if any.
+/// The first writer in `delta` that is not of node `node`, if any: in the dots it claims (its
+/// context) and in its single-writer items (catalog entries, counter cells, floors). Rights
+/// rows are left out: a node's own rights write ships the whole budget key, every writer's row
+/// of it included (merged by maximum, as in any relay), under a context holding only its own
+/// dot.
 fn foreign_writer<V>(delta: &Delta<V>, node: &NodeId) -> Option<WriterId> {
     let items = &delta.items;
     delta
@@ -199,13 +203,6 @@ fn foreign_writer<V>(delta: &Delta<V>, node: &NodeId) -> Option<WriterId> {
         .chain(items.counters.cells.iter().map(|(_, w, _)| w))
         .chain(items.counters.floors.iter().map(|(_, w, _)| w))
         .chain(items.rights.floors.iter().map(|(_, w, _)| w))
-        .chain(
-            items
-                .rights
-                .keys
-                .iter()
-                .flat_map(|(_, rows)| rows.iter().filter(|(_, r)| r.seq > 0).map(|(w, _)| w)),
-        )
         .find(|w| &w.node != node)
         .cloned()
 }
