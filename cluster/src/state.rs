@@ -407,10 +407,50 @@ impl<V: Clone + Eq> Replica<V> {
         Ok((Delta::rights(d.context, d.items), amount))
     }
 
+    /// Budget key `key` as this node last wrote it (see [`Rights::own_key_delta`]).
+    pub fn own_rights_delta(&self, key: &BudgetKey) -> Option<Delta<V>> {
+        let d = self.rights.own_key_delta(key)?;
+        Some(Delta::rights(d.context, d.items))
+    }
+
+    /// Whether the replica holds writes of a node other than this one.
+    pub fn knows_other_nodes(&self) -> bool {
+        let me = &self.clock.writer().node;
+        self.version().iter().any(|(w, _)| w.node != *me)
+    }
+
     /// Reclaims, into our writer, the rights of every writer of node `dead_node` (any
     /// incarnation) that holds some for any budget key, as one delta. Returns what was taken
     /// per key and writer. Keys where we were reclaimed ourselves are skipped.
     pub fn reclaim_node(&mut self, dead_node: &str) -> (Delta<V>, Vec<(BudgetKey, WriterId, u64)>) {
+        self.reclaim_writers(|w| w.node.as_str() == dead_node)
+    }
+
+    /// Reclaims, into our writer, the rights of this node's earlier incarnations (lives that
+    /// ended with a wiped, damaged or failed data dir), as [`Self::reclaim_node`] does for a
+    /// dead node. Safe only once every debit those lives used is known here (see
+    /// `docs/guarantees.md`, "Lost nodes").
+    pub fn reclaim_earlier_lives(&mut self) -> (Delta<V>, Vec<(BudgetKey, WriterId, u64)>) {
+        let me = self.clock.writer().clone();
+        self.reclaim_writers(|w| w.node == me.node && *w != me)
+    }
+
+    /// Whether an earlier incarnation of this node holds budget rights (see
+    /// [`Self::reclaim_earlier_lives`]).
+    pub fn earlier_lives_hold_rights(&self) -> bool {
+        let me = self.clock.writer();
+        self.rights.keys().any(|k| {
+            self.rights
+                .holders(k)
+                .iter()
+                .any(|(w, r)| *r > 0 && w.node == me.node && w != me)
+        })
+    }
+
+    fn reclaim_writers(
+        &mut self,
+        which: impl Fn(&WriterId) -> bool,
+    ) -> (Delta<V>, Vec<(BudgetKey, WriterId, u64)>) {
         let targets: Vec<(BudgetKey, WriterId)> = self
             .rights
             .keys()
@@ -418,7 +458,7 @@ impl<V: Clone + Eq> Replica<V> {
                 self.rights
                     .holders(k)
                     .into_iter()
-                    .filter(|(w, r)| *r > 0 && w.node.as_str() == dead_node)
+                    .filter(|(w, r)| *r > 0 && which(w))
                     .map(move |(w, _)| (k.clone(), w))
             })
             .collect();

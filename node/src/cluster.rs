@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use metrics::{counter, gauge};
 use starling_cluster::runtime::{ClusterConfig, ClusterNode, SYNC_PULL, SYNC_PUSH, SYNC_RELAY};
+use starling_cluster::store::IncarnationStart;
 use starling_cluster::tls::{ClusterCredentials, ClusterSecret};
 use starling_cluster::transport::MessageKind;
 
@@ -106,6 +107,7 @@ pub async fn start(config: &Config, http_addr: SocketAddr) -> Result<Option<Clus
     config.cluster_id = section.cluster_id.clone();
     config.advertise = section.gossip_advertise;
     config.seeds = section.seeds.clone();
+    config.expect_nodes = section.expect_nodes;
     config.gossip_interval = Duration::from_millis(section.gossip_interval_ms);
     config.sync_interval = Duration::from_millis(section.sync_interval_ms);
     config.dead_node_grace = Duration::from_secs(section.dead_node_grace_secs);
@@ -191,8 +193,17 @@ pub async fn export_metrics(node: &ClusterNode<CatalogDoc>) {
     } else {
         0.0
     });
+    let start = node.incarnation_start();
+    for reason in IncarnationStart::ALL {
+        gauge!("starling_cluster_incarnation_start", "reason" => reason.as_str())
+            .set(if reason == start { 1.0 } else { 0.0 });
+    }
     let stats = node.stats();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    counter!("starling_cluster_debits_witnessed_for_peers_total")
+        .absolute(load(&stats.witnessed_for_peers));
+    counter!("starling_budget_rights_reclaimed_microdollars_total", "from" => "earlier_incarnation")
+        .absolute(load(&stats.earlier_lives_reclaimed));
     counter!("starling_cluster_sync_rounds_total", "result" => "ok").absolute(load(&stats.rounds));
     counter!("starling_cluster_sync_rounds_total", "result" => "failed")
         .absolute(load(&stats.round_failures));
@@ -250,6 +261,18 @@ pub(crate) fn describe_metrics() {
     describe_gauge!(
         "starling_cluster_store_failed",
         "1 once the data dir's store failed (full or failing disk): no writes, no replication, /readyz 503."
+    );
+    describe_gauge!(
+        "starling_cluster_incarnation_start",
+        "1 for why this node's incarnation began at its last start: new (empty data dir), resumed, damaged_data or store_failed (files set aside, fresh incarnation)."
+    );
+    describe_counter!(
+        "starling_cluster_debits_witnessed_for_peers_total",
+        "Peers' budget debits this node held on disk before they used them."
+    );
+    describe_counter!(
+        "starling_budget_rights_reclaimed_microdollars_total",
+        "Budget rights taken back automatically, in micro-dollars, by source (earlier_incarnation: this node's lives that lost their data dir)."
     );
     describe_gauge!(
         "starling_cluster_replication_lag_seconds",

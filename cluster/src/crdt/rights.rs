@@ -611,6 +611,26 @@ impl Rights {
         }
     }
 
+    /// The whole of `key` (every row) as the local writer last wrote it: a delta claiming only
+    /// the local writer's last dot, as [`Self::spend`] returned it, for re-sending. `None` if
+    /// the local writer has no row for `key`.
+    pub fn own_key_delta(&self, key: &BudgetKey) -> Option<RightsDelta> {
+        let rows = self.keys.get(key)?;
+        let seq = rows.get(&self.me).map(|r| r.seq).filter(|s| *s > 0)?;
+        let dot = Dot {
+            writer: self.me.clone(),
+            seq,
+        };
+        let rows = rows.iter().map(|(w, r)| (w.clone(), r.clone())).collect();
+        Some(CausalDelta {
+            context: CausalContext::of_dot(&dot),
+            items: RightsItems {
+                keys: vec![(key.clone(), rows)],
+                floors: Vec::new(),
+            },
+        })
+    }
+
     /// Drops every period of `cutoff.unit` below `cutoff.index`, here and everywhere.
     pub fn drop_periods_before(&mut self, cutoff: Period) -> RightsDelta {
         let dot = self.ctx.next_dot(&self.me);

@@ -63,6 +63,17 @@ pub struct ClusterConfig {
     pub tombstone_min_age: Duration,
     /// How this node answers peers' requests for budget rights.
     pub donor_policy: crate::crdt::DonorPolicy,
+    /// How many nodes the cluster is meant to have, if the operator said so. `Some(1)` is a
+    /// one-node cluster (no seeds allowed): it has no peer to lose touch with, witness its
+    /// debits or refill a damaged data dir. More than one makes the node a member from its
+    /// first start, and its automatic reclaim also waits until it has caught up with at least
+    /// that many other nodes. Unset, the node is a member once it has seeds, has heard from a
+    /// peer, or holds another node's writes.
+    pub expect_nodes: Option<usize>,
+    /// How long a node waits after it starts before it judges itself caught up (see
+    /// [`super::ClusterNode::caught_up`]): the time gossip takes to tell it of every member,
+    /// live or dead, that it must first hear from.
+    pub catch_up_grace: Duration,
 }
 
 impl ClusterConfig {
@@ -93,6 +104,8 @@ impl ClusterConfig {
             tombstone_gc_interval: Duration::from_secs(60),
             tombstone_min_age: Duration::from_secs(24 * 3600),
             donor_policy: crate::crdt::DonorPolicy::default(),
+            expect_nodes: None,
+            catch_up_grace: Duration::from_secs(2),
         }
     }
 }
@@ -121,6 +134,24 @@ impl ClusterConfig {
         if self.max_sync_exchanges_per_peer == 0 {
             return bad("max_sync_exchanges_per_peer", "must be at least 1");
         }
+        match self.expect_nodes {
+            Some(0) => return bad("expect_nodes", "must be at least 1"),
+            Some(1) if !self.seeds.is_empty() => {
+                return bad("expect_nodes", "a one-node cluster takes no seeds");
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    /// Whether the configuration alone makes this node a member of a cluster of several
+    /// nodes (it has seeds, or expects other nodes).
+    pub fn expects_peers(&self) -> bool {
+        !self.seeds.is_empty() || self.expect_nodes.is_some_and(|n| n > 1)
+    }
+
+    /// Whether the configuration declares a one-node cluster.
+    pub fn is_single_node(&self) -> bool {
+        self.expect_nodes == Some(1)
     }
 }

@@ -37,8 +37,10 @@ mod chunks;
 mod config;
 mod gc;
 mod limits;
+mod lives;
 mod rights;
 mod sync;
+mod witness;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -55,6 +57,7 @@ use tokio::task::JoinHandle;
 
 pub use config::ClusterConfig;
 pub use sync::SyncError;
+pub use witness::WitnessError;
 
 use crate::crdt::BudgetKey;
 use crate::transport::Inbound;
@@ -62,7 +65,7 @@ use crate::transport::Inbound;
 use crate::codec::{self, CodecError, Kind};
 use crate::hlc::{HlcClock, NodeId, WriterId};
 use crate::state::{Delta, Digest, Replica};
-use crate::store::{Store, StoreError};
+use crate::store::{IncarnationStart, OnDamage, Store, StoreError};
 use crate::transport::membership::{Membership, MembershipConfig, spawn_membership};
 use crate::transport::stats::LogLimiter;
 use crate::transport::{ClusterEndpoint, MessageKind, TransportError};
@@ -80,15 +83,19 @@ pub const RATE_REPORT: MessageKind = MessageKind(13);
 /// stream). Unlike [`SYNC_PUSH`], which carries only the sender's own writes, it relays rows
 /// of any writer.
 pub const SYNC_RELAY: MessageKind = MessageKind(14);
+/// Transport kind of a request to hold a budget debit durably before its writer uses it
+/// (request/response stream; see [`ClusterNode::witness`]).
+pub const SYNC_WITNESS: MessageKind = MessageKind(15);
 
 /// Kinds the cluster itself uses; [`ClusterNode::broadcast`] and [`ClusterNode::subscribe`]
 /// refuse them.
-const RESERVED_KINDS: [MessageKind; 5] = [
+const RESERVED_KINDS: [MessageKind; 6] = [
     MessageKind::GOSSIP,
     SYNC_PULL,
     SYNC_PUSH,
     SYNC_RIGHTS,
     SYNC_RELAY,
+    SYNC_WITNESS,
 ];
 
 /// Called with `(id, Some(value))` when a catalog entry becomes live or changes and
@@ -194,6 +201,10 @@ pub struct SyncStats {
     /// Rights requests refused because they asked for rights on behalf of another node than
     /// the sender's certificate names.
     pub spoofed_rights_requests: AtomicU64,
+    /// Peers' debits this node held on disk for them ([`ClusterNode::witness`]).
+    pub witnessed_for_peers: AtomicU64,
+    /// Budget rights (micro-units) taken back from this node's earlier incarnations.
+    pub earlier_lives_reclaimed: AtomicU64,
 }
 
 pub(crate) struct Shared<V> {
@@ -226,6 +237,14 @@ pub(crate) struct Shared<V> {
     pub started: Instant,
     /// The pulls each peer runs against us, capped per peer.
     pub pulls_in_flight: Arc<limits::PerPeer>,
+    /// Whether this node is a member of a cluster of several nodes: by configuration, by the
+    /// other nodes' writes its data holds, or once it hears from a peer. A member fails closed
+    /// without word from its peers and has its debits witnessed.
+    pub clustered: AtomicBool,
+    /// Latched once the node has caught up with every known member (see [`lives`]).
+    pub caught_up: AtomicBool,
+    /// Why this incarnation began.
+    pub start: IncarnationStart,
 }
 
 /// A member of a member's view of the cluster.
@@ -269,14 +288,21 @@ impl<V: CatalogValue> ClusterNode<V> {
                 config.credentials.node_id()
             )));
         }
-        let (store, identity, recovered) = Store::open(&config.data_dir, node.as_str())?;
+        // A member's peers hold every row it shipped, so it can begin afresh over damaged data;
+        // a lone node would lose acknowledged records without a word, so it refuses to start.
+        let on_damage = if config.expects_peers() {
+            OnDamage::FreshIncarnation
+        } else {
+            OnDamage::Refuse
+        };
+        let (store, identity, recovered) = Store::open(&config.data_dir, node.as_str(), on_damage)?;
         let writer = WriterId::new(node, identity.incarnation);
         let clock = HlcClock::system(writer.clone());
         let snapshot_bytes = recovered.snapshot.as_ref().map_or(0, |b| b.len() as u64);
         let logged_bytes: u64 = recovered.records.iter().map(|r| r.len() as u64).sum();
-        let mut replica = match recovered.snapshot {
+        let mut replica = match recovered.snapshot.as_deref() {
             Some(bytes) => {
-                let state: Delta<V> = codec::decode_kind(&bytes, Kind::Snapshot, usize::MAX)?;
+                let state: Delta<V> = codec::decode_kind(bytes, Kind::Snapshot, usize::MAX)?;
                 Replica::restore(clock, state)
             }
             None => Replica::new(clock),
@@ -287,6 +313,8 @@ impl<V: CatalogValue> ClusterNode<V> {
             // our own dots ahead of the replica being rebuilt are ours to replay.
             replica.replay(delta);
         }
+        let clustered =
+            !config.is_single_node() && (config.expects_peers() || replica.knows_other_nodes());
         let mut endpoint_config = config.endpoint.clone();
         endpoint_config.max_message_size =
             endpoint_config.max_message_size.max(config.max_sync_bytes);
@@ -307,10 +335,19 @@ impl<V: CatalogValue> ClusterNode<V> {
             last_heard: AtomicU64::new(0),
             started: Instant::now(),
             pulls_in_flight: Arc::new(limits::PerPeer::new(config.max_sync_exchanges_per_peer)),
+            clustered: AtomicBool::new(clustered),
+            caught_up: AtomicBool::new(false),
+            start: recovered.start,
             config,
         });
+        if recovered.set_aside.is_some() {
+            // What could be read of the earlier life lives only in memory now: persist it
+            // under the new incarnation before anything else.
+            sync::snapshot(&shared).await?;
+        }
         let mut tasks = sync::spawn_handlers(&shared)?;
         tasks.push(rights::spawn_donor(&shared, shared.config.donor_policy)?);
+        tasks.push(witness::spawn_witness(&shared)?);
         let advertise = shared
             .config
             .advertise
@@ -341,6 +378,11 @@ impl<V: CatalogValue> ClusterNode<V> {
             Arc::downgrade(&shared),
             membership.chitchat(),
             advertise,
+        )));
+        tasks.push(tokio::spawn(lives::reclaim_earlier_lives(
+            Arc::downgrade(&shared),
+            membership.chitchat(),
+            live.clone(),
         )));
         Ok(Self {
             shared,
@@ -401,14 +443,7 @@ impl<V: CatalogValue> ClusterNode<V> {
         &self,
         f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
     ) -> Result<R, ClusterError> {
-        let (record, result) = self.apply_local(f)?;
-        let Some(record) = record else {
-            return Ok(result);
-        };
-        self.shared.store.append(record.clone()).await?;
-        sync::after_persist(&self.shared, record.len());
-        sync::push_to_peers(&self.shared, self.live_peers(), &record);
-        Ok(result)
+        self.shared.mutate(self.live_peers(), f).await
     }
 
     /// Like [`Self::mutate`], but returns as soon as the delta is applied and queued for disk
@@ -423,7 +458,7 @@ impl<V: CatalogValue> ClusterNode<V> {
         &self,
         f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
     ) -> Result<R, ClusterError> {
-        let (record, result) = self.apply_local(f)?;
+        let (record, result) = self.shared.apply_local(f)?;
         let Some(record) = record else {
             return Ok(result);
         };
@@ -443,34 +478,6 @@ impl<V: CatalogValue> ClusterNode<V> {
             }
         });
         Ok(result)
-    }
-
-    /// Runs `f` under the replica lock, mirrors its catalog changes and encodes its delta
-    /// (`None` when the delta is empty: nothing to persist or ship).
-    fn apply_local<R>(
-        &self,
-        f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
-    ) -> Result<(Option<Bytes>, R), ClusterError> {
-        // Nothing is applied that cannot be persisted: a write in memory only would be read
-        // locally, and lost (or its dot reused) at the next start.
-        if let Some(reason) = self.shared.store.failure() {
-            return Err(ClusterError::Store(StoreError::Closed(reason.to_owned())));
-        }
-        let mut replica = self
-            .shared
-            .replica
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let (delta, result) = f(&mut replica);
-        if delta.is_empty() {
-            return Ok((None, result));
-        }
-        let observer = self.shared.observer();
-        for (id, entry) in &delta.items.catalog {
-            self.shared
-                .catalog_changed(observer.as_ref(), id, entry.value.as_ref());
-        }
-        Ok((Some(codec::encode(Kind::LogRecord, &delta)?), result))
     }
 
     /// Puts a catalog entry, durably, and replicates it.
@@ -568,6 +575,39 @@ impl<V: CatalogValue> ClusterNode<V> {
         self.shared.last_heard()
     }
 
+    /// Whether this node is a member of a cluster of several nodes (see
+    /// [`ClusterConfig::expect_nodes`]): by configuration, by other nodes' writes in its data,
+    /// or since it first heard from a peer. A member that has not heard from a peer lately is
+    /// stale (governance fails closed), and it uses a budget debit only once a peer holds it
+    /// ([`Self::witness`]). A one-node cluster never is.
+    pub fn is_clustered(&self) -> bool {
+        self.shared.is_clustered()
+    }
+
+    /// Whether this node has caught up since it started: completed a pull from every member
+    /// gossip knows of (see the `lives` module). Latched once true; true at once for a node
+    /// that is not a member of a larger cluster.
+    pub async fn caught_up(&self) -> bool {
+        match &self.membership {
+            Some(membership) => lives::caught_up(&self.shared, &membership.chitchat()).await,
+            None => false,
+        }
+    }
+
+    /// Why this node's incarnation began at this start.
+    pub fn incarnation_start(&self) -> IncarnationStart {
+        self.shared.start
+    }
+
+    /// Has a live peer hold budget key `key`, as this node last wrote it, on its disk, and
+    /// returns once one has: call it after a debit and before using the debited rights, so
+    /// that the cluster knows every debit this node used even if its disk is lost (see the
+    /// `witness` module). Rows only grow, so it also witnesses every earlier write of `key`.
+    pub async fn witness(&self, key: &BudgetKey) -> Result<(), WitnessError> {
+        let peers = self.live_peers_info().into_iter().map(|(_, a)| a).collect();
+        witness::witness(&self.shared, peers, key).await
+    }
+
     /// Calls `f` for every change of the live catalog: `(id, Some(value))` for an entry
     /// written, `(id, None)` for one deleted, from local mutations and merged deltas alike,
     /// under the replica lock and in the order the changes are applied. On registration, `f`
@@ -655,7 +695,7 @@ impl<V: CatalogValue> ClusterNode<V> {
             }
         }
         for (peer, addr) in self.live_peers_info() {
-            sync::exchange(&self.shared, addr)
+            sync::exchange_with(&self.shared, Some(&peer), addr)
                 .await
                 .map_err(|source| ReclaimError::CatchUp { peer, source })?;
         }
@@ -716,6 +756,47 @@ impl<V: CatalogValue> ClusterNode<V> {
     }
 }
 
+impl<V: CatalogValue> Shared<V> {
+    /// See [`ClusterNode::mutate`]; pushes to `peers`.
+    pub(crate) async fn mutate<R>(
+        &self,
+        peers: Vec<(String, SocketAddr)>,
+        f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
+    ) -> Result<R, ClusterError> {
+        let (record, result) = self.apply_local(f)?;
+        let Some(record) = record else {
+            return Ok(result);
+        };
+        self.store.append(record.clone()).await?;
+        sync::after_persist(self, record.len());
+        sync::push_to_peers(self, peers, &record);
+        Ok(result)
+    }
+
+    /// Runs `f` under the replica lock, mirrors its catalog changes and encodes its delta
+    /// (`None` when the delta is empty: nothing to persist or ship).
+    fn apply_local<R>(
+        &self,
+        f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
+    ) -> Result<(Option<Bytes>, R), ClusterError> {
+        // Nothing is applied that cannot be persisted: a write in memory only would be read
+        // locally, and lost (or its dot reused) at the next start.
+        if let Some(reason) = self.store.failure() {
+            return Err(ClusterError::Store(StoreError::Closed(reason.to_owned())));
+        }
+        let mut replica = self.replica.lock().unwrap_or_else(|p| p.into_inner());
+        let (delta, result) = f(&mut replica);
+        if delta.is_empty() {
+            return Ok((None, result));
+        }
+        let observer = self.observer();
+        for (id, entry) in &delta.items.catalog {
+            self.catalog_changed(observer.as_ref(), id, entry.value.as_ref());
+        }
+        Ok((Some(codec::encode(Kind::LogRecord, &delta)?), result))
+    }
+}
+
 impl<V: Clone + Send + Sync> Shared<V> {
     /// Tells the observer of one catalog change (call under the replica lock, so that it sees
     /// changes in the order they are applied).
@@ -744,9 +825,17 @@ impl<V: CatalogValue> Drop for ClusterNode<V> {
 impl<V> Shared<V> {
     /// Records that a peer was heard from just now.
     pub(crate) fn heard(&self) {
+        if !self.config.is_single_node() {
+            self.clustered.store(true, Ordering::Relaxed);
+        }
         let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
         self.last_heard
             .fetch_max(nanos.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// See [`ClusterNode::is_clustered`].
+    pub(crate) fn is_clustered(&self) -> bool {
+        self.clustered.load(Ordering::Relaxed)
     }
 
     /// See [`ClusterNode::last_heard`].

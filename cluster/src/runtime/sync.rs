@@ -194,7 +194,7 @@ fn merge_push<V: CatalogValue>(shared: &Shared<V>, message: Inbound, channel: Ch
 /// rows are left out: a node's own rights write ships the whole budget key, every writer's row
 /// of it included (merged by maximum, as in any relay), under a context holding only its own
 /// dot.
-fn foreign_writer<V>(delta: &Delta<V>, node: &NodeId) -> Option<WriterId> {
+pub(super) fn foreign_writer<V>(delta: &Delta<V>, node: &NodeId) -> Option<WriterId> {
     let items = &delta.items;
     delta
         .context
@@ -289,6 +289,16 @@ pub(super) async fn exchange<V: CatalogValue>(
     shared: &Shared<V>,
     peer: SocketAddr,
 ) -> Result<(), SyncError> {
+    exchange_with(shared, None, peer).await
+}
+
+/// One pull-push exchange with `peer`, node `node_id` if known: a pull that completes with
+/// everything merged is recorded as the node's last sync (what catching up counts).
+pub(super) async fn exchange_with<V: CatalogValue>(
+    shared: &Shared<V>,
+    node_id: Option<&str>,
+    peer: SocketAddr,
+) -> Result<(), SyncError> {
     if let Some(reason) = shared.store.failure() {
         return Err(SyncError::StoreFailed(reason.to_owned()));
     }
@@ -302,6 +312,7 @@ pub(super) async fn exchange<V: CatalogValue>(
         .endpoint
         .request_frames(peer, SYNC_PULL, request, max)
         .await?;
+    let mut whole = true;
     let (version, merged) = loop {
         let Some(frame) = frames.next().await? else {
             return Err(SyncError::Cut);
@@ -313,7 +324,7 @@ pub(super) async fn exchange<V: CatalogValue>(
                 shared.stats.chunks_received.fetch_add(1, Ordering::Relaxed);
                 let delta = codec::decode_kind::<Delta<V>>(&frame, Kind::Delta, max)?;
                 if !delta.is_empty() {
-                    merge(shared, delta, Some(frame));
+                    whole &= merge(shared, delta, Some(frame));
                 }
             }
             _ => {
@@ -326,6 +337,13 @@ pub(super) async fn exchange<V: CatalogValue>(
     drop(frames);
     if merged {
         shared.heard();
+        if whole && let Some(node_id) = node_id {
+            shared
+                .last_sync
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(node_id.to_owned(), Instant::now());
+        }
     }
     if let Ok(mut acked) = shared.acked.lock() {
         acked.insert(peer, version.clone());
@@ -400,12 +418,9 @@ pub(super) async fn anti_entropy<V: CatalogValue>(
             .insert(node_id.clone());
         let (shared, busy) = (shared.clone(), busy.clone());
         tokio::spawn(async move {
-            match exchange(&shared, addr).await {
+            match exchange_with(&shared, Some(&node_id), addr).await {
                 Ok(()) => {
                     shared.stats.rounds.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut last) = shared.last_sync.lock() {
-                        last.insert(node_id.clone(), Instant::now());
-                    }
                 }
                 Err(e) => {
                     shared.stats.round_failures.fetch_add(1, Ordering::Relaxed);

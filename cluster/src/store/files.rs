@@ -184,6 +184,59 @@ pub(super) fn recover(dir: &Path) -> Result<(Recovered, u64), StoreError> {
     Ok((recovered, next))
 }
 
+/// Reads what can be read of a damaged data dir: the newest snapshot if it reads whole, and
+/// every log's records up to its first bad one (all logs when the snapshot is unreadable: their
+/// records are deltas, and a partial state merges like any other). What is missing, peers have
+/// (or it was lost with the damage).
+pub(super) fn salvage(dir: &Path) -> Result<Recovered, StoreError> {
+    let (logs, snapshots) = list(dir)?;
+    let mut recovered = Recovered::default();
+    let mut from = 0;
+    if let Some(&generation) = snapshots.last()
+        && let Ok(state) = read_snapshot(&snapshot_path(dir, generation))
+    {
+        recovered.snapshot = Some(state);
+        from = generation;
+    }
+    for generation in logs.into_iter().filter(|g| *g >= from) {
+        let path = log_path(dir, generation);
+        let bytes = std::fs::read(&path).map_err(|e| StoreError::io("read", &path, &e))?;
+        recovered.records.extend(parse_records(&bytes).0);
+    }
+    Ok(recovered)
+}
+
+/// Whether `dir` holds no log or snapshot.
+pub(super) fn holds_no_data(dir: &Path) -> Result<bool, StoreError> {
+    let (logs, snapshots) = list(dir)?;
+    Ok(logs.is_empty() && snapshots.is_empty())
+}
+
+/// Moves the identity, logs, snapshots and half-written files of `dir` into its new
+/// subdirectory `aside`, durably, leaving `dir` empty of data. Returns what was moved.
+pub(super) fn set_aside(dir: &Path, aside: &Path) -> Result<usize, StoreError> {
+    std::fs::create_dir(aside).map_err(|e| StoreError::io("create", aside, &e))?;
+    let mut moved = 0;
+    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, &e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("list", dir, &e))?;
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        let data = text.starts_with("wal-")
+            || text.starts_with("snapshot-")
+            || text.starts_with("identity.")
+            || text.ends_with(".tmp");
+        if data && entry.path().is_file() {
+            let to = aside.join(&name);
+            std::fs::rename(entry.path(), &to).map_err(|e| StoreError::io("move", &to, &e))?;
+            moved += 1;
+        }
+    }
+    sync_dir(aside)?;
+    sync_dir(dir)?;
+    Ok(moved)
+}
+
 /// Cuts a log back to `len` bytes, durably.
 fn truncate(path: &Path, len: usize) -> Result<(), StoreError> {
     let file = std::fs::OpenOptions::new()

@@ -86,6 +86,62 @@ pub struct Recovered {
     pub snapshot: Option<Bytes>,
     /// Log records written after that snapshot, in order.
     pub records: Vec<Bytes>,
+    /// Why this incarnation began.
+    pub start: IncarnationStart,
+    /// Where the previous life's files were moved, when it began a fresh incarnation over
+    /// data it could not continue (`snapshot` and `records` are what could be read of them:
+    /// the previous incarnation's rows, no longer this node's own).
+    pub set_aside: Option<PathBuf>,
+    /// What was wrong with the data, when it was damaged.
+    pub damage: Option<String>,
+}
+
+/// Why a node's incarnation began at this start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IncarnationStart {
+    /// The data dir was empty.
+    #[default]
+    New,
+    /// The node restarted on its data dir and continues its incarnation.
+    Resumed,
+    /// The data dir was damaged (a bad record in the middle of a log, an older log that does
+    /// not end cleanly, an unreadable snapshot); its files were set aside.
+    DamagedData,
+    /// The previous process's store failed (a full or failing disk), so rows it applied may
+    /// never have reached its disk; its files were set aside.
+    StoreFailed,
+}
+
+impl IncarnationStart {
+    /// The metric label: `new`, `resumed`, `damaged_data`, `store_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Resumed => "resumed",
+            Self::DamagedData => "damaged_data",
+            Self::StoreFailed => "store_failed",
+        }
+    }
+
+    /// Every value, for exporting the gauge with one series each.
+    pub const ALL: [IncarnationStart; 4] = [
+        Self::New,
+        Self::Resumed,
+        Self::DamagedData,
+        Self::StoreFailed,
+    ];
+}
+
+/// What [`Store::open`] does with a damaged data dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDamage {
+    /// Refuse to open, naming the file: right for a node that no peer can refill, whose
+    /// acknowledged records after the damage would otherwise be gone without a word.
+    Refuse,
+    /// Set the files aside and begin a fresh incarnation with what could be read: right for a
+    /// member of a cluster, whose peers hold every row it shipped. The old incarnation's rows
+    /// become another writer's, so no row of this node's own can regress.
+    FreshIncarnation,
 }
 
 /// The outcome of a queued snapshot.
@@ -120,11 +176,45 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the data dir for `node_id`, recovers its contents, and starts the
-    /// writer thread. A fresh dir gets a new incarnation; an existing one keeps its own.
-    pub fn open(dir: &Path, node_id: &str) -> Result<(Self, Identity, Recovered), StoreError> {
+    /// writer thread. A fresh dir gets a new incarnation; an existing one keeps its own, unless
+    /// its previous process's store failed, or its data is damaged and `on_damage` says to
+    /// begin afresh: then its files are set aside (see [`Recovered`]) under a new incarnation.
+    pub fn open(
+        dir: &Path,
+        node_id: &str,
+        on_damage: OnDamage,
+    ) -> Result<(Self, Identity, Recovered), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, &e))?;
-        let identity = identity::load_or_create(dir, node_id)?;
-        let (recovered, next_generation) = files::recover(dir)?;
+        let (identity, recovered, next_generation) = match identity::load(dir, node_id)? {
+            Some(identity) => match files::recover(dir) {
+                Ok((mut recovered, next)) => {
+                    recovered.start = IncarnationStart::Resumed;
+                    (identity, recovered, next)
+                }
+                Err(e @ StoreError::Corrupt { .. }) if on_damage == OnDamage::FreshIncarnation => {
+                    let previous = Some(identity.incarnation);
+                    begin_afresh(dir, node_id, previous, IncarnationStart::DamagedData, e)?
+                }
+                Err(e) => return Err(e),
+            },
+            None => match identity::load_failed(dir, node_id)? {
+                Some(failed) => {
+                    let why = StoreError::Closed("the previous process's store failed".to_owned());
+                    let previous = Some(failed.incarnation);
+                    begin_afresh(dir, node_id, previous, IncarnationStart::StoreFailed, why)?
+                }
+                None if files::holds_no_data(dir)? => {
+                    let identity = identity::create(dir, node_id, None)?;
+                    (identity, Recovered::default(), 1)
+                }
+                // Data without an identity: the identity was removed, which only a failed
+                // store does on purpose; the data is not this life's to continue either way.
+                None => {
+                    let why = StoreError::Closed("the data dir has no identity".to_owned());
+                    begin_afresh(dir, node_id, None, IncarnationStart::StoreFailed, why)?
+                }
+            },
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let failure = Arc::new(OnceLock::new());
         writer::spawn(dir.to_owned(), next_generation, rx, failure.clone())?;
@@ -207,6 +297,41 @@ impl Store {
             StoreError::Closed("the writer thread stopped before answering".to_owned())
         })?
     }
+}
+
+/// Reads what it can of `dir`, sets its files aside and records a new incarnation (see
+/// [`OnDamage::FreshIncarnation`]). Returns the new identity, what was read, and the first log
+/// generation of the emptied dir.
+fn begin_afresh(
+    dir: &Path,
+    node_id: &str,
+    previous: Option<u64>,
+    start: IncarnationStart,
+    why: StoreError,
+) -> Result<(Identity, Recovered, u64), StoreError> {
+    let mut recovered = files::salvage(dir)?;
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let prefix = match start {
+        IncarnationStart::DamagedData => "damaged",
+        _ => "failed",
+    };
+    let aside = dir.join(format!("{prefix}-{millis}"));
+    files::set_aside(dir, &aside)?;
+    let identity = identity::create(dir, node_id, previous)?;
+    tracing::error!(
+        dir = %dir.display(),
+        set_aside = %aside.display(),
+        incarnation = identity.incarnation,
+        snapshot = recovered.snapshot.is_some(),
+        records = recovered.records.len(),
+        "{why}: began a fresh incarnation with what could be read; peers hold the rest"
+    );
+    recovered.start = start;
+    recovered.set_aside = Some(aside);
+    recovered.damage = Some(why.to_string());
+    Ok((identity, recovered, 1))
 }
 
 #[cfg(test)]

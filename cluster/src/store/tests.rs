@@ -10,7 +10,7 @@ fn records(r: &Recovered) -> Vec<&[u8]> {
 }
 
 fn open(dir: &Path) -> (Store, Identity, Recovered) {
-    Store::open(dir, "n1").expect("opens")
+    Store::open(dir, "n1", OnDamage::Refuse).expect("opens")
 }
 
 /// The bytes of a log up to its preallocated zero tail.
@@ -107,7 +107,7 @@ async fn write_all(dir: &Path, records: &[&'static [u8]]) {
 }
 
 fn refused(dir: &Path) -> String {
-    match Store::open(dir, "n1") {
+    match Store::open(dir, "n1", OnDamage::Refuse) {
         Err(StoreError::Corrupt { detail, .. }) => detail,
         Ok(_) => panic!("a damaged data dir was opened"),
         Err(other) => panic!("expected corruption, got {other:?}"),
@@ -286,7 +286,7 @@ async fn a_corrupt_snapshot_is_an_error_not_silent_loss() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&path, &bytes).expect("write");
-    match Store::open(dir.path(), "n1") {
+    match Store::open(dir.path(), "n1", OnDamage::Refuse) {
         Err(StoreError::Corrupt { .. }) => {}
         other => panic!("expected corruption, got {other:?}"),
     }
@@ -298,7 +298,7 @@ async fn identity_is_kept_per_dir_and_new_dirs_get_a_new_incarnation() {
     let (_, first, _) = open(dir.path());
     let (_, again, _) = open(dir.path());
     assert_eq!(first, again);
-    match Store::open(dir.path(), "other-node") {
+    match Store::open(dir.path(), "other-node", OnDamage::Refuse) {
         Err(StoreError::WrongNode { found, .. }) => assert_eq!(found, "n1"),
         other => panic!("expected WrongNode, got {other:?}"),
     }
@@ -324,4 +324,126 @@ fn record_parsing_never_panics_on_garbage() {
             .collect();
         let _ = parse_records(&bytes);
     }
+}
+
+fn open_afresh(dir: &Path) -> (Store, Identity, Recovered) {
+    Store::open(dir, "n1", OnDamage::FreshIncarnation).expect("opens")
+}
+
+/// The files a fresh incarnation moved aside, by name.
+fn set_aside_names(recovered: &Recovered) -> Vec<String> {
+    let aside = recovered.set_aside.as_ref().expect("files were set aside");
+    let mut names: Vec<String> = std::fs::read_dir(aside)
+        .expect("the folder exists")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_member_with_a_damaged_log_begins_a_fresh_incarnation_with_what_it_can_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, before, _) = open(dir.path());
+    write_all(dir.path(), &[b"first", b"second", b"third"]).await;
+    let (logs, _) = list(dir.path()).expect("list");
+    let path = log_path(dir.path(), *logs.last().expect("a log"));
+    let mut bytes = std::fs::read(&path).expect("read");
+    let second = 8 + b"first".len() + 8 + 1;
+    bytes[second] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("write");
+
+    let (store, after, recovered) = open_afresh(dir.path());
+    assert_eq!(recovered.start, IncarnationStart::DamagedData);
+    assert!(after.incarnation > before.incarnation);
+    assert_eq!(
+        records(&recovered),
+        vec![&b"first"[..]],
+        "the readable prefix"
+    );
+    let names = set_aside_names(&recovered);
+    assert!(names.iter().any(|n| n == "identity.json"), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("wal-")), "{names:?}");
+    assert!(
+        recovered
+            .damage
+            .as_deref()
+            .is_some_and(|d| d.contains("non-zero bytes follow a bad record")),
+        "{:?}",
+        recovered.damage
+    );
+    // The emptied dir now belongs to the new life, which resumes from it.
+    store
+        .append(Bytes::from_static(b"new life"))
+        .await
+        .expect("append");
+    drop(store);
+    let (_, again, recovered) = open(dir.path());
+    assert_eq!(again, after);
+    assert_eq!(recovered.start, IncarnationStart::Resumed);
+    assert_eq!(records(&recovered), vec![&b"new life"[..]]);
+}
+
+#[tokio::test]
+async fn a_truncated_snapshot_begins_a_fresh_incarnation_from_the_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, before, _) = open(dir.path());
+    store
+        .snapshot(Bytes::from_static(b"state"))
+        .await
+        .expect("snapshot");
+    store
+        .append(Bytes::from_static(b"after"))
+        .await
+        .expect("append");
+    drop(store);
+    let (_, snapshots) = list(dir.path()).expect("list");
+    let path = super::files::snapshot_path(dir.path(), snapshots[0]);
+    let bytes = std::fs::read(&path).expect("read");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
+
+    let (_, after, recovered) = open_afresh(dir.path());
+    assert_eq!(recovered.start, IncarnationStart::DamagedData);
+    assert_ne!(after.incarnation, before.incarnation);
+    assert!(recovered.snapshot.is_none());
+    assert_eq!(records(&recovered), vec![&b"after"[..]]);
+    assert!(
+        set_aside_names(&recovered)
+            .iter()
+            .any(|n| n.starts_with("snapshot-"))
+    );
+}
+
+#[tokio::test]
+async fn after_a_store_failure_the_next_start_takes_a_fresh_incarnation_and_keeps_the_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, before, _) = open(dir.path());
+    store
+        .append(Bytes::from_static(b"durable"))
+        .await
+        .expect("append");
+    drop(store);
+    // What the writer does when a write or fsync fails.
+    super::identity::mark_failed(dir.path()).expect("marked");
+
+    // Even a node that refuses damaged data: a failed store's files are sound.
+    let (_, after, recovered) = open(dir.path());
+    assert_eq!(recovered.start, IncarnationStart::StoreFailed);
+    assert!(after.incarnation > before.incarnation);
+    assert_eq!(records(&recovered), vec![&b"durable"[..]]);
+    assert!(
+        set_aside_names(&recovered)
+            .iter()
+            .any(|n| n == "identity.failed.json")
+    );
+}
+
+#[tokio::test]
+async fn a_new_and_a_resumed_start_say_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, _, recovered) = open(dir.path());
+    assert_eq!(recovered.start, IncarnationStart::New);
+    let (_, _, recovered) = open(dir.path());
+    assert_eq!(recovered.start, IncarnationStart::Resumed);
+    assert!(recovered.set_aside.is_none());
 }

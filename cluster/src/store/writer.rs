@@ -141,6 +141,13 @@ impl Writer {
 
     fn fail(&mut self, error: StoreError) {
         tracing::error!("the store failed and refuses further writes: {error}");
+        if self.failed.is_none()
+            && let Err(e) = super::identity::mark_failed(&self.dir)
+        {
+            tracing::error!(
+                "cannot mark the data dir as failed ({e}): restart the node on an empty data dir"
+            );
+        }
         let _ = self.failure.set(error.to_string());
         self.failed.get_or_insert(error);
     }

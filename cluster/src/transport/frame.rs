@@ -36,6 +36,9 @@ pub mod codes {
     /// The receiver's store failed (a full or failing disk): it takes no writes and ships
     /// none of its rows until it is restarted.
     pub const STORE_FAILED: u32 = 9;
+    /// The receiver refused the delta it was asked to hold: it carried another node's writes,
+    /// or failed the replica's checks.
+    pub const REFUSED_DELTA: u32 = 10;
 }
 
 /// Encodes a header. `len` must already have been checked against the caps.

@@ -113,13 +113,33 @@ pub enum UsageDurability {
     Batched,
 }
 
+/// Which virtual keys a member of a cluster refuses once it has heard from no peer for
+/// `governance.stale_after_ms` (see docs/guarantees.md, "Revocation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailClosed {
+    /// Keys under a strict budget (the default): their budgets cannot be kept without the
+    /// cluster. Other keys stay served, so a revocation reaches an isolated node only when it
+    /// reconnects.
+    #[default]
+    Strict,
+    /// Every virtual key: nothing is admitted on state that may be out of date, so a revoked
+    /// key is refused on an isolated node within `stale_after_ms`, at the price of serving no
+    /// virtual key there.
+    All,
+}
+
 /// How virtual keys, budgets and rate limits are enforced (see docs/governance.md).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GovernanceConfig {
-    /// A node that has not heard from any peer for this long refuses keys in strict mode
-    /// (fail-closed), so that revocations and budgets it cannot see are not bypassed.
+    /// A member of a cluster that has not heard from any peer for this long (or since it
+    /// started) refuses the keys `fail_closed` names, so that revocations and budgets it
+    /// cannot see are not bypassed.
     pub stale_after_ms: u64,
+    /// Which keys a node cut off from its peers refuses: `strict` (keys with a strict budget)
+    /// or `all`.
+    pub fail_closed: FailClosed,
     /// The `max_tokens` a request gets when it sets none and a budget applies: its reservation
     /// needs an output bound. Lower if the budget's remainder allows less.
     pub default_max_tokens: u64,
@@ -156,6 +176,7 @@ impl Default for GovernanceConfig {
     fn default() -> Self {
         Self {
             stale_after_ms: 10_000,
+            fail_closed: FailClosed::Strict,
             default_max_tokens: 4_096,
             refill_horizon_ms: 2_000,
             min_chunk_micros: 10_000,
@@ -185,6 +206,13 @@ pub struct ClusterSection {
     pub gossip_advertise: Option<SocketAddr>,
     /// Seeds, `ip:port` or `host:port`; DNS names are re-resolved every 5 s.
     pub seeds: Vec<String>,
+    /// How many nodes the cluster is meant to have. `1` declares a one-node cluster (no
+    /// seeds): it never fails closed and refuses to start on damaged data. More than one makes
+    /// the node a member from its first start, even without seeds, and holds its automatic
+    /// reclaim of a wiped life's budget rights until it has caught up with that many nodes.
+    /// Unset, a node is a member once it has seeds, has heard from a peer, or holds another
+    /// node's writes.
+    pub expect_nodes: Option<usize>,
     /// Where the replica is kept.
     pub data_dir: PathBuf,
     /// Environment variable holding the shared cluster secret (`starling cluster keygen`).
@@ -216,6 +244,7 @@ impl Default for ClusterSection {
             gossip_listen: SocketAddr::from(([0, 0, 0, 0], 7946)),
             gossip_advertise: None,
             seeds: Vec::new(),
+            expect_nodes: None,
             data_dir: PathBuf::from("starling-data"),
             secret_env: None,
             secret_file: None,

@@ -198,6 +198,21 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
+    match cluster.expect_nodes {
+        Some(0) => {
+            return Err(ConfigError::invalid(
+                "cluster.expect_nodes",
+                "must be at least 1",
+            ));
+        }
+        Some(1) if !cluster.seeds.is_empty() => {
+            return Err(ConfigError::invalid(
+                "cluster.expect_nodes",
+                "1 declares a one-node cluster, which takes no seeds",
+            ));
+        }
+        _ => {}
+    }
     let g = &config.governance;
     for (name, value) in [
         ("stale_after_ms", g.stale_after_ms),

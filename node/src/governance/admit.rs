@@ -194,10 +194,17 @@ impl Governance {
             })
             .collect();
         let strict = is_strict(&budgets);
-        if strict && self.is_stale() {
+        if self.fails_closed(strict) {
+            let refused = if strict {
+                "keys with strict budgets"
+            } else {
+                "virtual keys"
+            };
             return Err(ApiError::new(
                 ErrorKind::Unavailable,
-                "this gateway node has lost contact with its cluster and refuses keys with strict budgets until it reconnects",
+                format!(
+                    "this gateway node has no recent word from its cluster and refuses {refused} until it hears from a peer"
+                ),
             )
             .with_code("cluster_unreachable")
             .with_retry_after(1));

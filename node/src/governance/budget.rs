@@ -41,6 +41,9 @@ struct Pool {
     available: i64,
     /// Reserved by requests in flight.
     reserved: u64,
+    /// Debited durably here but not yet held by a peer, so not usable yet (see
+    /// `Governance::debit`).
+    unwitnessed: u64,
 }
 
 /// Spend figures of one period, available mode.
@@ -235,6 +238,33 @@ impl BudgetState {
         // The debited rights left the escrow: the hints must not count them twice.
         inner.local_rights = inner.local_rights.saturating_sub(amount);
         inner.cluster_rights = inner.cluster_rights.saturating_sub(amount);
+    }
+
+    /// Holds `amount` debited for `period` until a peer witnesses it.
+    pub fn hold_unwitnessed(&self, period: Period, amount: u64) {
+        let mut inner = self.lock();
+        let pool = inner.pools.entry(period).or_default();
+        pool.unwitnessed = pool.unwitnessed.saturating_add(amount);
+    }
+
+    /// Takes the debits of `period` that wait for a witness, for crediting once one has.
+    pub fn take_unwitnessed(&self, period: Period) -> u64 {
+        let mut inner = self.lock();
+        inner
+            .pools
+            .get_mut(&period)
+            .map_or(0, |pool| std::mem::take(&mut pool.unwitnessed))
+    }
+
+    /// Every period with debits waiting for a witness.
+    pub fn unwitnessed_periods(&self) -> Vec<Period> {
+        let inner = self.lock();
+        inner
+            .pools
+            .iter()
+            .filter(|(_, pool)| pool.unwitnessed > 0)
+            .map(|(period, _)| *period)
+            .collect()
     }
 
     /// Takes the unreserved pool of `period` out, for a refund to the escrow; returns it.

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use starling_cluster::crdt::{BudgetKey, CounterKey, Period};
 use starling_cluster::state::Delta;
+use starling_cluster::store::IncarnationStart;
 
 use super::Governance;
 use super::budget::BudgetState;
@@ -64,7 +65,14 @@ impl Governance {
         horizon.max(self.config.min_chunk_micros)
     }
 
-    /// Spends `amount` of our rights into the pool, durably. Returns what was credited.
+    /// Spends `amount` of our rights into the pool, durably, and credits the pool once a peer
+    /// holds the debit too. Returns what was credited.
+    ///
+    /// Why the witness: if this node's disk is lost, its next incarnation hands the old one's
+    /// unused rights back to the budget, computed from what its peers know; a debit used here
+    /// but known to no peer would be handed out twice. So a member of a cluster uses a debit
+    /// only after a live peer has it on disk (`ClusterNode::witness`). A debit no peer could
+    /// take yet is held back (durable, counted as spent) and credited with the next witness.
     pub(super) async fn debit(&self, state: &BudgetState, period: Period, amount: u64) -> u64 {
         let key = state.key(period);
         let spent = self
@@ -76,9 +84,9 @@ impl Governance {
             .await;
         match spent {
             Ok(true) => {
-                state.credit(period, amount);
                 super::metrics::debited(amount);
-                amount
+                state.hold_unwitnessed(period, amount);
+                self.credit_witnessed(state, period).await
             }
             Ok(false) => 0,
             Err(e) => {
@@ -86,6 +94,34 @@ impl Governance {
                 0
             }
         }
+    }
+
+    /// Credits the pool of `period` with the debits that waited for a witness, once a peer
+    /// holds the budget key as this node last wrote it (at once on a node without peers).
+    /// Returns what was credited.
+    async fn credit_witnessed(&self, state: &BudgetState, period: Period) -> u64 {
+        if self.cluster.is_clustered() {
+            let key = state.key(period);
+            let bound = Duration::from_millis(self.config.rights_wait_ms);
+            let started = std::time::Instant::now();
+            let outcome = match tokio::time::timeout(bound, self.cluster.witness(&key)).await {
+                Ok(Ok(())) => "witnessed",
+                Ok(Err(e)) => {
+                    tracing::debug!(budget = %state.rights_scope, "debit not witnessed: {e}");
+                    "failed"
+                }
+                Err(_) => "timeout",
+            };
+            super::metrics::witness(outcome, started.elapsed());
+            if outcome != "witnessed" {
+                return 0;
+            }
+        }
+        let amount = state.take_unwitnessed(period);
+        if amount > 0 {
+            state.credit(period, amount);
+        }
+        amount
     }
 
     /// Asks peers for `want` rights of `key`, richest first, until satisfied or out of time.
@@ -160,6 +196,13 @@ impl Governance {
         if budget.mode != BudgetMode::Strict || mint_node != self.cluster.writer().node.as_str() {
             return false;
         }
+        // A life that began afresh may find its earlier life's mint of this period among its
+        // peers: minting before it has heard from all of them could mint the period twice.
+        if self.cluster.incarnation_start() != IncarnationStart::Resumed
+            && !self.cluster.caught_up().await
+        {
+            return false;
+        }
         let key = state.key(period);
         let (total, mints) = self.cluster.read(|r| {
             let mints: usize = r.rights().rows(&key).map(|(_, row)| row.mints.len()).sum();
@@ -224,6 +267,9 @@ impl Governance {
     /// pools that sit idle or strand the last of a budget.
     pub(super) async fn maintain_budgets(&self, now: u64) {
         for state in self.index.budget_states() {
+            for period in state.unwitnessed_periods() {
+                self.credit_witnessed(&state, period).await;
+            }
             let Some((budget, _)) = state.budget() else {
                 continue;
             };

@@ -21,9 +21,14 @@ pub const DEBITED: &str = "starling_budget_rights_debited_microdollars_total";
 pub const TRANSFERS: &str = "starling_budget_rights_transfers_total";
 /// How long rights transfers took.
 pub const TRANSFER_DURATION: &str = "starling_budget_rights_transfer_duration_seconds";
+/// Debits a peer was asked to witness before their rights were used, by result.
+pub const WITNESSES: &str = "starling_budget_debit_witnesses_total";
+/// How long witnessing a debit took.
+pub const WITNESS_DURATION: &str = "starling_budget_debit_witness_duration_seconds";
 /// Rights this node holds (escrow plus pools), all budgets.
 pub const RIGHTS_HELD: &str = "starling_budget_rights_held_usd";
-/// Rights held by members that are not live: stranded until they return or are reclaimed.
+/// Rights held by members that are not live, or by this node's earlier incarnations: stranded
+/// until they return or are reclaimed.
 pub const RIGHTS_STRANDED: &str = "starling_budget_rights_stranded_usd";
 /// Budgets at or above 90 % of their amount in the current period.
 pub const NEAR_EXHAUSTION: &str = "starling_budgets_near_exhaustion";
@@ -60,10 +65,19 @@ pub(crate) fn describe() {
         Unit::Seconds,
         "How long a rights request took."
     );
+    describe_counter!(
+        WITNESSES,
+        "Budget debits a peer was asked to hold before their rights were used, by result (witnessed, failed, timeout)."
+    );
+    describe_histogram!(
+        WITNESS_DURATION,
+        Unit::Seconds,
+        "How long witnessing a debit took."
+    );
     describe_gauge!(RIGHTS_HELD, "Budget rights this node holds, in USD.");
     describe_gauge!(
         RIGHTS_STRANDED,
-        "Budget rights held by members that are not live, in USD."
+        "Budget rights held by members that are not live, or by this node's earlier incarnations, in USD."
     );
     describe_gauge!(
         NEAR_EXHAUSTION,
@@ -95,6 +109,11 @@ pub(super) fn transfer(result: &'static str, took: Duration) {
     histogram!(TRANSFER_DURATION).record(took.as_secs_f64());
 }
 
+pub(super) fn witness(result: &'static str, took: Duration) {
+    counter!(WITNESSES, "result" => result).increment(1);
+    histogram!(WITNESS_DURATION).record(took.as_secs_f64());
+}
+
 pub(super) fn fail_closed(on: bool) {
     gauge!(FAIL_CLOSED).set(if on { 1.0 } else { 0.0 });
 }
@@ -106,6 +125,7 @@ fn usd(micros: u64) -> f64 {
 /// Exports budget figures: rights held here and stranded, budgets near exhaustion, and per
 /// budget figures when enabled.
 pub(super) fn export_budgets(gov: &Governance, now: u64) {
+    let me = gov.cluster.writer().clone();
     let live: std::collections::BTreeSet<String> = gov
         .cluster
         .live_peers_info()
@@ -134,7 +154,9 @@ pub(super) fn export_budgets(gov: &Governance, now: u64) {
                 r.rights()
                     .holders(&key)
                     .iter()
-                    .filter(|(w, _)| !live.contains(w.node.as_str()))
+                    .filter(|(w, _)| {
+                        !live.contains(w.node.as_str()) || (w.node == me.node && *w != me)
+                    })
                     .fold(0u64, |acc, (_, v)| acc.saturating_add(*v))
             }));
         }

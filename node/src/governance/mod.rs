@@ -29,10 +29,10 @@ pub mod usage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cluster::Cluster;
-use crate::config::{GovernanceConfig, UsageDurability};
+use crate::config::{FailClosed, GovernanceConfig, UsageDurability};
 
 pub use admit::{AdmitRequest, Admitted, ReservePrice};
 pub use exchange::spoofed_reports as spoofed_rate_reports;
@@ -45,9 +45,8 @@ pub struct Governance {
     cluster: Cluster,
     config: GovernanceConfig,
     usage: Arc<usage::UsageSink>,
+    /// The staleness last logged and exported.
     stale: AtomicBool,
-    started: Instant,
-    has_seeds: bool,
 }
 
 impl std::fmt::Debug for Governance {
@@ -85,14 +84,13 @@ impl Governance {
                 "governance.unsafe_skip_rights_check is set: strict budgets are NOT enforced on this node (fault tests only)"
             );
         }
+        let stale = AtomicBool::new(cluster.is_clustered());
         let gov = Arc::new(Self {
             index,
             cluster,
             config,
             usage: Arc::default(),
-            stale: AtomicBool::new(false),
-            started: Instant::now(),
-            has_seeds,
+            stale,
         });
         tokio::spawn(housekeeping(Arc::downgrade(&gov)));
         if gov.config.usage_durability == UsageDurability::Acknowledged {
@@ -107,9 +105,24 @@ impl Governance {
         self.index.key(&secret::hash(secret))
     }
 
-    /// Whether this node has been cut off from its peers for longer than the bound.
+    /// Whether this node, a member of a cluster, has heard from no peer within the bound, or
+    /// not yet since it started: it starts stale, so a node restarted into a partition never
+    /// admits on what it knew before. Read per request (an atomic and a clock read), so it
+    /// turns fresh on the first contact, not at the next housekeeping tick.
     pub fn is_stale(&self) -> bool {
-        self.stale.load(Ordering::Relaxed)
+        if !self.cluster.is_clustered() {
+            return false;
+        }
+        let bound = Duration::from_millis(self.config.stale_after_ms);
+        self.cluster
+            .last_heard()
+            .is_none_or(|at| at.elapsed() > bound)
+    }
+
+    /// Whether a key with (`strict`) or without a strict budget is refused because this node
+    /// is stale (see [`FailClosed`]).
+    pub(super) fn fails_closed(&self, strict: bool) -> bool {
+        (strict || self.config.fail_closed == FailClosed::All) && self.is_stale()
     }
 
     /// The index (tests and the admin API).
@@ -117,22 +130,19 @@ impl Governance {
         &self.index
     }
 
+    /// Logs and exports changes of [`Self::is_stale`].
     fn check_staleness(&self) {
-        let bound = Duration::from_millis(self.config.stale_after_ms);
-        let stale = match self.cluster.last_heard() {
-            Some(at) => at.elapsed() > bound,
-            // Never heard from anyone: stale only if there is someone to hear from.
-            None => self.has_seeds && self.started.elapsed() > bound,
-        };
+        let stale = self.is_stale();
         let was = self.stale.swap(stale, Ordering::Relaxed);
         if stale != was {
             if stale {
                 tracing::warn!(
                     bound_ms = self.config.stale_after_ms,
-                    "no word from the cluster: refusing keys in strict mode (fail-closed)"
+                    refused = ?self.config.fail_closed,
+                    "no word from the cluster: refusing keys (fail-closed)"
                 );
             } else {
-                tracing::info!("back in contact with the cluster: strict keys admitted again");
+                tracing::info!("in contact with the cluster: keys admitted");
             }
         }
         metrics::fail_closed(stale);
