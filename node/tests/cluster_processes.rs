@@ -290,12 +290,28 @@ async fn a_node_whose_seeds_are_down_still_serves() {
         &client,
         format!("{}/admin/v1/keys", lonely.http),
         ADMIN,
-        json!({"name": "alone"}),
+        json!({"name": "alone", "budgets": [{"amount_usd": 5, "period": "total", "mode": "available"}]}),
     )
     .await;
     let key = created["key"].as_str().expect("secret").to_owned();
     let r = chat(Some(&key)).await.expect("answer");
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 200, "a key in available mode is served");
+    // It has never heard from a peer: keys in strict mode (here, without any budget) wait
+    // for the cluster (fail-closed), however long ago it started.
+    let created: Value = admin_post(
+        &client,
+        format!("{}/admin/v1/keys", lonely.http),
+        ADMIN,
+        json!({"name": "strict"}),
+    )
+    .await;
+    let key = created["key"].as_str().expect("secret").to_owned();
+    let r = chat(Some(&key)).await.expect("answer");
+    assert_eq!(
+        r.status(),
+        503,
+        "a node that never heard a peer admitted a strict key"
+    );
     let r = client
         .put(format!("{}/admin/v1/catalog/solo", lonely.http))
         .bearer_auth(ADMIN)
@@ -394,6 +410,23 @@ async fn a_node_killed_mid_load_and_restarted_never_lets_a_strict_budget_overspe
     )
     .await;
     let key = created["key"].as_str().expect("secret").to_owned();
+    // Every node serves the key before the load starts: a node that has just joined mints
+    // once it has caught up with every member (docs/guarantees.md), and clients below give up
+    // after three refusals.
+    for node in [&n1, &n2, &n3] {
+        wait_for("the key works on every node", async || {
+            let r = client
+                .post(format!("{}/v1/messages", node.http))
+                .header("x-api-key", &key)
+                .json(&json!({"model": "claude-opus-4", "max_tokens": 200,
+                              "messages": [{"role": "user", "content": "hello"}]}))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+    }
     let urls: std::sync::Arc<std::sync::RwLock<Vec<String>>> =
         std::sync::Arc::new(std::sync::RwLock::new(vec![
             n1.http.clone(),
@@ -424,9 +457,10 @@ async fn a_node_killed_mid_load_and_restarted_never_lets_a_strict_budget_overspe
                             return;
                         }
                     }
+                    // The node has not heard from a peer yet since it (re)started, and
+                    // fails closed; or it is down (killed): try again shortly.
+                    Ok(503) | Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                     Ok(_) => refusals = 0,
-                    // The node is down (killed): try again shortly.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
             }
         });
@@ -454,4 +488,103 @@ async fn a_node_killed_mid_load_and_restarted_never_lets_a_strict_budget_overspe
         "the load went on after the restart"
     );
     drop((n1, n2, n3));
+}
+
+/// Issue 15, section 2: a node restarted while it cannot reach a peer used to admit strict keys
+/// for `stale_after_ms` (its last word from a peer lived only in memory, so it started
+/// "fresh"). It now starts stale: keys in strict mode (a strict budget, or none) are refused
+/// from its first request, keys whose budgets are all `available` are served
+/// (`governance.fail_closed = "strict"`, the default) or refused too (`"all"`), and the first
+/// contact with a peer makes it fresh.
+#[tokio::test]
+async fn a_node_restarted_into_a_partition_fails_closed_from_its_first_request() {
+    starling::providers::ensure_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockServer::bind(MockConfig::default()).await.expect("mock");
+    let key_file = dir.path().join("provider.key");
+    std::fs::write(&key_file, "sk-upstream\n").expect("key file");
+    let write_config = |name: &str, fail_closed: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[[providers]]\nname = \"mock\"\nkind = \"anthropic\"\nbase_url = \"http://{}\"\napi_key_file = \"{}\"\nmodels = [\"claude-*\"]\n\n[governance]\nstale_after_ms = 60000\nfail_closed = \"{fail_closed}\"\n",
+                mock.addr(),
+                key_file.display()
+            ),
+        )
+        .expect("config");
+        path
+    };
+    let strict_only = write_config("strict.toml", "strict");
+    let every_key = write_config("all.toml", "all");
+    let secret = starling_cluster::tls::generate_secret().expect("secret");
+    let n1 = start_with_config(dir.path(), "n1", &secret, &[], Some(&strict_only));
+    let seed = n1.gossip.clone();
+    let n2 = start_with_config(dir.path(), "n2", &secret, &[&seed], Some(&strict_only));
+    wait_for_live_members(&n1, 2).await;
+    let client = reqwest::Client::new();
+    let mut keys = Vec::new();
+    for body in [
+        json!({"name": "strict", "budgets": [{"amount_usd": 5, "period": "total"}]}),
+        json!({"name": "lenient", "budgets": [{"amount_usd": 5, "period": "total", "mode": "available"}]}),
+        json!({"name": "no budget"}),
+    ] {
+        let created: Value =
+            admin_post(&client, format!("{}/admin/v1/keys", n1.http), ADMIN, body).await;
+        keys.push(created["key"].as_str().expect("secret").to_owned());
+    }
+    let ask = |node: String, key: String| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("{node}/v1/messages"))
+                .header("x-api-key", key)
+                .json(&json!({"model": "claude-opus-4", "max_tokens": 16,
+                              "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .expect("answer")
+        }
+    };
+    wait_for("both keys work on n2", async || {
+        for key in &keys {
+            if ask(n2.http.clone(), key.clone()).await.status() != 200 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+
+    // Every node down; n2 comes back alone, its seed unreachable.
+    drop((n1, n2));
+    let n2 = start_with_config(dir.path(), "n2", &secret, &[&seed], Some(&strict_only));
+    let r = ask(n2.http.clone(), keys[0].clone()).await;
+    assert_eq!(r.status(), 503, "a strict key was admitted on a stale node");
+    assert_eq!(
+        r.headers()
+            .get("x-starling-error-code")
+            .and_then(|v| v.to_str().ok()),
+        Some("cluster_unreachable")
+    );
+    assert_eq!(ask(n2.http.clone(), keys[1].clone()).await.status(), 200);
+    assert_eq!(
+        ask(n2.http.clone(), keys[2].clone()).await.status(),
+        503,
+        "a key without budgets is in strict mode"
+    );
+    drop(n2);
+    let n2 = start_with_config(dir.path(), "n2", &secret, &[&seed], Some(&every_key));
+    for key in &keys {
+        assert_eq!(ask(n2.http.clone(), key.clone()).await.status(), 503);
+    }
+
+    // The first word from a peer makes it fresh.
+    let n1 = start_with_config(dir.path(), "n1", &secret, &[&n2.gossip], Some(&strict_only));
+    wait_for("n2 serves the strict key again", async || {
+        (ask(n2.http.clone(), keys[0].clone()).await.status() == 200).then_some(())
+    })
+    .await;
+    drop((n1, n2));
 }

@@ -1,6 +1,7 @@
 //! A node whose data dir fills up: its store fails, and from then on it takes no writes
 //! (nothing is applied in memory that is not on disk), answers 503 on `/readyz` saying why,
-//! and shows it in `/metrics`. The data dir is a small tmpfs, so the test needs root (as
+//! and shows it in `/metrics`; restarted once the disk has room, it begins a fresh incarnation
+//! with what was on disk. The data dir is a small tmpfs, so the test needs root (as
 //! `scripts/test.sh` runs in CI); as another user it says it is skipped.
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use starling::governance::model::Entry;
 use starling::proxy::Gateway;
 use starling::server::RunningServer;
 use starling_cluster::runtime::{ClusterConfig, ClusterNode};
+use starling_cluster::store::IncarnationStart;
 use starling_cluster::tls::{ClusterCredentials, ClusterSecret, generate_secret};
 use tokio::net::TcpListener;
 
@@ -50,6 +52,16 @@ impl SmallDisk {
 
     fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Remounts the tmpfs with room for `bytes`: the disk is fixed.
+    fn grow(&self, bytes: usize) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={bytes}")])
+            .arg(&self.path)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "remount {}", self.path.display());
     }
 }
 
@@ -152,4 +164,38 @@ async fn a_full_disk_stops_writes_and_takes_the_node_out_of_rotation() {
         "a write the disk refused was applied in memory"
     );
     server.shutdown(std::time::Duration::from_millis(200)).await;
+
+    // The disk is fixed (grown) and the node restarted on its data dir: rows it applied while
+    // its store was failing may have reached a peer but not its disk, so it begins a fresh
+    // incarnation, with everything that was on disk read back and its old files set aside.
+    let first_life = cluster.writer().clone();
+    disk.grow(64 << 20);
+    let credentials = ClusterCredentials::from_secret(&secret, "solo").expect("credentials");
+    let config = ClusterConfig::new(
+        "solo",
+        "127.0.0.1:0".parse().expect("addr"),
+        disk.path().join("data"),
+        credentials,
+    );
+    let restarted: ClusterNode<starling::cluster::CatalogDoc> =
+        ClusterNode::start(config).await.expect("restarts");
+    assert_eq!(restarted.incarnation_start(), IncarnationStart::StoreFailed);
+    assert_ne!(restarted.writer(), &first_life);
+    assert!(restarted.store_failure().is_none());
+    for i in 0..written {
+        assert!(
+            restarted.catalog_get(&format!("doc-{i}")).is_some(),
+            "acknowledged doc-{i} was lost"
+        );
+    }
+    restarted
+        .catalog_put("after-restart", Entry::Doc("{\"ok\":true}".into()))
+        .await
+        .expect("writes again");
+    let set_aside = std::fs::read_dir(disk.path().join("data"))
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("failed-"));
+    assert!(set_aside, "the failed life's files are kept aside");
+    restarted.shutdown().await;
 }

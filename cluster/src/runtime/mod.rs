@@ -825,12 +825,17 @@ impl<V: CatalogValue> Drop for ClusterNode<V> {
 impl<V> Shared<V> {
     /// Records that a peer was heard from just now.
     pub(crate) fn heard(&self) {
-        if !self.config.is_single_node() {
-            self.clustered.store(true, Ordering::Relaxed);
-        }
+        self.become_member();
         let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
         self.last_heard
             .fetch_max(nanos.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Marks this node a member of a cluster of several nodes (unless configured alone).
+    pub(crate) fn become_member(&self) {
+        if !self.config.is_single_node() {
+            self.clustered.store(true, Ordering::Relaxed);
+        }
     }
 
     /// See [`ClusterNode::is_clustered`].

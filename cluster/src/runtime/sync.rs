@@ -233,6 +233,9 @@ pub(super) fn merge<V: CatalogValue>(
     if shared.store.failure().is_some() {
         return false;
     }
+    // A peer's rows make this node a member before they are applied, so nothing they bring
+    // (a budget it mints, say) is ever acted on as by a node alone.
+    shared.become_member();
     let record = {
         let mut replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
         // Encode before applying only when there are no raw bytes to reuse.

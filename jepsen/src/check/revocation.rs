@@ -61,7 +61,8 @@ pub fn check(ev: &Evidence) -> Verdict {
                 ));
             }
         }
-        let strict = key.budget.as_ref().is_some_and(|b| b.mode == "strict");
+        // Keys in strict mode, as the node decides it: a strict budget, or none at all.
+        let strict = key.budget.as_ref().is_none_or(|b| b.mode == "strict");
         let since = op.invoke_ms.saturating_sub(b.stale_after_ms + b.revoke_ms);
         if strict && isolated_throughout(&ev.timeline, ev.nodes, op.node, since, op.invoke_ms) {
             v.violation(format!(

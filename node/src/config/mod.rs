@@ -118,9 +118,10 @@ pub enum UsageDurability {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailClosed {
-    /// Keys under a strict budget (the default): their budgets cannot be kept without the
-    /// cluster. Other keys stay served, so a revocation reaches an isolated node only when it
-    /// reconnects.
+    /// Keys in strict mode (the default): every key but those whose budgets (its own, its
+    /// team's, its customer's) are all in `available` mode; a key without budgets is in strict
+    /// mode. Keys in available mode stay served, so a revocation reaches an isolated node only
+    /// when it reconnects.
     #[default]
     Strict,
     /// Every virtual key: nothing is admitted on state that may be out of date, so a revoked

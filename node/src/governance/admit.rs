@@ -196,7 +196,7 @@ impl Governance {
         let strict = is_strict(&budgets);
         if self.fails_closed(strict) {
             let refused = if strict {
-                "keys with strict budgets"
+                "keys in strict mode"
             } else {
                 "virtual keys"
             };

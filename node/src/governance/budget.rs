@@ -247,6 +247,14 @@ impl BudgetState {
         pool.unwitnessed = pool.unwitnessed.saturating_add(amount);
     }
 
+    /// Whether debits of `period` wait for a witness.
+    pub fn has_unwitnessed(&self, period: Period) -> bool {
+        self.lock()
+            .pools
+            .get(&period)
+            .is_some_and(|pool| pool.unwitnessed > 0)
+    }
+
     /// Takes the debits of `period` that wait for a witness, for crediting once one has.
     pub fn take_unwitnessed(&self, period: Period) -> u64 {
         let mut inner = self.lock();

@@ -74,6 +74,11 @@ impl Governance {
     /// only after a live peer has it on disk (`ClusterNode::witness`). A debit no peer could
     /// take yet is held back (durable, counted as spent) and credited with the next witness.
     pub(super) async fn debit(&self, state: &BudgetState, period: Period, amount: u64) -> u64 {
+        // While an earlier debit waits for a witness, a new one would wait too: debiting the
+        // node's whole escrow into pools nobody can use helps no one.
+        if state.has_unwitnessed(period) && self.credit_witnessed(state, period).await == 0 {
+            return 0;
+        }
         let key = state.key(period);
         let spent = self
             .cluster
