@@ -71,6 +71,17 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A lone node whose data dir is on `disk`.
+fn solo_config(disk: &SmallDisk, secret: &ClusterSecret) -> ClusterConfig {
+    let credentials = ClusterCredentials::from_secret(secret, "solo").expect("credentials");
+    ClusterConfig::new(
+        "solo",
+        "127.0.0.1:0".parse().expect("addr"),
+        disk.path().join("data"),
+        credentials,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_writes_and_takes_the_node_out_of_rotation() {
     if !is_root() {
@@ -80,14 +91,11 @@ async fn a_full_disk_stops_writes_and_takes_the_node_out_of_rotation() {
     starling::providers::ensure_crypto_provider();
     let disk = SmallDisk::mount(4 << 20);
     let secret = ClusterSecret::parse(&generate_secret().expect("secret")).expect("parse");
-    let credentials = ClusterCredentials::from_secret(&secret, "solo").expect("credentials");
-    let config = ClusterConfig::new(
-        "solo",
-        "127.0.0.1:0".parse().expect("addr"),
-        disk.path().join("data"),
-        credentials,
+    let cluster: Cluster = Arc::new(
+        ClusterNode::start(solo_config(&disk, &secret))
+            .await
+            .expect("cluster"),
     );
-    let cluster: Cluster = Arc::new(ClusterNode::start(config).await.expect("cluster"));
     let gateway =
         Arc::new(Gateway::from_config(Config::embedded_default().expect("default")).expect("gw"));
     let admin = AdminState {
@@ -170,15 +178,10 @@ async fn a_full_disk_stops_writes_and_takes_the_node_out_of_rotation() {
     // incarnation, with everything that was on disk read back and its old files set aside.
     let first_life = cluster.writer().clone();
     disk.grow(64 << 20);
-    let credentials = ClusterCredentials::from_secret(&secret, "solo").expect("credentials");
-    let config = ClusterConfig::new(
-        "solo",
-        "127.0.0.1:0".parse().expect("addr"),
-        disk.path().join("data"),
-        credentials,
-    );
     let restarted: ClusterNode<starling::cluster::CatalogDoc> =
-        ClusterNode::start(config).await.expect("restarts");
+        ClusterNode::start(solo_config(&disk, &secret))
+            .await
+            .expect("restarts");
     assert_eq!(restarted.incarnation_start(), IncarnationStart::StoreFailed);
     assert_ne!(restarted.writer(), &first_life);
     assert!(restarted.store_failure().is_none());
