@@ -476,6 +476,14 @@ async fn reclaim(dead_node: &str, via: &str, token: &str, json: bool) -> Result<
             answer["budgets"].as_array().map_or(0, Vec::len),
             answer["mint_duty_moved"],
         );
+        for budget in answer["budgets"].as_array().into_iter().flatten() {
+            println!(
+                "  {} {}: ${}",
+                budget["budget"].as_str().unwrap_or("?"),
+                budget["period"].as_str().unwrap_or("?"),
+                budget["reclaimed_usd"].as_str().unwrap_or("0"),
+            );
+        }
     }
     Ok(())
 }
