@@ -53,6 +53,10 @@ pub struct RunSpec {
 
 /// The nodes' `governance.stale_after_ms` in runs: short, so fail-closed shows in a short run.
 const STALE_AFTER_MS: u64 = 3_000;
+/// `cluster.snapshot_every` of the nodes when `truncate-snapshot` runs: small, so that nodes
+/// have a snapshot to damage within seconds rather than after 10 000 deltas (the default), and
+/// restarts recover from snapshots more often.
+const SNAPSHOT_EVERY: u64 = 500;
 /// How long the final phase waits for digests to agree.
 const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(90);
 /// gpt-4o prices, micro-dollars per million tokens (the gateway's and the mock's table).
@@ -88,6 +92,12 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
         .iter()
         .map(|h| Node::new(h.index, h.ip, net.work_dir()))
         .collect();
+    if setup.tmpfs {
+        // A disk that can fill up: each data dir on a small file system of its own.
+        for node in &members {
+            crate::net::mount_tmpfs(node.data_dir(), crate::storage::TMPFS_BYTES)?;
+        }
+    }
     let seeds: Vec<String> = members.iter().map(Node::gossip).collect();
     for node in &mut members {
         let own = node.gossip();
@@ -100,6 +110,7 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
         nodes: members,
         setup,
         timeline: Vec::new(),
+        watches: std::collections::HashMap::new(),
     }));
     let guard = Teardown(cluster.clone());
     let history = Arc::new(History::create(&spec.report_dir.join("history.jsonl"))?);
@@ -258,15 +269,16 @@ fn write_node_files(
     let key_file = dir.join("provider.key");
     std::fs::write(&key_file, "sk-jepsen-upstream\n")?;
     let config = dir.join("starling.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"http://{mock}/v1\"\napi_key_file = \"{}\"\nmodels = [\"gpt-*\"]\n\n\
-             [governance]\nstale_after_ms = {STALE_AFTER_MS}\nmin_chunk_micros = 1000\nidle_refund_ms = 5000\nunsafe_skip_rights_check = {}\n",
-            key_file.display(),
-            spec.unsafe_skip_rights
-        ),
-    )?;
+    let mut text = format!(
+        "[[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"http://{mock}/v1\"\napi_key_file = \"{}\"\nmodels = [\"gpt-*\"]\n\n\
+         [governance]\nstale_after_ms = {STALE_AFTER_MS}\nmin_chunk_micros = 1000\nidle_refund_ms = 5000\nunsafe_skip_rights_check = {}\n",
+        key_file.display(),
+        spec.unsafe_skip_rights
+    );
+    if spec.nemeses.contains(&Nemesis::TruncateSnapshot) {
+        text.push_str(&format!("\n[cluster]\nsnapshot_every = {SNAPSHOT_EVERY}\n"));
+    }
+    std::fs::write(&config, text)?;
     Ok(NodeSetup {
         binary: binary.to_owned(),
         config,
@@ -277,6 +289,7 @@ fn write_node_files(
             starling_cluster::tls::generate_secret()?
         },
         faketime: spec.nemeses.contains(&Nemesis::Clock),
+        tmpfs: spec.nemeses.contains(&Nemesis::DiskFull),
     })
 }
 

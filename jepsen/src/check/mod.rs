@@ -11,6 +11,7 @@ pub mod durability;
 pub mod liveness;
 pub mod rate;
 pub mod revocation;
+pub mod storage;
 pub mod topology;
 
 use std::collections::HashMap;
@@ -178,6 +179,7 @@ pub fn check_all(evidence: &Evidence) -> Vec<Verdict> {
         revocation::check(evidence),
         durability::check(evidence),
         liveness::check(evidence),
+        storage::check(evidence),
     ]
 }
 
@@ -228,6 +230,7 @@ pub(crate) mod tests {
             fault,
             start_ms,
             end_ms,
+            storage: None,
         }
     }
 

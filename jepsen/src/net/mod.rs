@@ -16,9 +16,12 @@
 //! | work directory           | `/tmp/starling-jepsen/slot-S/`  |
 //!
 //! Faults: [`Net::partition`] (nftables drop rules inside the namespaces, host to host only)
-//! and [`Net::netem`] (delay, loss, duplication, reordering on a host's egress).
+//! and [`Net::netem`] (delay, loss, duplication, reordering on a host's egress). Data dirs of
+//! the `disk-full` nemesis are small tmpfs mounts in the work directory ([`mount_tmpfs`]),
+//! which the sweep unmounts.
 
 mod exec;
+mod mounts;
 mod netem;
 mod partition;
 mod slot;
@@ -35,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
+pub use mounts::mount_tmpfs;
 pub use netem::{NetemSpec, REORDER_DEFAULT_DELAY_MS};
 use netem::{clear_netem_command, netem_command};
 pub use partition::{NFT_TABLE, partition_script};

@@ -476,6 +476,22 @@ fn create_sweeps_what_a_dead_owner_left() {
     let old_log = work_dir_path(slot).join("old.log");
     fs::create_dir_all(work_dir_path(slot)).expect("stray work dir");
     fs::write(&old_log, "old").expect("stray log");
+    // A data dir on a tmpfs of its own (the disk-full nemesis's), filled to the brim.
+    let data_dir = work_dir_path(slot).join("n1.data");
+    mount_tmpfs(&data_dir, 1 << 20).expect("mounting a tmpfs");
+    assert!(
+        crate::storage::fill(&data_dir, 512 << 10).is_err(),
+        "a file system larger than allowed is not filled"
+    );
+    let filled = crate::storage::fill(&data_dir, 1 << 20).expect("filling the tmpfs");
+    assert!(
+        filled > 900 << 10,
+        "the ballast fills the tmpfs: {filled} bytes"
+    );
+    assert!(
+        fs::write(data_dir.join("more"), [1u8; 8192]).is_err(),
+        "the tmpfs is full"
+    );
 
     let net = Net::build(lock, 2).expect("building over the leftovers");
     let status = reap(&mut stray_process);
@@ -488,6 +504,12 @@ fn create_sweeps_what_a_dead_owner_left() {
     assert!(link_exists(&bridge));
     assert!(net.work_dir().is_dir());
     assert!(!old_log.exists());
+    assert!(
+        mounts::current_mounts_below(&work_dir_path(slot))
+            .expect("reading the mounts")
+            .is_empty(),
+        "the stray tmpfs is unmounted"
+    );
     eventually("0 -> 1 on the rebuilt network", Reach::Yes, || {
         probe(&net, 0, net.hosts()[1].ip, 9)
     });
