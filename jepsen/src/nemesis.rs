@@ -155,6 +155,37 @@ impl Nemesis {
     }
 }
 
+/// A list of nemeses as briefly as `--nemesis` can say it: `all`, or each group it holds whole
+/// (`partition`, `process`, `storage`) and the other names.
+pub fn describe_list(list: &[Nemesis]) -> String {
+    let set: BTreeSet<Nemesis> = list.iter().copied().collect();
+    if ALL.iter().all(|n| set.contains(n)) {
+        return "all".to_owned();
+    }
+    let partition: Vec<Nemesis> = ALL.iter().copied().filter(|n| n.class() == 0).collect();
+    let groups: [(&str, &[Nemesis]); 3] = [
+        ("partition", &partition),
+        ("process", &[Nemesis::Kill, Nemesis::KillAll, Nemesis::Wipe]),
+        ("storage", &STORAGE),
+    ];
+    let mut rest = set.clone();
+    let mut words = Vec::new();
+    for (name, members) in groups {
+        if members.iter().all(|n| set.contains(n)) {
+            words.push(name.to_owned());
+            for n in members {
+                rest.remove(n);
+            }
+        }
+    }
+    words.extend(rest.iter().map(|n| n.name().to_owned()));
+    if words.is_empty() {
+        "none".to_owned()
+    } else {
+        words.join(",")
+    }
+}
+
 /// A concrete fault, drawn from a nemesis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "fault")]
@@ -230,6 +261,21 @@ impl Fault {
             | Fault::DiskFull { node }
             | Fault::FlipByte { node }
             | Fault::TruncateSnapshot { node } => vec![*node],
+        }
+    }
+
+    /// The kind of fault, for the plot's lanes: `partition`, `network`, `process`, `pause`,
+    /// `clock` or `storage`.
+    pub fn lane(&self) -> &'static str {
+        match self {
+            Fault::Partition { .. } => "partition",
+            Fault::Netem { .. } | Fault::Loss { .. } => "network",
+            Fault::Kill { .. } => "process",
+            Fault::Pause { .. } => "pause",
+            Fault::Clock { .. } => "clock",
+            Fault::DiskFull { .. } | Fault::FlipByte { .. } | Fault::TruncateSnapshot { .. } => {
+                "storage"
+            }
         }
     }
 
@@ -857,6 +903,16 @@ mod tests {
         assert!(
             Nemesis::parse_list("all").is_ok_and(|all| STORAGE.iter().all(|n| all.contains(n)))
         );
+        for text in [
+            "all",
+            "none",
+            "storage",
+            "partition,kill",
+            "process,storage,clock",
+        ] {
+            let list = Nemesis::parse_list(text).expect("parses");
+            assert_eq!(describe_list(&list), text);
+        }
         assert!(Nemesis::parse_list("flood").is_err());
     }
 

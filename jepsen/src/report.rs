@@ -141,14 +141,12 @@ fn draw_plot(spec: &RunSpec, ev: &Evidence, started_ms: u64) -> anyhow::Result<(
     let until = samples.iter().map(|s| s.t_s).fold(0.0, f64::max);
     let input = PlotInput {
         title: format!(
-            "starling-jepsen seed {} — {} nodes, nemeses {}",
+            "starling-jepsen seed {} — {} nodes, {} s, nemeses {}{}",
             spec.seed,
             spec.nodes,
-            spec.nemeses
-                .iter()
-                .map(|n| n.name())
-                .collect::<Vec<_>>()
-                .join(",")
+            spec.time_limit.as_secs(),
+            crate::nemesis::describe_list(&spec.nemeses),
+            if spec.combine { " (two at once)" } else { "" }
         ),
         buckets: plot::bucketize(&samples, 1.0, until),
         faults: ev
@@ -158,6 +156,7 @@ fn draw_plot(spec: &RunSpec, ev: &Evidence, started_ms: u64) -> anyhow::Result<(
                 start_s: secs(r.start_ms, started_ms),
                 end_s: secs(r.end_ms, started_ms),
                 label: r.label.clone(),
+                lane: r.fault.lane().to_owned(),
             })
             .collect(),
     };
