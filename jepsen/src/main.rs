@@ -49,7 +49,8 @@ struct RunArgs {
     seed: u64,
     /// Faults: names (partition-halves, partition-majority, partition-isolate,
     /// partition-bridge, partition-ring, partition-one-way, netem, kill, kill-all, wipe,
-    /// pause, clock) or groups (partition, process, all, none), comma-separated.
+    /// pause, clock, disk-full, flip-byte, truncate-snapshot) or groups (partition, process,
+    /// storage, all, none), comma-separated.
     #[arg(long, default_value = "all", value_parser = Nemesis::parse_list)]
     nemesis: std::vec::Vec<Nemesis>,
     /// Run two faults of different classes at once (e.g. a partition during a clock jump).

@@ -725,8 +725,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// Ends a storage fault: collects what a full disk's node said, frees the disk, restarts
-    /// the node on its data dir and records how it started.
+    /// Ends a storage fault: collects what a full disk's node said, frees the disk, and
+    /// restarts the node on its data dir ([`Cluster::observe_storage`] then reads how it
+    /// started).
     fn heal_storage(&mut self, node: usize, report: &mut StorageReport) -> anyhow::Result<()> {
         let dir = self.nodes[node].data_dir().to_owned();
         if report.ballast_bytes.is_some() {
@@ -745,6 +746,7 @@ impl Cluster {
         }
         let log = self.nodes[node].log_path().to_owned();
         let log_before = std::fs::metadata(&log).map_or(0, |m| m.len());
+        report.log_offset = log_before;
         if let Err(error) = self.start(node) {
             // The node's contract is to start on whatever it can read; if it refuses, do what
             // its error tells an operator to (empty the data dir), so the run goes on, and
@@ -765,17 +767,23 @@ impl Cluster {
             self.nodes[node].wipe()?;
             self.start(node)?;
         }
-        // The fault ends here; what follows only looks at what the node says.
-        report.healed_ms = Some(now_ms());
+        Ok(())
+    }
+
+    /// After a storage fault's heal (and the heals of the faults with it, which must not wait
+    /// for this): how the restarted node says it started, whether it moved the damaged file
+    /// aside, and whether its log names it.
+    fn observe_storage(&self, node: usize, report: &mut StorageReport) {
         if report.expected_reason.is_some() {
             report.incarnation_start = storage::incarnation_start(&self.nodes[node].url());
             if let Some(damage) = &report.damage {
-                report.moved_aside = storage::moved_aside(&dir, &damage.file);
-                report.logged = Some(storage::log_since(&log, log_before).contains(&damage.file));
+                let said = storage::log_since(self.nodes[node].log_path(), report.log_offset);
+                report.moved_aside =
+                    storage::moved_aside(self.nodes[node].data_dir(), &damage.file);
+                report.logged = Some(said.contains(&damage.file));
             }
         }
         tracing::info!(node = node + 1, report = %report.summary(), "nemesis: storage fault healed");
-        Ok(())
     }
 
     /// Heals everything: no partition, no netem, every node running and resumed, true
@@ -866,12 +874,18 @@ pub fn run(
             let mut storage = c.timeline[i].storage.take();
             let healed = c.heal(&fault, storage.as_mut());
             let record = &mut c.timeline[i];
-            record.end_ms = storage
-                .as_ref()
-                .and_then(|r| r.healed_ms)
-                .unwrap_or_else(now_ms);
+            record.end_ms = now_ms();
             record.storage = storage;
             healed?;
+        }
+        for i in first_record..c.timeline.len() {
+            if let (Some(node), Some(mut report)) = (
+                c.timeline[i].fault.storage_node(),
+                c.timeline[i].storage.take(),
+            ) {
+                c.observe_storage(node, &mut report);
+                c.timeline[i].storage = Some(report);
+            }
         }
     }
     Ok(())

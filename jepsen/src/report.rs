@@ -41,10 +41,13 @@ pub fn write(
     for r in &ev.timeline {
         let _ = writeln!(
             timeline,
-            "{:>8.1} s – {:>8.1} s  {}",
+            "{:>8.1} s – {:>8.1} s  {}{}",
             secs(r.start_ms, started_ms),
             secs(r.end_ms, started_ms),
-            r.label
+            r.label,
+            r.storage
+                .as_ref()
+                .map_or_else(String::new, |s| format!(" — {}", s.summary()))
         );
     }
     std::fs::write(dir.join("timeline.txt"), timeline)?;

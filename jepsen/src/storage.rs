@@ -102,10 +102,9 @@ pub struct StorageReport {
     /// After the restart: whether the node's log since the restart names the damaged file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logged: Option<bool>,
-    /// When the node was running again (epoch ms): the end of the fault, before the nemesis
-    /// read what the node says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healed_ms: Option<u64>,
+    /// Where the node's log ended when it was restarted: what it said since is read from here.
+    #[serde(skip)]
+    pub log_offset: u64,
 }
 
 /// What a node with a full disk said, polled until it reported the failure or the deadline.
