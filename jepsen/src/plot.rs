@@ -678,10 +678,10 @@ fn latency_panel(
     // minimum keeps a few decades, and so labelled ticks, on an axis with little or no data.
     let y_top = (highest * 8.0).max(100.0);
     let mut chart = ChartBuilder::on(area)
-        .margin(10)
-        .margin_right(25)
+        .margin(MARGIN)
+        .margin_right(MARGIN_RIGHT)
         .x_label_area_size(30)
-        .y_label_area_size(70)
+        .y_label_area_size(Y_LABEL_AREA)
         .build_cartesian_2d(x, (LATENCY_FLOOR_MS..y_top).log_scale())?;
     chart
         .configure_mesh()
@@ -727,10 +727,10 @@ fn throughput_panel(
         .fold(1.0f64, f64::max);
     let y_top = highest * 1.3;
     let mut chart = ChartBuilder::on(area)
-        .margin(10)
-        .margin_right(25)
+        .margin(MARGIN)
+        .margin_right(MARGIN_RIGHT)
         .x_label_area_size(40)
-        .y_label_area_size(70)
+        .y_label_area_size(Y_LABEL_AREA)
         .build_cartesian_2d(x, 0.0..y_top)?;
     chart
         .configure_mesh()
