@@ -15,4 +15,5 @@ pub mod nodes;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod storage;
 pub mod workload;

@@ -49,7 +49,8 @@ struct RunArgs {
     seed: u64,
     /// Faults: names (partition-halves, partition-majority, partition-isolate,
     /// partition-bridge, partition-ring, partition-one-way, netem, kill, kill-all, wipe,
-    /// pause, clock) or groups (partition, process, all, none), comma-separated.
+    /// pause, clock, disk-full, flip-byte, truncate-snapshot) or groups (partition, process,
+    /// storage, all, none), comma-separated.
     #[arg(long, default_value = "all", value_parser = Nemesis::parse_list)]
     nemesis: std::vec::Vec<Nemesis>,
     /// Run two faults of different classes at once (e.g. a partition during a clock jump).
@@ -64,6 +65,10 @@ struct RunArgs {
     /// Each budget-workload key's budget, USD.
     #[arg(long, default_value_t = 0.05)]
     budget_usd: f64,
+    /// Replicas must be identical within this many ms after the later of the last fault's
+    /// end and the last client operation, or the convergence checker fails.
+    #[arg(long, default_value_t = starling_jepsen::check::convergence::DEFAULT_BOUND_MS)]
+    convergence_bound_ms: u64,
     /// Report directory (default: jepsen-reports/<time>-seed<S>).
     #[arg(long)]
     report: Option<PathBuf>,
@@ -149,6 +154,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 binary: args.starling_bin.unwrap_or_else(default_binary),
                 unsafe_skip_rights: args.unsafe_skip_rights_check,
                 budget_micros: (args.budget_usd * 1e6).round() as u64,
+                convergence_bound_ms: args.convergence_bound_ms,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let stop = Arc::new(AtomicBool::new(false));

@@ -4,9 +4,10 @@
 //! a few seconds, with calm gaps between them. Every applied fault is recorded in the
 //! timeline with its window, so that the checkers know which guarantees were conditional when.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::history::now_ms;
 use crate::net::{Net, NetemSpec};
 use crate::nodes::{Node, NodeSetup};
+use crate::storage::{self, FailureSeen, StorageReport};
 
 /// The nemeses a run can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -46,10 +48,17 @@ pub enum Nemesis {
     Pause,
     /// One node's wall clock jumps forward, then back, across a budget period boundary.
     Clock,
+    /// One node's data dir (a small tmpfs) filled up by a ballast file while it runs; then
+    /// the ballast removed and the node restarted.
+    DiskFull,
+    /// `kill -9` of one node, a byte flipped in the middle of one of its logs, restarted.
+    FlipByte,
+    /// `kill -9` of one node, its snapshot truncated, restarted.
+    TruncateSnapshot,
 }
 
 /// Every nemesis, in order.
-pub const ALL: [Nemesis; 12] = [
+pub const ALL: [Nemesis; 15] = [
     Nemesis::PartitionHalves,
     Nemesis::PartitionMajority,
     Nemesis::PartitionIsolate,
@@ -62,6 +71,16 @@ pub const ALL: [Nemesis; 12] = [
     Nemesis::Wipe,
     Nemesis::Pause,
     Nemesis::Clock,
+    Nemesis::DiskFull,
+    Nemesis::FlipByte,
+    Nemesis::TruncateSnapshot,
+];
+
+/// The storage nemeses (group `storage`).
+pub const STORAGE: [Nemesis; 3] = [
+    Nemesis::DiskFull,
+    Nemesis::FlipByte,
+    Nemesis::TruncateSnapshot,
 ];
 
 impl Nemesis {
@@ -80,6 +99,9 @@ impl Nemesis {
             Nemesis::Wipe => "wipe",
             Nemesis::Pause => "pause",
             Nemesis::Clock => "clock",
+            Nemesis::DiskFull => "disk-full",
+            Nemesis::FlipByte => "flip-byte",
+            Nemesis::TruncateSnapshot => "truncate-snapshot",
         }
     }
 
@@ -90,12 +112,24 @@ impl Nemesis {
             Nemesis::Kill | Nemesis::KillAll | Nemesis::Wipe => 2,
             Nemesis::Pause => 3,
             Nemesis::Clock => 4,
+            Nemesis::DiskFull | Nemesis::FlipByte | Nemesis::TruncateSnapshot => 5,
             _ => 0,
         }
     }
 
-    /// Parses a comma-separated list of names and groups (`partition`, `process`, `all`,
-    /// `none`).
+    /// Whether two faults may run together (`--combine`): not of one class, and not a storage
+    /// fault with a process fault, since both kill and restart nodes (a kill's restart would
+    /// start a node on a disk the storage fault is still damaging).
+    fn combines_with(self, other: Nemesis) -> bool {
+        let (a, b) = (
+            self.class().min(other.class()),
+            self.class().max(other.class()),
+        );
+        a != b && (a, b) != (2, 5)
+    }
+
+    /// Parses a comma-separated list of names and groups (`partition`, `process`, `storage`,
+    /// `all`, `none`).
     pub fn parse_list(text: &str) -> Result<Vec<Nemesis>, String> {
         let mut out = BTreeSet::new();
         for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -104,11 +138,12 @@ impl Nemesis {
                 "all" => out.extend(ALL),
                 "partition" => out.extend(ALL.iter().copied().filter(|n| n.class() == 0)),
                 "process" => out.extend([Nemesis::Kill, Nemesis::KillAll, Nemesis::Wipe]),
+                "storage" => out.extend(STORAGE),
                 other => {
                     let n = ALL.iter().find(|n| n.name() == other).ok_or_else(|| {
                         let names: Vec<_> = ALL.iter().map(|n| n.name()).collect();
                         format!(
-                            "unknown nemesis {other:?}: use all, none, partition, process, or {}",
+                            "unknown nemesis {other:?}: use all, none, partition, process, storage, or {}",
                             names.join(", ")
                         )
                     })?;
@@ -117,6 +152,37 @@ impl Nemesis {
             }
         }
         Ok(out.into_iter().collect())
+    }
+}
+
+/// A list of nemeses as briefly as `--nemesis` can say it: `all`, or each group it holds whole
+/// (`partition`, `process`, `storage`) and the other names.
+pub fn describe_list(list: &[Nemesis]) -> String {
+    let set: BTreeSet<Nemesis> = list.iter().copied().collect();
+    if ALL.iter().all(|n| set.contains(n)) {
+        return "all".to_owned();
+    }
+    let partition: Vec<Nemesis> = ALL.iter().copied().filter(|n| n.class() == 0).collect();
+    let groups: [(&str, &[Nemesis]); 3] = [
+        ("partition", &partition),
+        ("process", &[Nemesis::Kill, Nemesis::KillAll, Nemesis::Wipe]),
+        ("storage", &STORAGE),
+    ];
+    let mut rest = set.clone();
+    let mut words = Vec::new();
+    for (name, members) in groups {
+        if members.iter().all(|n| set.contains(n)) {
+            words.push(name.to_owned());
+            for n in members {
+                rest.remove(n);
+            }
+        }
+    }
+    words.extend(rest.iter().map(|n| n.name().to_owned()));
+    if words.is_empty() {
+        "none".to_owned()
+    } else {
+        words.join(",")
     }
 }
 
@@ -162,6 +228,22 @@ pub enum Fault {
         /// The first jump, in seconds.
         offset_s: i64,
     },
+    /// A node's data dir (a small tmpfs) full for the window; then the ballast is removed and
+    /// the node restarted on its data dir.
+    DiskFull {
+        /// Which node.
+        node: usize,
+    },
+    /// A node down for the window, with a byte flipped in the middle of one of its logs.
+    FlipByte {
+        /// Which node.
+        node: usize,
+    },
+    /// A node down for the window, with its snapshot cut short.
+    TruncateSnapshot {
+        /// Which node.
+        node: usize,
+    },
 }
 
 impl Fault {
@@ -174,7 +256,36 @@ impl Fault {
             }
             Fault::Netem { .. } | Fault::Loss { .. } => (0..n).collect(),
             Fault::Kill { nodes, .. } => nodes.clone(),
-            Fault::Pause { node } | Fault::Clock { node, .. } => vec![*node],
+            Fault::Pause { node }
+            | Fault::Clock { node, .. }
+            | Fault::DiskFull { node }
+            | Fault::FlipByte { node }
+            | Fault::TruncateSnapshot { node } => vec![*node],
+        }
+    }
+
+    /// The kind of fault, for the plot's lanes: `partition`, `network`, `process`, `pause`,
+    /// `clock` or `storage`.
+    pub fn lane(&self) -> &'static str {
+        match self {
+            Fault::Partition { .. } => "partition",
+            Fault::Netem { .. } | Fault::Loss { .. } => "network",
+            Fault::Kill { .. } => "process",
+            Fault::Pause { .. } => "pause",
+            Fault::Clock { .. } => "clock",
+            Fault::DiskFull { .. } | Fault::FlipByte { .. } | Fault::TruncateSnapshot { .. } => {
+                "storage"
+            }
+        }
+    }
+
+    /// The node a storage fault acts on.
+    pub fn storage_node(&self) -> Option<usize> {
+        match self {
+            Fault::DiskFull { node }
+            | Fault::FlipByte { node }
+            | Fault::TruncateSnapshot { node } => Some(*node),
+            _ => None,
         }
     }
 
@@ -194,6 +305,9 @@ impl Fault {
             ),
             Fault::Pause { node } => format!("pause n{}", node + 1),
             Fault::Clock { node, offset_s } => format!("clock n{} {offset_s:+}s", node + 1),
+            Fault::DiskFull { node } => format!("disk-full n{}", node + 1),
+            Fault::FlipByte { node } => format!("flip-byte n{}", node + 1),
+            Fault::TruncateSnapshot { node } => format!("truncate-snapshot n{}", node + 1),
         }
     }
 }
@@ -210,6 +324,29 @@ pub struct FaultRecord {
     pub start_ms: u64,
     /// When it was healed (epoch ms; `u64::MAX` while active).
     pub end_ms: u64,
+    /// Storage faults: what was damaged and what the node said about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageReport>,
+}
+
+impl FaultRecord {
+    /// Whether this fault may have taken `node`'s last writes with its disk: a wipe, a damaged
+    /// log or snapshot (the records after the damage are lost like a wiped disk's), or a
+    /// storage fault after which the harness had to empty the data dir.
+    pub fn loses_disk_of(&self, node: usize) -> bool {
+        match &self.fault {
+            Fault::Kill { nodes, wipe: true } => nodes.contains(&node),
+            Fault::FlipByte { node: n } | Fault::TruncateSnapshot { node: n } => *n == node,
+            Fault::DiskFull { node: n } => {
+                *n == node
+                    && self
+                        .storage
+                        .as_ref()
+                        .is_some_and(|r| r.refused_start.is_some())
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A planned step: faults applied together at `at`, healed after `hold`.
@@ -230,8 +367,14 @@ pub struct Capabilities {
     pub netem: bool,
 }
 
+/// A full disk shows only once the node's log has used up the space it zero-filled ahead of
+/// its records (up to 1 MiB: 10–20 s under the default load), so a `disk-full` step is held
+/// this much longer than the others.
+pub const DISK_FULL_EXTRA_HOLD: Duration = Duration::from_secs(15);
+
 /// Draws the schedule: faults of `kinds`, one class at a time (two with `combine`), each
-/// held 6–12 s with 3–6 s of calm between, within `span`.
+/// held 6–12 s ([`DISK_FULL_EXTRA_HOLD`] more with a full disk) with 3–6 s of calm between,
+/// within `span`.
 pub fn plan(
     kinds: &[Nemesis],
     n: usize,
@@ -246,17 +389,14 @@ pub fn plan(
     }
     let mut t = Duration::from_secs(rng.random_range(3..=5));
     loop {
-        let hold = Duration::from_secs(rng.random_range(6..=12));
+        let mut hold = Duration::from_secs(rng.random_range(6..=12));
         if t + hold > span {
             break;
         }
         let first = kinds[rng.random_range(0..kinds.len())];
         let mut faults = vec![draw(first, n, caps, rng)];
         if combine {
-            let others: Vec<_> = kinds
-                .iter()
-                .filter(|k| k.class() != first.class())
-                .collect();
+            let others: Vec<_> = kinds.iter().filter(|k| k.combines_with(first)).collect();
             if !others.is_empty() {
                 faults.push(draw(
                     *others[rng.random_range(0..others.len())],
@@ -264,6 +404,12 @@ pub fn plan(
                     caps,
                     rng,
                 ));
+            }
+        }
+        if faults.iter().any(|f| matches!(f, Fault::DiskFull { .. })) {
+            hold += DISK_FULL_EXTRA_HOLD;
+            if t + hold > span {
+                break;
             }
         }
         steps.push(Step {
@@ -389,6 +535,9 @@ pub fn draw(nemesis: Nemesis, n: usize, caps: Capabilities, rng: &mut StdRng) ->
             wipe: true,
         },
         Nemesis::Pause => Fault::Pause { node: order[0] },
+        Nemesis::DiskFull => Fault::DiskFull { node: order[0] },
+        Nemesis::FlipByte => Fault::FlipByte { node: order[0] },
+        Nemesis::TruncateSnapshot => Fault::TruncateSnapshot { node: order[0] },
         Nemesis::Clock => {
             // More than a minute, so a one-minute budget period boundary is crossed both ways.
             let magnitude = rng.random_range(65..=90);
@@ -415,6 +564,8 @@ pub struct Cluster {
     pub setup: NodeSetup,
     /// The timeline so far.
     pub timeline: Vec<FaultRecord>,
+    /// Per node with a full disk: the thread watching what it says.
+    pub watches: HashMap<usize, JoinHandle<FailureSeen>>,
 }
 
 impl Cluster {
@@ -450,7 +601,27 @@ impl Cluster {
         Ok(())
     }
 
-    fn apply(&mut self, fault: &Fault) -> anyhow::Result<()> {
+    /// The fault as it will be applied: a snapshot truncation drawn for a node that has no
+    /// snapshot yet (early in a run) goes to the next node that has one, so that it damages
+    /// something.
+    fn retarget(&self, fault: &Fault) -> Fault {
+        if let Fault::TruncateSnapshot { node } = *fault {
+            let n = self.nodes.len();
+            if let Some(other) = (0..n)
+                .map(|i| (node + i) % n)
+                .find(|&i| storage::has_snapshot(self.nodes[i].data_dir()))
+            {
+                return Fault::TruncateSnapshot { node: other };
+            }
+        }
+        fault.clone()
+    }
+
+    /// Applies a fault; what a storage fault did, for its record.
+    fn apply(&mut self, fault: &Fault) -> anyhow::Result<Option<StorageReport>> {
+        if let Some(node) = fault.storage_node() {
+            return self.apply_storage(fault, node).map(Some);
+        }
         match fault {
             Fault::Partition { blocked, .. } => self.net.partition(blocked)?,
             Fault::Netem { spec } => {
@@ -473,8 +644,49 @@ impl Cluster {
             }
             Fault::Pause { node } => self.nodes[*node].pause(),
             Fault::Clock { node, offset_s } => self.nodes[*node].set_clock_offset(*offset_s)?,
+            Fault::DiskFull { .. } | Fault::FlipByte { .. } | Fault::TruncateSnapshot { .. } => {}
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Fills or damages `node`'s data dir (see [`crate::storage`]).
+    fn apply_storage(&mut self, fault: &Fault, node: usize) -> anyhow::Result<StorageReport> {
+        let dir = self.nodes[node].data_dir().to_owned();
+        let mut report = StorageReport::default();
+        match fault {
+            Fault::DiskFull { .. } => {
+                if !self.setup.tmpfs {
+                    anyhow::bail!("disk-full needs the data dirs on tmpfs (set up at start)");
+                }
+                let filled = Instant::now();
+                report.ballast_bytes = Some(storage::fill(&dir, storage::TMPFS_BYTES)?);
+                report.expected_reason = Some(storage::REASON_STORE_FAILED.to_owned());
+                let url = self.nodes[node].url();
+                let deadline = filled + storage::REPORT_DEADLINE;
+                let watch = std::thread::spawn(move || {
+                    storage::watch_store_failure(&url, filled, deadline)
+                });
+                self.watches.insert(node, watch);
+            }
+            Fault::FlipByte { .. } | Fault::TruncateSnapshot { .. } => {
+                self.nodes[node].kill();
+                let (damage, none) = if matches!(fault, Fault::FlipByte { .. }) {
+                    (storage::flip_byte(&dir)?, "no log with two records yet")
+                } else {
+                    (storage::truncate_snapshot(&dir)?, "no snapshot yet")
+                };
+                match damage {
+                    Some(damage) => {
+                        tracing::info!(node = node + 1, file = %damage.file, what = %damage.what, "nemesis: damaged");
+                        report.damage = Some(damage);
+                        report.expected_reason = Some(storage::REASON_DAMAGED.to_owned());
+                    }
+                    None => report.skipped = Some(format!("{none}: a plain kill")),
+                }
+            }
+            _ => {}
+        }
+        Ok(report)
     }
 
     /// Halfway through a fault's window: the clock jumps back.
@@ -485,7 +697,10 @@ impl Cluster {
         Ok(())
     }
 
-    fn heal(&mut self, fault: &Fault) -> anyhow::Result<()> {
+    fn heal(&mut self, fault: &Fault, report: Option<&mut StorageReport>) -> anyhow::Result<()> {
+        if let (Some(node), Some(report)) = (fault.storage_node(), report) {
+            return self.heal_storage(node, report);
+        }
         match fault {
             Fault::Partition { .. } => self.net.heal()?,
             Fault::Netem { .. } => {
@@ -505,8 +720,70 @@ impl Cluster {
             }
             Fault::Pause { node } => self.nodes[*node].resume(),
             Fault::Clock { node, .. } => self.nodes[*node].set_clock_offset(0)?,
+            Fault::DiskFull { .. } | Fault::FlipByte { .. } | Fault::TruncateSnapshot { .. } => {}
         }
         Ok(())
+    }
+
+    /// Ends a storage fault: collects what a full disk's node said, frees the disk, and
+    /// restarts the node on its data dir ([`Cluster::observe_storage`] then reads how it
+    /// started).
+    fn heal_storage(&mut self, node: usize, report: &mut StorageReport) -> anyhow::Result<()> {
+        let dir = self.nodes[node].data_dir().to_owned();
+        if report.ballast_bytes.is_some() {
+            // A node paused by a fault combined with this one could not answer the watch.
+            if self.nodes[node].is_paused() {
+                self.nodes[node].resume();
+            }
+            let watch = self.watches.remove(&node);
+            let mut seen = watch.and_then(|w| w.join().ok()).unwrap_or_default();
+            if !seen.reported() {
+                seen.log_room_left = storage::log_room_left(&dir);
+            }
+            report.store_failure = Some(seen);
+            storage::remove_ballast(&dir)?;
+            self.nodes[node].kill();
+        }
+        let log = self.nodes[node].log_path().to_owned();
+        let log_before = std::fs::metadata(&log).map_or(0, |m| m.len());
+        report.log_offset = log_before;
+        if let Err(error) = self.start(node) {
+            // The node's contract is to start on whatever it can read; if it refuses, do what
+            // its error tells an operator to (empty the data dir), so the run goes on, and
+            // record the refusal, which the storage checker reports.
+            let said = storage::log_since(&log, log_before);
+            // The error `main` printed, else the last error logged, else why it was not ready.
+            let line = said
+                .lines()
+                .find(|l| l.starts_with("Error:"))
+                .or_else(|| said.lines().rev().find(|l| l.contains("ERROR")))
+                .map_or_else(|| format!("{error:#}"), str::to_owned);
+            tracing::warn!(
+                node = node + 1,
+                "refused to start after a storage fault: {line}"
+            );
+            report.refused_start = Some(line.chars().take(240).collect());
+            self.nodes[node].kill();
+            self.nodes[node].wipe()?;
+            self.start(node)?;
+        }
+        Ok(())
+    }
+
+    /// After a storage fault's heal (and the heals of the faults with it, which must not wait
+    /// for this): how the restarted node says it started, whether it moved the damaged file
+    /// aside, and whether its log names it.
+    fn observe_storage(&self, node: usize, report: &mut StorageReport) {
+        if report.expected_reason.is_some() {
+            report.incarnation_start = storage::incarnation_start(&self.nodes[node].url());
+            if let Some(damage) = &report.damage {
+                let said = storage::log_since(self.nodes[node].log_path(), report.log_offset);
+                report.moved_aside =
+                    storage::moved_aside(self.nodes[node].data_dir(), &damage.file);
+                report.logged = Some(said.contains(&damage.file));
+            }
+        }
+        tracing::info!(node = node + 1, report = %report.summary(), "nemesis: storage fault healed");
     }
 
     /// Heals everything: no partition, no netem, every node running and resumed, true
@@ -514,6 +791,9 @@ impl Cluster {
     pub fn heal_all(&mut self) -> anyhow::Result<()> {
         self.net.heal()?;
         for h in 0..self.nodes.len() {
+            if self.setup.tmpfs {
+                storage::remove_ballast(self.nodes[h].data_dir())?;
+            }
             self.net.clear_netem(h)?;
             self.net.random_loss(h, 0.0)?;
             if self.nodes[h].is_paused() {
@@ -557,34 +837,55 @@ pub fn run(
         if !wait_until(begin + step.at) {
             return Ok(());
         }
+        // A step may start late when the heal before it took long (a restart, a full disk's
+        // node that had yet to report): it still gets its whole hold, and the calm gaps after
+        // it absorb the delay.
+        let started = std::time::Instant::now();
         let first_record = {
             let mut c = lock();
             let first_record = c.timeline.len();
             for fault in &step.faults {
+                let fault = c.retarget(fault);
                 tracing::info!(fault = %fault.label(), "nemesis: apply");
-                c.apply(fault)?;
+                let storage = c.apply(&fault)?;
                 c.timeline.push(FaultRecord {
-                    fault: fault.clone(),
                     label: fault.label(),
+                    fault,
                     start_ms: now_ms(),
                     end_ms: u64::MAX,
+                    storage,
                 });
             }
             first_record
         };
-        let _ = wait_until(begin + step.at + step.hold / 2);
+        let _ = wait_until(started + step.hold / 2);
         {
             let mut c = lock();
-            for fault in &step.faults {
-                c.midway(fault)?;
+            for i in first_record..c.timeline.len() {
+                let fault = c.timeline[i].fault.clone();
+                c.midway(&fault)?;
             }
         }
-        let _ = wait_until(begin + step.at + step.hold);
+        let _ = wait_until(started + step.hold);
         let mut c = lock();
-        for (i, fault) in step.faults.iter().enumerate() {
+        for i in first_record..c.timeline.len() {
+            let fault = c.timeline[i].fault.clone();
             tracing::info!(fault = %fault.label(), "nemesis: heal");
-            c.heal(fault)?;
-            c.timeline[first_record + i].end_ms = now_ms();
+            let mut storage = c.timeline[i].storage.take();
+            let healed = c.heal(&fault, storage.as_mut());
+            let record = &mut c.timeline[i];
+            record.end_ms = now_ms();
+            record.storage = storage;
+            healed?;
+        }
+        for i in first_record..c.timeline.len() {
+            if let (Some(node), Some(mut report)) = (
+                c.timeline[i].fault.storage_node(),
+                c.timeline[i].storage.take(),
+            ) {
+                c.observe_storage(node, &mut report);
+                c.timeline[i].storage = Some(report);
+            }
         }
     }
     Ok(())
@@ -605,6 +906,27 @@ mod tests {
             Ok(vec![Nemesis::Kill, Nemesis::Pause])
         );
         assert_eq!(Nemesis::parse_list("partition").map(|v| v.len()), Ok(6));
+        assert_eq!(
+            Nemesis::parse_list("storage"),
+            Ok(vec![
+                Nemesis::DiskFull,
+                Nemesis::FlipByte,
+                Nemesis::TruncateSnapshot
+            ])
+        );
+        assert!(
+            Nemesis::parse_list("all").is_ok_and(|all| STORAGE.iter().all(|n| all.contains(n)))
+        );
+        for text in [
+            "all",
+            "none",
+            "storage",
+            "partition,kill",
+            "process,storage,clock",
+        ] {
+            let list = Nemesis::parse_list(text).expect("parses");
+            assert_eq!(describe_list(&list), text);
+        }
         assert!(Nemesis::parse_list("flood").is_err());
     }
 
@@ -667,6 +989,10 @@ mod tests {
                     Fault::Kill { .. } => 2,
                     Fault::Pause { .. } => 3,
                     Fault::Clock { .. } => 4,
+                    // Storage faults kill and restart nodes too: never with a process fault.
+                    Fault::DiskFull { .. }
+                    | Fault::FlipByte { .. }
+                    | Fault::TruncateSnapshot { .. } => 2,
                 };
                 assert_ne!(class(x), class(y));
             }

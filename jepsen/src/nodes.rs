@@ -30,6 +30,8 @@ pub struct NodeSetup {
     pub secret: String,
     /// Preload libfaketime so that the node's wall clock can be skewed.
     pub faketime: bool,
+    /// Every data dir is a small tmpfs of its own (for the `disk-full` nemesis).
+    pub tmpfs: bool,
 }
 
 /// Errors starting or signalling a node.
@@ -108,6 +110,11 @@ impl Node {
     /// The log file (appended to across restarts).
     pub fn log_path(&self) -> &Path {
         &self.log
+    }
+
+    /// The data dir (`--data-dir`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// Whether a process is running (possibly paused).
@@ -252,15 +259,27 @@ impl Node {
         self.paused = false;
     }
 
-    /// Deletes the data dir (the node must be down): a disk lost with the machine.
+    /// Deletes everything in the data dir (the node must be down): a disk lost with the
+    /// machine. The dir itself stays, since it may be a mount point.
     pub fn wipe(&mut self) -> Result<(), NodeError> {
-        match std::fs::remove_dir_all(&self.data_dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NodeError::Io {
-                what: format!("wiping {}", self.data_dir.display()),
-                source: e,
-            }),
-            _ => Ok(()),
+        let io = |e: std::io::Error| NodeError::Io {
+            what: format!("wiping {}", self.data_dir.display()),
+            source: e,
+        };
+        let entries = match std::fs::read_dir(&self.data_dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            entries => entries.map_err(io)?,
+        };
+        for entry in entries {
+            let entry = entry.map_err(io)?;
+            let path = entry.path();
+            if entry.file_type().map_err(io)?.is_dir() {
+                std::fs::remove_dir_all(&path).map_err(io)?;
+            } else {
+                std::fs::remove_file(&path).map_err(io)?;
+            }
         }
+        Ok(())
     }
 
     /// Sets the wall-clock offset (seconds, may be negative); libfaketime picks it up within

@@ -1,8 +1,11 @@
 //! A PNG of a run's latency and throughput over time, with the fault windows shaded.
 //!
-//! The picture answers "what did clients see while each fault was active": the top panel shows
-//! latency percentiles per time bucket on a log scale, the bottom one operations per second by
-//! outcome, and both shade every fault window so that dips and spikes line up with their cause.
+//! The picture answers "what did clients see while each fault was active": a band at the top
+//! lays out every fault as a bar with its label, in one lane per kind of fault (labels that
+//! would overlap go to another row of their lane), the panel below shows latency percentiles
+//! per time bucket on a log scale, the bottom one operations per second by outcome, and both
+//! shade every fault window in its lane's colour so that dips and spikes line up with their
+//! cause.
 
 use std::path::{Path, PathBuf};
 
@@ -12,9 +15,29 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
-/// Image size in pixels: wide, because runs are long and the time axis carries the story.
+/// Image size in pixels: wide, because runs are long and the time axis carries the story. The
+/// fault band adds its own height to [`HEIGHT`].
 const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 800;
+
+/// Every panel's margins and y label area, in pixels: the same in all three, so that their
+/// time axes line up.
+const MARGIN: u32 = 10;
+const MARGIN_RIGHT: u32 = 25;
+const Y_LABEL_AREA: u32 = 70;
+
+/// Height of the title band, in pixels, and the largest and smallest title font sizes: a
+/// title too wide at the largest size is set smaller, then cut with an ellipsis.
+const TITLE_BAND: u32 = 40;
+const TITLE_FONT_MAX: u32 = 24;
+const TITLE_FONT_MIN: u32 = 13;
+
+/// One row of the fault band, in pixels, and its label font size.
+const LANE_ROW_PX: u32 = 20;
+const LANE_FONT: u32 = 12;
+
+/// Pixels kept free between two labels (or bars) in one row.
+const LABEL_GAP_PX: i32 = 8;
 
 /// Latencies are drawn no lower than this, in ms: a log axis cannot show zero.
 pub const LATENCY_FLOOR_MS: f64 = 0.1;
@@ -37,8 +60,25 @@ const DEFAULT_BUCKET_S: f64 = 1.0;
 /// million one-second buckets is over eleven days, far beyond any run.
 const MAX_BUCKETS: usize = 1_000_000;
 
-/// Fault labels are staggered over this many rows; more would eat into the data.
-const LABEL_ROWS: usize = 3;
+/// Rows a lane may take for its labels; a fault whose label fits in none of them is drawn as
+/// a bar alone (long runs on a narrow time axis), and the timeline lists it.
+const MAX_LANE_ROWS: usize = 3;
+
+/// Colours of the harness's lanes, so that a kind of fault looks the same in every report;
+/// other lanes take [`OTHER_LANE_COLORS`] in order of first appearance.
+const LANE_COLORS: [(&str, RGBColor); 6] = [
+    ("partition", RGBColor(148, 103, 189)),
+    ("network", RGBColor(140, 86, 75)),
+    ("process", RGBColor(214, 39, 40)),
+    ("pause", RGBColor(127, 127, 127)),
+    ("clock", RGBColor(23, 190, 207)),
+    ("storage", RGBColor(188, 189, 34)),
+];
+const OTHER_LANE_COLORS: [RGBColor; 3] = [
+    RGBColor(227, 119, 194),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+];
 
 const P50_COLOR: RGBColor = RGBColor(31, 119, 180);
 const P99_COLOR: RGBColor = RGBColor(255, 127, 14);
@@ -46,7 +86,6 @@ const MAX_COLOR: RGBColor = RGBColor(214, 39, 40);
 const OK_COLOR: RGBColor = RGBColor(44, 160, 44);
 const REJECTED_COLOR: RGBColor = RGBColor(255, 127, 14);
 const FAILED_COLOR: RGBColor = RGBColor(214, 39, 40);
-const FAULT_COLOR: RGBColor = RGBColor(148, 103, 189);
 
 /// Errors from drawing a plot.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +141,12 @@ pub struct FaultWindow {
     /// it, so that a fault outlasting the load shows; an infinite end (never healed) runs to
     /// the edge of the plot.
     pub end_s: f64,
-    /// Short text written at the top of the window, e.g. "partition n1|n2,n3".
+    /// Short text written by the window's bar, e.g. "partition n1|n2,n3".
     pub label: String,
+    /// The kind of fault, e.g. `partition`: faults of one kind share a lane of the fault band
+    /// and a colour. Empty reads as `fault`.
+    #[serde(default)]
+    pub lane: String,
 }
 
 /// Everything [`draw`] needs.
@@ -255,6 +298,101 @@ struct Shade<'a> {
     start_s: f64,
     end_s: f64,
     label: &'a str,
+    /// Index into the lanes.
+    lane: usize,
+    color: RGBColor,
+}
+
+/// The colour of lane `name`, the `index`-th to appear.
+fn lane_color(name: &str, index: usize) -> RGBColor {
+    LANE_COLORS.iter().find(|(lane, _)| *lane == name).map_or(
+        OTHER_LANE_COLORS[index % OTHER_LANE_COLORS.len()],
+        |(_, color)| *color,
+    )
+}
+
+/// Where a fault goes in the fault band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    /// Row from the top of the band.
+    row: usize,
+    /// Whether its label is drawn (it fitted in a row of its lane).
+    labelled: bool,
+}
+
+/// Lays the faults out in the fault band. `items` are (lane, bar from, bar to, label width),
+/// in pixels along the time axis of width `width`. Each lane gets the rows its labels need
+/// (at most [`MAX_LANE_ROWS`]), in lane order; within a lane, a fault goes to the first row
+/// where its bar and label clear everything already there by [`LABEL_GAP_PX`]. A fault that
+/// fits nowhere is drawn as a bar alone, in the first row where the bar fits (else its lane's
+/// first). Returns each fault's slot, and each lane's first row and row count.
+fn lay_out(
+    items: &[(usize, i32, i32, i32)],
+    lanes: usize,
+    width: i32,
+) -> (Vec<Slot>, Vec<(usize, usize)>) {
+    // Per lane, per row: the rightmost pixel taken so far.
+    let mut rows: Vec<Vec<i32>> = vec![Vec::new(); lanes];
+    let mut placed = vec![(0usize, 0usize, false); items.len()];
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (items[i].1, i));
+    for i in order {
+        let (lane, from, to, label_w) = items[i];
+        let Some(taken) = rows.get_mut(lane) else {
+            continue;
+        };
+        let (start, end) = label_extent(from, to, label_w, width);
+        let fits = |right: &i32| *right + LABEL_GAP_PX <= start;
+        let row = match taken.iter().position(fits) {
+            Some(row) => Some(row),
+            None if taken.len() < MAX_LANE_ROWS => {
+                taken.push(i32::MIN);
+                Some(taken.len() - 1)
+            }
+            None => None,
+        };
+        placed[i] = match row {
+            Some(row) => {
+                taken[row] = end;
+                (lane, row, true)
+            }
+            None => {
+                let row = taken
+                    .iter()
+                    .position(|right| *right + LABEL_GAP_PX <= from)
+                    .unwrap_or(0);
+                taken[row] = taken[row].max(to);
+                (lane, row, false)
+            }
+        };
+    }
+    let mut first = Vec::with_capacity(lanes);
+    let mut next = 0;
+    for taken in &rows {
+        let count = taken.len().max(1);
+        first.push((next, count));
+        next += count;
+    }
+    let slots = placed
+        .into_iter()
+        .map(|(lane, row, labelled)| Slot {
+            row: first.get(lane).map_or(0, |f| f.0) + row,
+            labelled,
+        })
+        .collect();
+    (slots, first)
+}
+
+/// Where a fault's label starts: just inside its bar, moved left if it would run past the
+/// right edge of the time axis (`width` pixels).
+fn label_start(from: i32, label_w: i32, width: i32) -> i32 {
+    (from + 3).min(width - label_w - 3).max(0)
+}
+
+/// The pixels a fault's bar and label take together.
+fn label_extent(from: i32, to: i32, label_w: i32, width: i32) -> (i32, i32) {
+    let label_from = label_start(from, label_w, width);
+    (from.min(label_from), to.max(label_from + label_w))
 }
 
 fn render(path: &Path, input: &PlotInput) -> DrawResult<()> {
@@ -296,26 +434,83 @@ fn render(path: &Path, input: &PlotInput) -> DrawResult<()> {
     if x_max - x_min < DEFAULT_BUCKET_S {
         x_max = x_min + DEFAULT_BUCKET_S;
     }
-    let shades: Vec<Shade<'_>> = input
+    let mut lanes: Vec<&str> = Vec::new();
+    let mut by_start: Vec<&FaultWindow> = input
         .faults
         .iter()
         .filter(|f| !f.start_s.is_nan() && !f.end_s.is_nan())
-        .map(|f| Shade {
-            start_s: f.start_s.min(f.end_s).clamp(x_min, x_max),
-            end_s: f.start_s.max(f.end_s).clamp(x_min, x_max),
-            label: &f.label,
+        .collect();
+    by_start.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    for f in &by_start {
+        let lane = lane_name(f);
+        if !lanes.contains(&lane) {
+            lanes.push(lane);
+        }
+    }
+    let shades: Vec<Shade<'_>> = by_start
+        .iter()
+        .map(|f| {
+            let lane = lanes.iter().position(|l| *l == lane_name(f)).unwrap_or(0);
+            Shade {
+                start_s: f.start_s.min(f.end_s).clamp(x_min, x_max),
+                end_s: f.start_s.max(f.end_s).clamp(x_min, x_max),
+                label: &f.label,
+                lane,
+                color: lane_color(lane_name(f), lane),
+            }
         })
         .collect();
 
-    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    // The fault band's layout decides the image's height, so it is worked out first, on the
+    // width every panel's plotting area will have.
+    let plot_w = (WIDTH - MARGIN - MARGIN_RIGHT - Y_LABEL_AREA) as i32;
+    let px = |t: f64| ((t - x_min) / (x_max - x_min) * f64::from(plot_w)).round() as i32;
+    let label_font = ("sans-serif", LANE_FONT).into_font();
+    let items: Vec<(usize, i32, i32, i32)> = shades
+        .iter()
+        .map(|s| {
+            let width = label_font.box_size(s.label).map_or(0, |(w, _)| w as i32);
+            (
+                s.lane,
+                px(s.start_s),
+                px(s.end_s).max(px(s.start_s) + 2),
+                width,
+            )
+        })
+        .collect();
+    let (slots, lane_rows) = lay_out(&items, lanes.len(), plot_w);
+    let mut rows: usize = lane_rows.iter().map(|(_, count)| count).sum();
+    if slots.iter().any(|s| !s.labelled) {
+        // A row for the note that says so.
+        rows += 1;
+    }
+    let band_h = if rows == 0 {
+        0
+    } else {
+        rows as u32 * LANE_ROW_PX + 2 * MARGIN
+    };
+
+    let root = BitMapBackend::new(path, (WIDTH, HEIGHT + band_h)).into_drawing_area();
     root.fill(&WHITE)?;
     let title = if input.title.is_empty() {
         "Starling Jepsen run"
     } else {
         &input.title
     };
-    let body = root.margin(8, 0, 0, 0).titled(title, ("sans-serif", 26))?;
-    let (top, bottom) = body.split_vertically(body.dim_in_pixel().1 / 2);
+    let (head, body) = root.split_vertically(TITLE_BAND);
+    draw_title(&head, title)?;
+    let (band_area, panels) = body.split_vertically(band_h);
+    if rows > 0 {
+        let band = Band {
+            shades: &shades,
+            slots: &slots,
+            lanes: &lanes,
+            lane_rows: &lane_rows,
+            rows,
+        };
+        fault_band(&band_area, &band, x_min..x_max)?;
+    }
+    let (top, bottom) = panels.split_vertically(panels.dim_in_pixel().1 / 2);
     latency_panel(&top, &points, &shades, x_min..x_max)?;
     throughput_panel(&bottom, &points, &shades, x_min..x_max)?;
     root.present()?;
@@ -323,6 +518,146 @@ fn render(path: &Path, input: &PlotInput) -> DrawResult<()> {
 }
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// The lane of a fault window.
+fn lane_name(f: &FaultWindow) -> &str {
+    if f.lane.is_empty() { "fault" } else { &f.lane }
+}
+
+/// Writes the title centred in `area`, at the largest size that fits, cut with an ellipsis if
+/// even the smallest does not.
+fn draw_title(area: &Area<'_>, title: &str) -> DrawResult<()> {
+    let (w, h) = area.dim_in_pixel();
+    let room = w.saturating_sub(2 * MARGIN);
+    let fits = |text: &str, size: u32| {
+        ("sans-serif", size)
+            .into_font()
+            .box_size(text)
+            .is_ok_and(|(tw, _)| tw <= room)
+    };
+    let size = (TITLE_FONT_MIN..=TITLE_FONT_MAX)
+        .rev()
+        .find(|&size| fits(title, size))
+        .unwrap_or(TITLE_FONT_MIN);
+    let mut text = title.to_owned();
+    while !fits(&text, size) && text.pop().is_some() {
+        // Dropped a character; the ellipsis goes on below.
+        text = text.trim_end().to_owned();
+        if fits(&format!("{text}…"), size) {
+            text.push('…');
+            break;
+        }
+    }
+    let style = ("sans-serif", size)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    area.draw(&Text::new(text, (w as i32 / 2, h as i32 / 2 + 2), style))?;
+    Ok(())
+}
+
+/// What the fault band draws.
+struct Band<'a> {
+    shades: &'a [Shade<'a>],
+    slots: &'a [Slot],
+    lanes: &'a [&'a str],
+    /// Per lane: its first row and row count.
+    lane_rows: &'a [(usize, usize)],
+    rows: usize,
+}
+
+/// The fault band: each fault a bar in its lane's colour over its window, its label beside
+/// it, the lane names on the left, and a note of labels left out for lack of room.
+fn fault_band(area: &Area<'_>, band: &Band<'_>, x: std::ops::Range<f64>) -> DrawResult<()> {
+    let rows = band.rows as f64;
+    let mut chart = ChartBuilder::on(area)
+        .margin(MARGIN)
+        .margin_right(MARGIN_RIGHT)
+        .y_label_area_size(Y_LABEL_AREA)
+        .build_cartesian_2d(x, 0.0..rows)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .disable_y_axis()
+        .disable_x_axis()
+        .light_line_style(BLACK.mix(0.03))
+        .bold_line_style(BLACK.mix(0.12))
+        .draw()?;
+    // Row r (from the top) spans y in [rows - r - 1, rows - r].
+    let top = |row: usize| rows - row as f64;
+    // Lane bands, alternately tinted, so that each lane's rows read as one.
+    for (i, &(first, count)) in band.lane_rows.iter().enumerate() {
+        if i % 2 == 1 {
+            let (x0, x1) = (chart.x_range().start, chart.x_range().end);
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x0, top(first)), (x1, top(first + count))],
+                BLACK.mix(0.04).filled(),
+            )))?;
+        }
+    }
+    let bars = band.shades.iter().zip(band.slots).map(|(s, slot)| {
+        let y = top(slot.row);
+        Rectangle::new(
+            [(s.start_s, y - 0.15), (s.end_s, y - 0.85)],
+            s.color.mix(0.45).filled(),
+        )
+    });
+    chart.draw_series(bars)?;
+    let font = ("sans-serif", LANE_FONT)
+        .into_font()
+        .color(&BLACK.mix(0.85))
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let plot_w = chart.plotting_area().dim_in_pixel().0 as i32;
+    let (x0, x1) = (chart.x_range().start, chart.x_range().end);
+    let px = |t: f64| ((t - x0) / (x1 - x0) * f64::from(plot_w)).round() as i32;
+    let labels = band
+        .shades
+        .iter()
+        .zip(band.slots)
+        .filter(|(_, slot)| slot.labelled)
+        .map(|(s, slot)| {
+            let label_w = font.font.box_size(s.label).map_or(0, |(w, _)| w as i32);
+            let from = label_start(px(s.start_s), label_w, plot_w);
+            // Pixel offset from the row's left end, so that the label sits where the layout
+            // put it whatever the scale.
+            EmptyElement::at((x0, top(slot.row) - 0.5))
+                + Text::new(s.label.to_owned(), (from, 0), font.clone())
+        });
+    chart.draw_series(labels)?;
+    let lane_font = ("sans-serif", LANE_FONT)
+        .into_font()
+        .color(&BLACK.mix(0.8))
+        .pos(Pos::new(HPos::Right, VPos::Center));
+    let names = band
+        .lanes
+        .iter()
+        .zip(band.lane_rows)
+        .map(|(name, &(first, count))| {
+            let middle = top(first) - count as f64 / 2.0;
+            EmptyElement::at((x0, middle))
+                + Text::new((*name).to_owned(), (-8, 0), lane_font.clone())
+        });
+    chart.draw_series(names)?;
+    let unlabelled = band.slots.iter().filter(|s| !s.labelled).count();
+    if unlabelled > 0 {
+        // The bottom row is kept for this note.
+        let note = ("sans-serif", LANE_FONT)
+            .into_font()
+            .color(&BLACK.mix(0.6))
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((x1, 0.5))
+                + Text::new(
+                    format!(
+                        "{unlabelled} faults without a label for lack of room: see timeline.txt"
+                    ),
+                    (-4, 0),
+                    note,
+                ),
+        ))?;
+    }
+    Ok(())
+}
 
 fn latency_panel(
     area: &Area<'_>,
@@ -343,10 +678,10 @@ fn latency_panel(
     // minimum keeps a few decades, and so labelled ticks, on an axis with little or no data.
     let y_top = (highest * 8.0).max(100.0);
     let mut chart = ChartBuilder::on(area)
-        .margin(10)
-        .margin_right(25)
+        .margin(MARGIN)
+        .margin_right(MARGIN_RIGHT)
         .x_label_area_size(30)
-        .y_label_area_size(70)
+        .y_label_area_size(Y_LABEL_AREA)
         .build_cartesian_2d(x, (LATENCY_FLOOR_MS..y_top).log_scale())?;
     chart
         .configure_mesh()
@@ -392,10 +727,10 @@ fn throughput_panel(
         .fold(1.0f64, f64::max);
     let y_top = highest * 1.3;
     let mut chart = ChartBuilder::on(area)
-        .margin(10)
-        .margin_right(25)
+        .margin(MARGIN)
+        .margin_right(MARGIN_RIGHT)
         .x_label_area_size(40)
-        .y_label_area_size(70)
+        .y_label_area_size(Y_LABEL_AREA)
         .build_cartesian_2d(x, 0.0..y_top)?;
     chart
         .configure_mesh()
@@ -421,7 +756,8 @@ fn throughput_panel(
     finish_panel(&mut chart, !points.is_empty())
 }
 
-/// Shades each window over the panel's full height and writes its label at the top.
+/// Shades each window over the panel's full height in its lane's colour (the fault band above
+/// names them).
 fn shade_faults<'a, Y>(
     chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
     shades: &[Shade<'_>],
@@ -432,24 +768,13 @@ where
     Y: Ranged,
     Y::ValueType: Copy + 'static,
 {
-    let style = FAULT_COLOR.mix(0.15).filled();
-    let rects = shades
-        .iter()
-        .map(|s| Rectangle::new([(s.start_s, y_bottom), (s.end_s, y_top)], style));
-    let anno = chart.draw_series(rects)?;
-    if !shades.is_empty() {
-        anno.label("fault").legend(move |(x, y)| {
-            Rectangle::new([(x, y - 6), (x + 20, y + 6)], FAULT_COLOR.mix(0.3).filled())
-        });
-    }
-    let font = ("sans-serif", 14).into_font().color(&BLACK.mix(0.8));
-    let labels = shades.iter().enumerate().map(|(i, s)| {
-        // Pixel offsets from the window's top-left corner: overlapping windows start at
-        // different times, and rows keep labels of windows that start together apart.
-        let dy = 4 + 17 * (i % LABEL_ROWS) as i32;
-        EmptyElement::at((s.start_s, y_top)) + Text::new(s.label.to_owned(), (4, dy), font.clone())
+    let rects = shades.iter().map(|s| {
+        Rectangle::new(
+            [(s.start_s, y_bottom), (s.end_s, y_top)],
+            s.color.mix(0.13).filled(),
+        )
     });
-    chart.draw_series(labels)?;
+    chart.draw_series(rects)?;
     Ok(())
 }
 
@@ -665,11 +990,19 @@ mod tests {
                     start_s: 20.0,
                     end_s: 35.0,
                     label: "partition n1 | n2 n3".into(),
+                    lane: "partition".into(),
                 },
                 FaultWindow {
                     start_s: 28.0,
                     end_s: 50.0,
                     label: "clock skew n2 +5s".into(),
+                    lane: "clock".into(),
+                },
+                FaultWindow {
+                    start_s: 21.0,
+                    end_s: 30.0,
+                    label: "an unknown kind of fault with a long label".into(),
+                    lane: "other".into(),
                 },
             ],
         };
@@ -703,26 +1036,31 @@ mod tests {
                 start_s: 0.5,
                 end_s: 100.0,
                 label: "past the end".into(),
+                lane: String::new(),
             },
             FaultWindow {
                 start_s: 3.0,
                 end_s: f64::INFINITY,
                 label: "never healed".into(),
+                lane: String::new(),
             },
             FaultWindow {
                 start_s: 2.0,
                 end_s: 1.0,
                 label: "swapped".into(),
+                lane: String::new(),
             },
             FaultWindow {
                 start_s: f64::NAN,
                 end_s: 1.0,
                 label: "nan".into(),
+                lane: String::new(),
             },
             FaultWindow {
                 start_s: 0.0,
                 end_s: 0.0,
                 label: "分区 ⚡ \u{0}\n".into(),
+                lane: String::new(),
             },
         ];
         let inputs = [
@@ -759,6 +1097,52 @@ mod tests {
             draw(&path, input).expect("draw");
             assert_png(&path);
         }
+    }
+
+    #[test]
+    fn plot_fault_labels_never_overlap_in_a_row() {
+        // (lane, bar from, bar to, label width) in pixels on a 1000-pixel axis.
+        let items = [
+            (0, 100, 140, 200),  // a long label: takes 103..303
+            (0, 200, 240, 50),   // starts inside the first's label: a second row
+            (1, 200, 240, 50),   // another lane: its own row
+            (0, 320, 360, 50),   // clears the first by more than the gap: back to row 0
+            (0, 980, 1000, 100), // at the right edge: the label moves left of the bar
+            (0, 950, 960, 60),   // where that label now is: a second row
+        ];
+        let (slots, lanes) = lay_out(&items, 2, 1000);
+        assert_eq!(lanes, [(0, 2), (2, 1)]);
+        let rows: Vec<usize> = slots.iter().map(|s| s.row).collect();
+        assert_eq!(rows, [0, 1, 2, 0, 1, 0]);
+        assert!(slots.iter().all(|s| s.labelled));
+        assert_eq!(label_start(980, 100, 1000), 897);
+        // Within every row, the extents (bar and label) are apart by the gap.
+        for row in 0..3 {
+            let mut extents: Vec<(i32, i32)> = items
+                .iter()
+                .zip(&slots)
+                .filter(|(_, s)| s.row == row)
+                .map(|(&(_, from, to, w), _)| label_extent(from, to, w, 1000))
+                .collect();
+            extents.sort_unstable();
+            for pair in extents.windows(2) {
+                assert!(pair[0].1 + LABEL_GAP_PX <= pair[1].0, "row {row}: {pair:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn plot_a_crowded_lane_keeps_its_rows_and_drops_labels() {
+        // Twenty short faults 10 pixels apart, each with a 150-pixel label: the first three
+        // take the three rows; the next ones fit nowhere and are drawn as bars alone (in the
+        // first row, which they extend), until the labels of rows 1 and 2 end.
+        let items: Vec<(usize, i32, i32, i32)> =
+            (0..20).map(|i| (0, i * 10, i * 10 + 5, 150)).collect();
+        let (slots, lanes) = lay_out(&items, 1, 1000);
+        assert_eq!(lanes, [(0, MAX_LANE_ROWS)]);
+        let labelled: Vec<usize> = (0..20).filter(|&i| slots[i].labelled).collect();
+        assert_eq!(labelled, [0, 1, 2, 18, 19]);
+        assert!(slots.iter().all(|s| s.row < MAX_LANE_ROWS));
     }
 
     #[test]

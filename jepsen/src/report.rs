@@ -41,10 +41,13 @@ pub fn write(
     for r in &ev.timeline {
         let _ = writeln!(
             timeline,
-            "{:>8.1} s – {:>8.1} s  {}",
+            "{:>8.1} s – {:>8.1} s  {}{}",
             secs(r.start_ms, started_ms),
             secs(r.end_ms, started_ms),
-            r.label
+            r.label,
+            r.storage
+                .as_ref()
+                .map_or_else(String::new, |s| format!(" — {}", s.summary()))
         );
     }
     std::fs::write(dir.join("timeline.txt"), timeline)?;
@@ -141,14 +144,12 @@ fn draw_plot(spec: &RunSpec, ev: &Evidence, started_ms: u64) -> anyhow::Result<(
     let until = samples.iter().map(|s| s.t_s).fold(0.0, f64::max);
     let input = PlotInput {
         title: format!(
-            "starling-jepsen seed {} — {} nodes, nemeses {}",
+            "starling-jepsen seed {} — {} nodes, {} s, nemeses {}{}",
             spec.seed,
             spec.nodes,
-            spec.nemeses
-                .iter()
-                .map(|n| n.name())
-                .collect::<Vec<_>>()
-                .join(",")
+            spec.time_limit.as_secs(),
+            crate::nemesis::describe_list(&spec.nemeses),
+            if spec.combine { " (two at once)" } else { "" }
         ),
         buckets: plot::bucketize(&samples, 1.0, until),
         faults: ev
@@ -158,6 +159,7 @@ fn draw_plot(spec: &RunSpec, ev: &Evidence, started_ms: u64) -> anyhow::Result<(
                 start_s: secs(r.start_ms, started_ms),
                 end_s: secs(r.end_ms, started_ms),
                 label: r.label.clone(),
+                lane: r.fault.lane().to_owned(),
             })
             .collect(),
     };

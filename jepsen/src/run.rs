@@ -47,10 +47,16 @@ pub struct RunSpec {
     pub unsafe_skip_rights: bool,
     /// Each budget-workload key's amount, micro-dollars.
     pub budget_micros: u64,
+    /// Replicas must be identical within this after the heal and the last write, ms.
+    pub convergence_bound_ms: u64,
 }
 
 /// The nodes' `governance.stale_after_ms` in runs: short, so fail-closed shows in a short run.
 const STALE_AFTER_MS: u64 = 3_000;
+/// `cluster.snapshot_every` of the nodes when `truncate-snapshot` runs: small, so that nodes
+/// have a snapshot to damage within seconds rather than after 10 000 deltas (the default), and
+/// restarts recover from snapshots more often.
+const SNAPSHOT_EVERY: u64 = 500;
 /// How long the final phase waits for digests to agree.
 const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(90);
 /// gpt-4o prices, micro-dollars per million tokens (the gateway's and the mock's table).
@@ -86,6 +92,12 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
         .iter()
         .map(|h| Node::new(h.index, h.ip, net.work_dir()))
         .collect();
+    if setup.tmpfs {
+        // A disk that can fill up: each data dir on a small file system of its own.
+        for node in &members {
+            crate::net::mount_tmpfs(node.data_dir(), crate::storage::TMPFS_BYTES)?;
+        }
+    }
     let seeds: Vec<String> = members.iter().map(Node::gossip).collect();
     for node in &mut members {
         let own = node.gossip();
@@ -98,6 +110,7 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
         nodes: members,
         setup,
         timeline: Vec::new(),
+        watches: std::collections::HashMap::new(),
     }));
     let guard = Teardown(cluster.clone());
     let history = Arc::new(History::create(&spec.report_dir.join("history.jsonl"))?);
@@ -168,14 +181,17 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
     tracing::info!("traffic stopped; waiting for convergence");
     let keys = ctx.keys.all();
     // Nodes keep writing for a while after the traffic stops (idle refunds of budget rights):
-    // read the finals until they were taken from one state everywhere.
+    // read the finals until they were taken from one state everywhere. The time to converge
+    // is the first time the digests were seen equal: the replicas were identical then,
+    // whatever housekeeping wrote afterwards.
     let mut converged_ms = None;
     let mut finals = Vec::new();
     for _ in 0..10 {
-        converged_ms = wait_for_convergence(&clients, nodes).await;
+        let equal_ms = wait_for_convergence(&clients, nodes).await;
+        converged_ms = converged_ms.or(equal_ms);
         finals = collect_finals(&clients, nodes, &keys).await;
         let first = finals.first().and_then(|f| f.digest.clone());
-        if converged_ms.is_none() || finals.iter().all(|f| f.digest == first) {
+        if equal_ms.is_none() || finals.iter().all(|f| f.digest == first) {
             break;
         }
         tracing::info!("the state changed while it was read; reading again");
@@ -201,6 +217,7 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
             catchup_ms: 2_000 + (nodes as u64 - 1) * 500 + 1_000,
             rate_tolerance: 0.02,
             liveness_ms: 20_000,
+            convergence_ms: spec.convergence_bound_ms,
             hlc_forward_ms: 30_000,
             visibility_ms: 1_000,
             max_reservation_micros: (200 * INPUT_PRICE + workload::MAX_TOKENS * OUTPUT_PRICE)
@@ -252,15 +269,16 @@ fn write_node_files(
     let key_file = dir.join("provider.key");
     std::fs::write(&key_file, "sk-jepsen-upstream\n")?;
     let config = dir.join("starling.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"http://{mock}/v1\"\napi_key_file = \"{}\"\nmodels = [\"gpt-*\"]\n\n\
-             [governance]\nstale_after_ms = {STALE_AFTER_MS}\nmin_chunk_micros = 1000\nidle_refund_ms = 5000\nunsafe_skip_rights_check = {}\n",
-            key_file.display(),
-            spec.unsafe_skip_rights
-        ),
-    )?;
+    let mut text = format!(
+        "[[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"http://{mock}/v1\"\napi_key_file = \"{}\"\nmodels = [\"gpt-*\"]\n\n\
+         [governance]\nstale_after_ms = {STALE_AFTER_MS}\nmin_chunk_micros = 1000\nidle_refund_ms = 5000\nunsafe_skip_rights_check = {}\n",
+        key_file.display(),
+        spec.unsafe_skip_rights
+    );
+    if spec.nemeses.contains(&Nemesis::TruncateSnapshot) {
+        text.push_str(&format!("\n[cluster]\nsnapshot_every = {SNAPSHOT_EVERY}\n"));
+    }
+    std::fs::write(&config, text)?;
     Ok(NodeSetup {
         binary: binary.to_owned(),
         config,
@@ -271,6 +289,7 @@ fn write_node_files(
             starling_cluster::tls::generate_secret()?
         },
         faketime: spec.nemeses.contains(&Nemesis::Clock),
+        tmpfs: spec.nemeses.contains(&Nemesis::DiskFull),
     })
 }
 
@@ -421,5 +440,6 @@ pub fn describe(spec: &RunSpec) -> serde_json::Value {
         "spread": spec.spread,
         "unsafe_skip_rights": spec.unsafe_skip_rights,
         "budget_micros": spec.budget_micros,
+        "convergence_bound_ms": spec.convergence_bound_ms,
     })
 }

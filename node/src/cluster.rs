@@ -110,6 +110,7 @@ pub async fn start(config: &Config, http_addr: SocketAddr) -> Result<Option<Clus
     config.expect_nodes = section.expect_nodes;
     config.gossip_interval = Duration::from_millis(section.gossip_interval_ms);
     config.sync_interval = Duration::from_millis(section.sync_interval_ms);
+    config.snapshot_every = section.snapshot_every;
     config.dead_node_grace = Duration::from_secs(section.dead_node_grace_secs);
     config.tombstone_min_age = Duration::from_secs(section.tombstone_min_age_secs);
     // Validated with the config; an invalid id here could not be revoked anyway.

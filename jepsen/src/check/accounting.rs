@@ -4,12 +4,15 @@
 //!
 //! A request's usage is on the serving node's disk before it is acknowledged, and reaches the
 //! peers a moment later: a node whose *disk* is lost (the `wipe` nemesis) right after
-//! acknowledging can take the last of it along. Such spend is counted apart (at risk), not as
-//! a violation; a crash without disk loss must lose nothing.
+//! acknowledging can take the last of it along. A damaged log or snapshot (`flip-byte`,
+//! `truncate-snapshot`) is the same partial loss: the node drops what it cannot read, records
+//! after the damage included, and what it had already pushed comes back from its peers. Such
+//! spend is counted apart (at risk), not as a violation; a crash without disk loss, and a full
+//! disk, must lose nothing.
 
 use std::collections::HashMap;
 
-use super::topology::wiped_soon_after;
+use super::topology::disk_lost_soon_after;
 use super::{Evidence, Verdict, usd};
 use crate::history::Outcome;
 
@@ -21,7 +24,8 @@ pub fn check(ev: &Evidence) -> Verdict {
     let mut at_risk_total = 0;
     for (entry, op) in ev.attributed() {
         let row = ledger.entry(op.key.as_str()).or_default();
-        if op.outcome == Outcome::Ok && wiped_soon_after(&ev.timeline, op.node, op.complete_ms) {
+        if op.outcome == Outcome::Ok && disk_lost_soon_after(&ev.timeline, op.node, op.complete_ms)
+        {
             at_risk_total += entry.cost_micros;
         } else if op.outcome == Outcome::Ok {
             row.0 += entry.cost_micros;
@@ -89,7 +93,7 @@ pub fn check(ev: &Evidence) -> Verdict {
         ));
     }
     v.figure(format!(
-        "largest spend lost {}, largest spend invented {}; {} acknowledged by nodes within a second of losing their disk (not required to survive)",
+        "largest spend lost {}, largest spend invented {}; {} acknowledged by nodes within a second of losing or damaging their disk (not required to survive)",
         usd(lost_worst),
         usd(extra_worst),
         usd(at_risk_total)

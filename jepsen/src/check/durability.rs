@@ -15,7 +15,7 @@ use crate::nemesis::Fault;
 pub fn check(ev: &Evidence) -> Verdict {
     let mut v = Verdict::new("durability");
     let mut checked = 0;
-    let mut lost_to_wipe = 0;
+    let mut lost_with_disk = 0;
     for key in &ev.keys {
         let Some(created) = key.writes.first() else {
             continue;
@@ -31,8 +31,9 @@ pub fn check(ev: &Evidence) -> Verdict {
         for node in &ev.finals {
             checked += 1;
             let Some(record) = node.key_records.get(&key.id) else {
-                if super::topology::wiped_soon_after(&ev.timeline, created.node, created.ack_ms) {
-                    lost_to_wipe += 1;
+                if super::topology::disk_lost_soon_after(&ev.timeline, created.node, created.ack_ms)
+                {
+                    lost_with_disk += 1;
                 } else {
                     v.violation(format!(
                         "n{}: acknowledged key {} ({}) is missing",
@@ -102,14 +103,14 @@ pub fn check(ev: &Evidence) -> Verdict {
     let kills = ev
         .timeline
         .iter()
-        .filter(|r| matches!(r.fault, Fault::Kill { .. }))
+        .filter(|r| matches!(r.fault, Fault::Kill { .. }) || r.fault.storage_node().is_some())
         .count();
     v.figure(format!(
-        "{checked} key records checked on every node across {kills} kill faults"
+        "{checked} key records checked on every node across {kills} kill and storage faults"
     ));
-    if lost_to_wipe > 0 {
+    if lost_with_disk > 0 {
         v.figure(format!(
-            "{lost_to_wipe} records lost with a wiped disk before they replicated (not a violation)"
+            "{lost_with_disk} records lost with a wiped or damaged disk before they replicated (not a violation)"
         ));
     }
     v

@@ -11,6 +11,7 @@ pub mod durability;
 pub mod liveness;
 pub mod rate;
 pub mod revocation;
+pub mod storage;
 pub mod topology;
 
 use std::collections::HashMap;
@@ -53,6 +54,9 @@ pub struct Bounds {
     pub rate_tolerance: f64,
     /// After the final heal, every node admits again within this.
     pub liveness_ms: u64,
+    /// Replicas are identical within this after the later of the last fault's end and the
+    /// last client operation (`--convergence-bound-ms`).
+    pub convergence_ms: u64,
     /// The HLC forward bound: writes stamped further ahead wait on peers.
     pub hlc_forward_ms: u64,
     /// The staleness that bounds available-mode overspend (flush, replication, refresh).
@@ -175,10 +179,78 @@ pub fn check_all(evidence: &Evidence) -> Vec<Verdict> {
         revocation::check(evidence),
         durability::check(evidence),
         liveness::check(evidence),
+        storage::check(evidence),
     ]
 }
 
 /// Micro-dollars as dollars for people.
 pub fn usd(micros: u64) -> String {
     format!("${:.6}", micros as f64 / 1e6)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Builders of synthetic evidence for the checkers' unit tests.
+
+    use super::*;
+    use crate::history::{OpKind, Outcome};
+    use crate::nemesis::Fault;
+
+    /// Evidence of a run of `nodes` nodes with nothing in it, held to the default bounds.
+    pub(crate) fn evidence(nodes: usize) -> Evidence {
+        Evidence {
+            nodes,
+            ops: Vec::new(),
+            ledger: Vec::new(),
+            keys: Vec::new(),
+            timeline: Vec::new(),
+            healed_ms: 0,
+            traffic_end_ms: 0,
+            converged_ms: None,
+            finals: Vec::new(),
+            liveness: vec![Some(0); nodes],
+            bounds: Bounds {
+                stale_after_ms: 3_000,
+                revoke_ms: 1_000,
+                catchup_ms: 5_000,
+                rate_tolerance: 0.02,
+                liveness_ms: 20_000,
+                convergence_ms: convergence::DEFAULT_BOUND_MS,
+                hlc_forward_ms: 30_000,
+                visibility_ms: 1_000,
+                max_reservation_micros: 10_000,
+            },
+        }
+    }
+
+    /// A fault applied from `start_ms` to `end_ms`.
+    pub(crate) fn fault(fault: Fault, start_ms: u64, end_ms: u64) -> FaultRecord {
+        FaultRecord {
+            label: fault.label(),
+            fault,
+            start_ms,
+            end_ms,
+            storage: None,
+        }
+    }
+
+    /// An acknowledged chat operation on `node`.
+    pub(crate) fn op(id: u64, node: usize, invoke_ms: u64, complete_ms: u64) -> Op {
+        Op {
+            id,
+            workload: "budget".into(),
+            client: 0,
+            node,
+            key: "vk_test".into(),
+            kind: OpKind::Chat {
+                secret_generation: 0,
+                max_tokens: 16,
+            },
+            invoke_ms,
+            complete_ms,
+            outcome: Outcome::Ok,
+            status: Some(200),
+            error: None,
+        }
+    }
 }

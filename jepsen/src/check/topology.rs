@@ -26,12 +26,16 @@ fn blocked_at(timeline: &[FaultRecord], t: u64) -> BTreeSet<(usize, usize)> {
         .collect()
 }
 
-/// The nodes down or paused at `t`.
+/// The nodes down or paused at `t`. A node whose disk is full counts as down: it takes no
+/// writes and ships none of its rows, and it is restarted when the fault ends.
 fn stopped_at(timeline: &[FaultRecord], t: u64) -> BTreeSet<usize> {
     overlapping(timeline, t, t)
         .filter_map(|r| match &r.fault {
             Fault::Kill { nodes, .. } => Some(nodes.clone()),
-            Fault::Pause { node } => Some(vec![*node]),
+            Fault::Pause { node }
+            | Fault::DiskFull { node }
+            | Fault::FlipByte { node }
+            | Fault::TruncateSnapshot { node } => Some(vec![*node]),
             _ => None,
         })
         .flatten()
@@ -119,14 +123,13 @@ pub fn isolated_throughout(
         .all(|t| !stopped_at(timeline, t).contains(&a) && visible_at(timeline, n, t)[a].len() == 1)
 }
 
-/// Whether `node`'s disk was wiped within a second after `at_ms`: what it acknowledged then
-/// may not have reached a peer.
-pub fn wiped_soon_after(timeline: &[FaultRecord], node: usize, at_ms: u64) -> bool {
-    timeline.iter().any(|r| {
-        matches!(&r.fault, Fault::Kill { nodes, wipe: true } if nodes.contains(&node))
-            && r.start_ms >= at_ms
-            && r.start_ms <= at_ms + 1_000
-    })
+/// Whether `node`'s disk was lost within a second after `at_ms` (wiped, or damaged so that
+/// the records after the damage are lost: [`FaultRecord::loses_disk_of`]): what it
+/// acknowledged then may not have reached a peer.
+pub fn disk_lost_soon_after(timeline: &[FaultRecord], node: usize, at_ms: u64) -> bool {
+    timeline
+        .iter()
+        .any(|r| r.loses_disk_of(node) && r.start_ms >= at_ms && r.start_ms <= at_ms + 1_000)
 }
 
 #[cfg(test)]
@@ -140,12 +143,7 @@ mod tests {
             blocked,
             shape: String::new(),
         };
-        FaultRecord {
-            label: fault.label(),
-            fault,
-            start_ms,
-            end_ms,
-        }
+        crate::check::tests::fault(fault, start_ms, end_ms)
     }
 
     fn halves() -> Vec<(usize, usize)> {
@@ -185,6 +183,7 @@ mod tests {
             label: String::new(),
             start_ms: 100,
             end_ms: 200,
+            storage: None,
         };
         assert!(!isolated_throughout(&[all_down], 5, 0, 150, 250));
         // 0 and 1 cannot talk, but both talk to 2.
@@ -202,11 +201,31 @@ mod tests {
             label: String::new(),
             start_ms: 10_000,
             end_ms: 12_000,
+            storage: None,
         };
         let t = [wipe];
-        assert!(wiped_soon_after(&t, 2, 9_500));
-        assert!(!wiped_soon_after(&t, 2, 8_000), "long enough to replicate");
-        assert!(!wiped_soon_after(&t, 1, 9_500), "another node's disk");
-        assert!(!wiped_soon_after(&t, 2, 10_500), "after the wipe");
+        assert!(disk_lost_soon_after(&t, 2, 9_500));
+        assert!(
+            !disk_lost_soon_after(&t, 2, 8_000),
+            "long enough to replicate"
+        );
+        assert!(!disk_lost_soon_after(&t, 1, 9_500), "another node's disk");
+        assert!(!disk_lost_soon_after(&t, 2, 10_500), "after the wipe");
+        for fault in [
+            Fault::FlipByte { node: 2 },
+            Fault::TruncateSnapshot { node: 2 },
+        ] {
+            let t = [crate::check::tests::fault(fault, 10_000, 12_000)];
+            assert!(disk_lost_soon_after(&t, 2, 9_500), "damaged like a wipe");
+            assert!(!disk_lost_soon_after(&t, 2, 8_000));
+        }
+        // A full disk loses nothing, unless the node had to be started on an empty one.
+        let mut full = crate::check::tests::fault(Fault::DiskFull { node: 2 }, 10_000, 12_000);
+        assert!(!disk_lost_soon_after(std::slice::from_ref(&full), 2, 9_500));
+        full.storage = Some(crate::storage::StorageReport {
+            refused_start: Some("corrupt".into()),
+            ..Default::default()
+        });
+        assert!(disk_lost_soon_after(&[full], 2, 9_500));
     }
 }

@@ -16,9 +16,12 @@
 //! | work directory           | `/tmp/starling-jepsen/slot-S/`  |
 //!
 //! Faults: [`Net::partition`] (nftables drop rules inside the namespaces, host to host only)
-//! and [`Net::netem`] (delay, loss, duplication, reordering on a host's egress).
+//! and [`Net::netem`] (delay, loss, duplication, reordering on a host's egress). Data dirs of
+//! the `disk-full` nemesis are small tmpfs mounts in the work directory ([`mount_tmpfs`]),
+//! which the sweep unmounts.
 
 mod exec;
+mod mounts;
 mod netem;
 mod partition;
 mod slot;
@@ -35,13 +38,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
+pub use mounts::mount_tmpfs;
 pub use netem::{NetemSpec, REORDER_DEFAULT_DELAY_MS};
+use netem::{clear_netem_command, netem_command};
 pub use partition::{NFT_TABLE, partition_script};
 pub use slot::LOCK_DIR;
 
 #[cfg(test)]
 use exec::ip;
-use exec::{ignore_benign, in_namespace, ip_words, nft_tool, run, run_with_input, tc_tool};
+use exec::{ignore_benign, in_namespace, ip_words, nft_tool, run, run_with_input};
 use slot::SlotLock;
 
 /// Number of slots, hence of runs that can have a network at the same time.
@@ -413,10 +418,7 @@ impl Net {
     pub fn netem(&self, host: usize, spec: &NetemSpec) -> Result<(), NetError> {
         spec.validate()?;
         let host = self.host(host)?;
-        let mut command = in_namespace(&host.namespace, tc_tool());
-        command
-            .args(["qdisc", "replace", "dev", HOST_INTERFACE, "root", "netem"])
-            .args(spec.to_args());
+        let mut command = netem_command(&host.namespace, spec);
         match run(&mut command) {
             Ok(_) => Ok(()),
             Err(NetError::Command {
@@ -447,8 +449,7 @@ impl Net {
     /// Removes host `host`'s netem impairment, if it has one.
     pub fn clear_netem(&self, host: usize) -> Result<(), NetError> {
         let host = self.host(host)?;
-        let mut command = in_namespace(&host.namespace, tc_tool());
-        command.args(["qdisc", "del", "dev", HOST_INTERFACE, "root"]);
+        let mut command = clear_netem_command(&host.namespace);
         // What tc says when there is no root qdisc to delete varies: the default `noqueue`
         // of a veth has handle 0, other kernels answer ENOENT or EINVAL.
         ignore_benign(

@@ -1,8 +1,11 @@
 //! Link impairment with the `netem` queueing discipline.
 
+use std::process::Command;
+
 use serde::{Deserialize, Serialize};
 
-use super::NetError;
+use super::exec::{in_namespace, tc_tool};
+use super::{HOST_INTERFACE, NetError};
 
 /// Delay used when reordering is asked for without a delay: netem reorders by sending some
 /// packets at once while the rest wait for the delay, so without one nothing is reordered.
@@ -81,6 +84,23 @@ impl NetemSpec {
         }
         args
     }
+}
+
+/// `ip netns exec NAMESPACE tc qdisc replace dev eth0 root netem ARGS...`: what `Net::netem`
+/// runs (kept apart so that the command line is tested on kernels without netem too).
+pub(super) fn netem_command(namespace: &str, spec: &NetemSpec) -> Command {
+    let mut command = in_namespace(namespace, tc_tool());
+    command
+        .args(["qdisc", "replace", "dev", HOST_INTERFACE, "root", "netem"])
+        .args(spec.to_args());
+    command
+}
+
+/// `ip netns exec NAMESPACE tc qdisc del dev eth0 root`: what `Net::clear_netem` runs.
+pub(super) fn clear_netem_command(namespace: &str) -> Command {
+    let mut command = in_namespace(namespace, tc_tool());
+    command.args(["qdisc", "del", "dev", HOST_INTERFACE, "root"]);
+    command
 }
 
 #[cfg(test)]

@@ -96,6 +96,8 @@ pub(super) struct Leftovers {
     pub links: Vec<String>,
     /// Whether `/tmp/starling-jepsen/slot-S` exists.
     pub work_dir: bool,
+    /// File systems mounted inside the work directory (the `disk-full` nemesis's tmpfs).
+    pub mounts: Vec<PathBuf>,
 }
 
 impl Leftovers {
@@ -110,16 +112,21 @@ impl Leftovers {
             .map(str::to_owned)
             .collect();
         let work_dir = work_dir_path(slot).exists();
+        let mounts = super::mounts::current_mounts_below(&work_dir_path(slot))?;
         Ok(Leftovers {
             namespaces,
             links,
             work_dir,
+            mounts,
         })
     }
 
     /// Whether nothing of the slot exists.
     pub(super) fn is_empty(&self) -> bool {
-        self.namespaces.is_empty() && self.links.is_empty() && !self.work_dir
+        self.namespaces.is_empty()
+            && self.links.is_empty()
+            && !self.work_dir
+            && self.mounts.is_empty()
     }
 }
 
@@ -129,7 +136,8 @@ impl Leftovers {
 /// Order matters: processes first (so nothing recreates state or writes logs meanwhile), then
 /// the veth host ends, which deletes each pair at once (a namespace's own teardown is
 /// asynchronous in the kernel, and a lingering `sj{S}v{i}` would make the next create fail with
-/// "File exists"), then the bridge, the namespaces and the work directory.
+/// "File exists"), then the bridge, the namespaces, the file systems mounted in the work
+/// directory and the work directory.
 pub(super) fn sweep(slot: u8) -> Result<bool, NetError> {
     let found = Leftovers::scan(slot)?;
     if found.is_empty() {
@@ -153,6 +161,7 @@ pub(super) fn sweep(slot: u8) -> Result<bool, NetError> {
         )?;
     }
     let dir = work_dir_path(slot);
+    super::mounts::unmount_below(&dir)?;
     match fs::remove_dir_all(&dir) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}

@@ -217,6 +217,69 @@ fn names_and_addresses() {
     assert_eq!(work_dir_path(5), Path::new("/tmp/starling-jepsen/slot-5"));
 }
 
+/// The netem path cannot run on a kernel without `sch_netem` (like the CI machine's), so the
+/// exact command lines it would run are pinned here instead.
+#[test]
+fn netem_runs_exactly_these_tc_commands() {
+    let ip = exec::ip_tool().display().to_string();
+    let tc = exec::tc_tool().display().to_string();
+    let line = |spec: &NetemSpec| exec::describe(&netem::netem_command("sj3h1", spec), None);
+    let delay = NetemSpec {
+        delay_ms: Some(60),
+        jitter_ms: Some(40),
+        ..NetemSpec::default()
+    };
+    assert_eq!(
+        line(&delay),
+        format!("{ip} netns exec sj3h1 {tc} qdisc replace dev eth0 root netem delay 60ms 40ms")
+    );
+    // Each of the nemesis's four draws (nemesis::draw), and everything at once.
+    let cases = [
+        (
+            NetemSpec {
+                loss_percent: Some(20.0),
+                ..NetemSpec::default()
+            },
+            "loss 20%",
+        ),
+        (
+            NetemSpec {
+                delay_ms: Some(20),
+                reorder_percent: Some(30.0),
+                ..NetemSpec::default()
+            },
+            "delay 20ms reorder 30%",
+        ),
+        (
+            NetemSpec {
+                duplicate_percent: Some(30.0),
+                ..NetemSpec::default()
+            },
+            "duplicate 30%",
+        ),
+        (
+            NetemSpec {
+                delay_ms: Some(100),
+                jitter_ms: Some(20),
+                loss_percent: Some(1.5),
+                duplicate_percent: Some(2.0),
+                reorder_percent: Some(25.0),
+            },
+            "delay 100ms 20ms loss 1.5% duplicate 2% reorder 25%",
+        ),
+    ];
+    for (spec, args) in cases {
+        assert_eq!(
+            line(&spec),
+            format!("{ip} netns exec sj3h1 {tc} qdisc replace dev eth0 root netem {args}")
+        );
+    }
+    assert_eq!(
+        exec::describe(&netem::clear_netem_command("sj0h4"), None),
+        format!("{ip} netns exec sj0h4 {tc} qdisc del dev eth0 root")
+    );
+}
+
 #[test]
 fn network_partitions_heals_and_tears_down() {
     if !privileged("network_partitions_heals_and_tears_down") {
@@ -413,6 +476,22 @@ fn create_sweeps_what_a_dead_owner_left() {
     let old_log = work_dir_path(slot).join("old.log");
     fs::create_dir_all(work_dir_path(slot)).expect("stray work dir");
     fs::write(&old_log, "old").expect("stray log");
+    // A data dir on a tmpfs of its own (the disk-full nemesis's), filled to the brim.
+    let data_dir = work_dir_path(slot).join("n1.data");
+    mount_tmpfs(&data_dir, 1 << 20).expect("mounting a tmpfs");
+    assert!(
+        crate::storage::fill(&data_dir, 512 << 10).is_err(),
+        "a file system larger than allowed is not filled"
+    );
+    let filled = crate::storage::fill(&data_dir, 1 << 20).expect("filling the tmpfs");
+    assert!(
+        filled > 900 << 10,
+        "the ballast fills the tmpfs: {filled} bytes"
+    );
+    assert!(
+        fs::write(data_dir.join("more"), [1u8; 8192]).is_err(),
+        "the tmpfs is full"
+    );
 
     let net = Net::build(lock, 2).expect("building over the leftovers");
     let status = reap(&mut stray_process);
@@ -425,6 +504,12 @@ fn create_sweeps_what_a_dead_owner_left() {
     assert!(link_exists(&bridge));
     assert!(net.work_dir().is_dir());
     assert!(!old_log.exists());
+    assert!(
+        mounts::current_mounts_below(&work_dir_path(slot))
+            .expect("reading the mounts")
+            .is_empty(),
+        "the stray tmpfs is unmounted"
+    );
     eventually("0 -> 1 on the rebuilt network", Reach::Yes, || {
         probe(&net, 0, net.hosts()[1].ip, 9)
     });

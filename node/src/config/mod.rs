@@ -226,6 +226,9 @@ pub struct ClusterSection {
     pub gossip_interval_ms: u64,
     /// Anti-entropy interval.
     pub sync_interval_ms: u64,
+    /// Snapshot the replica after this many logged deltas (once the log has also grown to
+    /// half the last snapshot's size), which bounds replay time on restart.
+    pub snapshot_every: u64,
     /// How long gossip remembers a dead member (its counts stay in the replica regardless).
     pub dead_node_grace_secs: u64,
     /// Deleted catalog entries are forgotten only once every member has seen the delete and
@@ -252,6 +255,7 @@ impl Default for ClusterSection {
             ca_dir: None,
             gossip_interval_ms: 100,
             sync_interval_ms: 500,
+            snapshot_every: 10_000,
             dead_node_grace_secs: 3_600,
             tombstone_min_age_secs: 86_400,
             revoked_nodes: Vec::new(),
