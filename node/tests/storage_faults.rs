@@ -123,6 +123,24 @@ async fn a_full_disk_stops_writes_and_takes_the_node_out_of_rotation() {
         (r.status().as_u16(), r.text().await.expect("text"))
     };
     assert_eq!(ready().await.0, 200);
+    let created: serde_json::Value = common::admin_post(
+        &client,
+        format!("{base}/admin/v1/keys"),
+        ADMIN,
+        serde_json::json!({"name": "on a full disk"}),
+    )
+    .await;
+    let key = created["key"].as_str().expect("secret").to_owned();
+    let chat = async || {
+        client
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"model": "starling-demo", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("answer")
+    };
+    assert_eq!(chat().await.status(), 200);
 
     // 256 KiB documents until the disk is full: a 4 MiB tmpfs holds at most a few of them
     // (each is logged, and snapshots copy the state).
@@ -162,6 +180,16 @@ async fn a_full_disk_stops_writes_and_takes_the_node_out_of_rotation() {
         common::metric_value(&metrics, "starling_cluster_store_failed", &[]),
         1.0,
         "{reason}"
+    );
+
+    // Requests are refused too: their usage could be neither recorded nor replicated.
+    let r = chat().await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.headers()
+            .get("x-starling-error-code")
+            .and_then(|v| v.to_str().ok()),
+        Some("store_failed")
     );
 
     // A small write now is refused before it is applied: nothing lives in memory only.

@@ -497,6 +497,12 @@ impl<V: CatalogValue> ClusterNode<V> {
         self.shared.store.failure().map(str::to_owned)
     }
 
+    /// Whether this node's store failed ([`Self::store_failure`] without the reason): one
+    /// atomic read, for the request path.
+    pub fn store_failed(&self) -> bool {
+        self.shared.store.failure().is_some()
+    }
+
     /// The replica's digest.
     pub fn digest(&self) -> Result<Digest, CodecError> {
         self.read(Replica::digest)

@@ -194,6 +194,16 @@ impl Governance {
             })
             .collect();
         let strict = is_strict(&budgets);
+        // A node whose disk failed can record neither this request's usage nor its budget
+        // debits: serving it would spend what the cluster never learns of.
+        if self.cluster.store_failed() {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "this gateway node's data dir failed (full or failing disk) and cannot record usage; use another node",
+            )
+            .with_code("store_failed")
+            .with_retry_after(1));
+        }
         if self.fails_closed(strict) {
             let refused = if strict {
                 "keys in strict mode"
