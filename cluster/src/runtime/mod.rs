@@ -269,7 +269,10 @@ impl<V: CatalogValue> ClusterNode<V> {
                 config.credentials.node_id()
             )));
         }
-        let (store, identity, recovered) = Store::open(&config.data_dir, node.as_str())?;
+        // `validate` keeps it within u32.
+        let queue_bytes = u32::try_from(config.store_queue_bytes).unwrap_or(u32::MAX);
+        let (store, identity, recovered) =
+            Store::open_with_queue(&config.data_dir, node.as_str(), queue_bytes)?;
         let writer = WriterId::new(node, identity.incarnation);
         let clock = HlcClock::system(writer.clone());
         let snapshot_bytes = recovered.snapshot.as_ref().map_or(0, |b| b.len() as u64);
@@ -401,11 +404,17 @@ impl<V: CatalogValue> ClusterNode<V> {
         &self,
         f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
     ) -> Result<R, ClusterError> {
+        // Room first: once `f` has run, the record must be queued with no await in between.
+        let room = self.shared.store.room(0).await?;
         let (record, result) = self.apply_local(f)?;
         let Some(record) = record else {
             return Ok(result);
         };
-        self.shared.store.append(record.clone()).await?;
+        self.shared
+            .store
+            .append_queued(room, record.clone())?
+            .wait()
+            .await?;
         sync::after_persist(&self.shared, record.len());
         sync::push_to_peers(&self.shared, self.live_peers(), &record);
         Ok(result)
@@ -417,17 +426,18 @@ impl<V: CatalogValue> ClusterNode<V> {
     /// write this node's disk could still lose. For usage counters on the request path: a
     /// crash may lose the changes of the last few milliseconds (an undercount). Never use it
     /// for budget rights or the catalog, whose writes must be durable before the caller acts
-    /// on them. Completes without waiting for anything (it is `async` only to mirror
-    /// `mutate`); the push runs on the runtime the node started on.
+    /// on them. Waits for nothing but room in the store's queue when that is full (before `f`
+    /// runs: see [`crate::store`]); the push runs on the runtime the node started on.
     pub async fn mutate_nowait<R>(
         &self,
         f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
     ) -> Result<R, ClusterError> {
+        let room = self.shared.store.room(0).await?;
         let (record, result) = self.apply_local(f)?;
         let Some(record) = record else {
             return Ok(result);
         };
-        let done = self.shared.store.append_queued(record.clone())?;
+        let done = self.shared.store.append_queued(room, record.clone())?;
         sync::after_persist(&self.shared, record.len());
         let shared = self.shared.clone();
         let live = self.live.clone();
