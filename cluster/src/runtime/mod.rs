@@ -18,7 +18,8 @@
 //! disk or peers does not matter for correctness.
 //!
 //! A local change is pushed to peers only once it is on disk ([`ClusterNode::mutate`] waits
-//! for the fsync; [`ClusterNode::mutate_nowait`] returns at once and pushes after the fsync):
+//! for the fsync; [`ClusterNode::mutate_nowait`] does not wait for the disk, only for room in
+//! the store's queue when it is full, and pushes after the fsync):
 //! a node restarted on its data dir reuses its writer slot, which is safe only if no peer
 //! ever saw a dot the disk does not hold (see [`crate::hlc`]). The one exception, for both, is
 //! an anti-entropy pull answered inside that group commit's window (a few ms), which carries
@@ -202,7 +203,8 @@ pub(crate) struct Shared<V> {
     pub endpoint: ClusterEndpoint,
     pub stats: SyncStats,
     pub config: ClusterConfig,
-    /// When each peer (by node id) last completed a sync exchange with us.
+    /// When each peer (by node id) last completed a sync exchange with us. Pruned of node ids
+    /// gossip no longer knows ([`gc::forget_departed`]).
     pub last_sync: Mutex<BTreeMap<String, Instant>>,
     /// Records appended since the last snapshot.
     pub since_snapshot: AtomicU64,
@@ -213,7 +215,9 @@ pub(crate) struct Shared<V> {
     /// A snapshot is being written (one at a time).
     pub snapshotting: Arc<AtomicBool>,
     /// The newest version vector each peer (by address) has shown us: in its pull requests
-    /// and its pull replies. Everything at or below it, the peer has.
+    /// and its pull replies. Everything at or below it, the peer has. Pruned of addresses no
+    /// member gossip knows has ([`gc::forget_departed`]), so restarts on new ports do not
+    /// pile up entries.
     pub acked: Mutex<BTreeMap<SocketAddr, crate::crdt::VersionVector>>,
     /// Rate-limits the log lines about refused deltas, pushes and rights requests.
     pub reject_log: LogLimiter,
@@ -226,6 +230,23 @@ pub(crate) struct Shared<V> {
     pub started: Instant,
     /// The pulls each peer runs against us, capped per peer.
     pub pulls_in_flight: Arc<limits::PerPeer>,
+}
+
+/// How many entries the node keeps per peer, in each of its per-peer maps: each is bounded
+/// by the peers gossip knows (live, or dead for less than `dead_node_grace`), not by how often
+/// peers restarted. For metrics and the soak test.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStateSizes {
+    /// Acknowledged version vectors, by peer address (tombstone collection reads them).
+    pub acked: usize,
+    /// Last completed sync exchange, by peer node id.
+    pub last_sync: usize,
+    /// Peers running a pull against this node now.
+    pub pulls_in_flight: usize,
+    /// Peer addresses in the endpoint's connection cache.
+    pub endpoint_peers: usize,
+    /// QUIC connections open now.
+    pub connections: usize,
 }
 
 /// A member of a member's view of the cluster.
@@ -345,6 +366,10 @@ impl<V: CatalogValue> ClusterNode<V> {
             membership.chitchat(),
             advertise,
         )));
+        tasks.push(tokio::spawn(gc::forget_departed(
+            Arc::downgrade(&shared),
+            membership.chitchat(),
+        )));
         Ok(Self {
             shared,
             membership: Some(membership),
@@ -373,6 +398,23 @@ impl<V: CatalogValue> ClusterNode<V> {
     /// The QUIC endpoint's counters (handshakes, malformed messages, bytes).
     pub fn transport_stats(&self) -> crate::transport::StatsSnapshot {
         self.shared.endpoint.stats().snapshot()
+    }
+
+    /// The depth of the store's write queue (see [`crate::store`]).
+    pub fn store_queue(&self) -> crate::store::QueueStats {
+        self.shared.store.queue_stats()
+    }
+
+    /// The sizes of the per-peer maps this node keeps.
+    pub fn peer_state_sizes(&self) -> PeerStateSizes {
+        let len = |m: &Mutex<BTreeMap<_, _>>| m.lock().map_or(0, |m| m.len());
+        PeerStateSizes {
+            acked: self.shared.acked.lock().map_or(0, |m| m.len()),
+            last_sync: len(&self.shared.last_sync),
+            pulls_in_flight: self.shared.pulls_in_flight.peers(),
+            endpoint_peers: self.shared.endpoint.peer_slots(),
+            connections: self.shared.endpoint.open_connections(),
+        }
     }
 
     /// Counters of one message kind (gossip, [`SYNC_PULL`], [`SYNC_PUSH`]).
