@@ -188,11 +188,14 @@ impl Store {
     /// Waits for room in the queue for a record of `len` bytes (0 when its size is not known
     /// yet: the record then takes the rest when it is queued, see [`Room`]). Take room before
     /// applying what the record holds, so that nothing is applied that must then wait to be
-    /// queued. Fails at once if the store has failed. Cancel-safe: dropping the future, or the
-    /// room, gives the room back.
+    /// queued. Fails if the store has failed, before or while it waits. Cancel-safe: dropping
+    /// the future, or the room, gives the room back.
     pub async fn room(&self, len: usize) -> Result<Room, StoreError> {
         self.refuse_if_failed()?;
-        self.budget.take(len).await
+        let room = self.budget.take(len).await?;
+        // The store may have failed while this waited: a failed writer still drains its queue.
+        self.refuse_if_failed()?;
+        Ok(room)
     }
 
     /// Queues `record` in `room`; it reaches disk with the next batch. Never waits.

@@ -347,13 +347,26 @@ async fn a_full_queue_holds_writers_back_until_the_disk_catches_up() {
 }
 
 #[tokio::test]
-async fn room_is_refused_once_the_store_has_failed() {
+async fn room_is_refused_once_the_store_has_failed_even_to_a_writer_already_waiting() {
+    use futures::FutureExt;
+
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, _, _) = open(dir.path());
+    let (store, _, _) = Store::open_with_queue(dir.path(), "n1", 4_096).expect("opens");
+    let (resume, stalled) = std::sync::mpsc::channel();
+    store.stall(stalled);
+    let room = store.room(3_500).await.expect("room");
+    store
+        .append_nowait(room, Bytes::from(vec![1u8; 3_500]))
+        .expect("queued");
+    let mut waiting = Box::pin(store.room(1_000));
+    assert!((&mut waiting).now_or_never().is_none(), "no room: it waits");
     let _ = store.failure.set("disk on fire".to_owned());
-    match store.room(10).await {
-        Err(StoreError::Closed(reason)) => assert!(reason.contains("disk on fire")),
-        other => panic!("expected a refusal, got {other:?}"),
+    resume.send(()).expect("writer stalled");
+    for refused in [waiting.await, store.room(10).await] {
+        match refused {
+            Err(StoreError::Closed(reason)) => assert!(reason.contains("disk on fire")),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }
 
