@@ -4,7 +4,7 @@ mod runtime_support;
 
 use std::time::Duration;
 
-use runtime_support::{TestCluster, config, wait_until};
+use runtime_support::{TestCluster, config, wait_until, wait_until_within};
 use starling_cluster::crdt::{CounterKey, Period, PeriodUnit, Usage};
 use starling_cluster::runtime::ClusterNode;
 
@@ -619,23 +619,37 @@ async fn a_peer_restarted_on_new_ports_leaves_no_entries_behind() {
         let old = c.nodes[2].take().expect("running");
         old.shutdown().await;
         let seeds = vec![c.seed.clone()];
-        c.nodes[2] = Some(
-            c.start_node_with("n2", c.dirs[2].path(), seeds, quick)
-                .await,
-        );
-        c.wait_members(3).await;
+        let n2 = c
+            .start_node_with("n2", c.dirs[2].path(), seeds, quick)
+            .await;
+        let (addr, done) = (n2.local_addr(), total(&n2).spend_micros + 1);
+        c.nodes[2] = Some(n2);
         add(c.node(2), 1).await;
+        // The survivors know the new process, and have heard from it (it has synced with
+        // them), before it goes in turn. Its old process need not be judged dead yet.
+        wait_until("the survivors see the new process", || async {
+            c.running().take(2).all(|n| {
+                let live = n.live_peers_info();
+                live.iter().any(|(id, a)| id == "n2" && *a == addr) && total(n).spend_micros == done
+            })
+        })
+        .await;
     }
-    // Each survivor saw four addresses of n2; once gossip forgets the dead processes, it keeps
-    // entries for its two live peers only (its seed is one of them).
-    wait_until("gossip forgets the dead processes", || async {
-        for n in c.running() {
-            if n.members().await.len() != 3 {
-                return false;
+    // Each survivor saw four addresses of n2; once gossip forgets the dead processes (each must
+    // first be judged dead, which on a loaded machine takes a while), it keeps entries for its
+    // two live peers only (its seed is one of them).
+    wait_until_within(
+        Duration::from_secs(120),
+        "gossip forgets the dead processes",
+        || async {
+            for n in c.running() {
+                if n.members().await.len() != 3 {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
     wait_until("per-peer maps back to the live peers", || async {
         c.running().take(2).all(|n| {

@@ -154,13 +154,22 @@ impl TestCluster {
     }
 }
 
-/// Polls `check` until it holds, failing after a deadline.
+/// Polls `check` until it holds, failing after a deadline of 30 s.
 pub async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    wait_until_within(Duration::from_secs(30), what, check).await;
+}
+
+/// Polls `check` until it holds, failing after `limit`.
+pub async fn wait_until_within<F, Fut>(limit: Duration, what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if check().await {
             return;
