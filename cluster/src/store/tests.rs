@@ -310,14 +310,20 @@ async fn identity_is_kept_per_dir_and_new_dirs_get_a_new_incarnation() {
     assert_ne!(reborn.incarnation, first.incarnation);
 }
 
+/// A store with a 4,096-byte queue whose writer is held until the sender answers.
+fn stalled_store(dir: &Path) -> (Store, std::sync::mpsc::Sender<()>) {
+    let (store, _, _) = Store::open_with_queue(dir, "n1", 4_096).expect("opens");
+    let (resume, stalled) = std::sync::mpsc::channel();
+    store.stall(stalled);
+    (store, resume)
+}
+
 #[tokio::test]
 async fn a_full_queue_holds_writers_back_until_the_disk_catches_up() {
     use futures::FutureExt;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, _, _) = Store::open_with_queue(dir.path(), "n1", 4_096).expect("opens");
-    let (resume, stalled) = std::sync::mpsc::channel();
-    store.stall(stalled);
+    let (store, resume) = stalled_store(dir.path());
     // 1,000-byte records take 1,128 bytes of room each: three fit in 4,096, a fourth waits.
     let record = Bytes::from(vec![7u8; 1_000]);
     let mut queued = Vec::new();
@@ -351,9 +357,7 @@ async fn room_is_refused_once_the_store_has_failed_even_to_a_writer_already_wait
     use futures::FutureExt;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, _, _) = Store::open_with_queue(dir.path(), "n1", 4_096).expect("opens");
-    let (resume, stalled) = std::sync::mpsc::channel();
-    store.stall(stalled);
+    let (store, resume) = stalled_store(dir.path());
     let room = store.room(3_500).await.expect("room");
     store
         .append_nowait(room, Bytes::from(vec![1u8; 3_500]))
