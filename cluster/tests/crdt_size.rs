@@ -161,3 +161,47 @@ fn catalog_size_report() {
 fn catalog_size_report_1m() {
     report(1_000_000);
 }
+
+/// How long the metrics scrape holds the replica lock to size the counters: walking every key
+/// (as it did) against reading the map's stored length (as it does). Best of five each.
+#[test]
+#[ignore = "builds a million counter keys; run with --release --ignored --nocapture"]
+fn counter_count_lock_hold() {
+    let time = ManualTime::at(1_700_000_000_000);
+    let period = Period::new(PeriodUnit::Day, 20_000);
+    let usage = Usage {
+        spend_micros: 1,
+        tokens: 1,
+        requests: 1,
+    };
+    let mut replica: Replica<KeyMeta> =
+        Replica::new(time.clock(writer("node-0", 1_700_000_000_000 << 20), 0));
+    let mut built = 0;
+    for n in [10_000u64, 100_000, 1_000_000] {
+        for i in built..n {
+            replica
+                .add_usage(&CounterKey::new(id(i), period), usage)
+                .expect("period open");
+        }
+        built = n;
+        let lock = std::sync::Mutex::new(replica);
+        let held = |count: fn(&Replica<KeyMeta>) -> usize| {
+            (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    let guard = lock.lock().expect("lock");
+                    assert_eq!(count(&guard) as u64, n);
+                    drop(guard);
+                    t.elapsed()
+                })
+                .min()
+                .unwrap_or_default()
+        };
+        let walk = held(|r| r.counters().keys().count());
+        let stored = held(|r| r.counters().len());
+        println!(
+            "{n:>9} counter keys: lock held {walk:>10.2?} walking the keys, {stored:>8.2?} reading the length"
+        );
+        replica = lock.into_inner().expect("lock");
+    }
+}

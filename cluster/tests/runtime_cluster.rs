@@ -4,7 +4,7 @@ mod runtime_support;
 
 use std::time::Duration;
 
-use runtime_support::{TestCluster, config, wait_until};
+use runtime_support::{TestCluster, config, wait_until, wait_until_within};
 use starling_cluster::crdt::{CounterKey, Period, PeriodUnit, Usage};
 use starling_cluster::runtime::ClusterNode;
 
@@ -604,4 +604,63 @@ async fn usage_written_without_waiting_replicates_and_survives_a_clean_restart()
     let back = c.start_node("n0", c.dirs[0].path(), Vec::new()).await;
     assert_eq!(total(&back).spend_micros, 60);
     assert_eq!(total(&back).requests, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_restarted_on_new_ports_leaves_no_entries_behind() {
+    // Connection-cache slots go 1 s after their last use here, rather than 30 s.
+    let quick = |c: &mut starling_cluster::runtime::ClusterConfig| {
+        c.endpoint.forget_idle_peers_after = Duration::from_secs(1);
+    };
+    let mut c = TestCluster::start_with(3, quick).await;
+    const RESTARTS: usize = 3;
+    for _ in 0..RESTARTS {
+        // Every start binds a new port: the peers see a new address each time.
+        let old = c.nodes[2].take().expect("running");
+        old.shutdown().await;
+        let seeds = vec![c.seed.clone()];
+        let n2 = c
+            .start_node_with("n2", c.dirs[2].path(), seeds, quick)
+            .await;
+        let (addr, done) = (n2.local_addr(), total(&n2).spend_micros + 1);
+        c.nodes[2] = Some(n2);
+        add(c.node(2), 1).await;
+        // The survivors know the new process, and have heard from it (it has synced with
+        // them), before it goes in turn. Its old process need not be judged dead yet.
+        wait_until("the survivors see the new process", || async {
+            c.running().take(2).all(|n| {
+                let live = n.live_peers_info();
+                live.iter().any(|(id, a)| id == "n2" && *a == addr) && total(n).spend_micros == done
+            })
+        })
+        .await;
+    }
+    // Each survivor saw four addresses of n2; once gossip forgets the dead processes (each must
+    // first be judged dead, which on a loaded machine takes a while), it keeps entries for its
+    // two live peers only (its seed is one of them).
+    wait_until_within(
+        Duration::from_secs(120),
+        "gossip forgets the dead processes",
+        || async {
+            for n in c.running() {
+                if n.members().await.len() != 3 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    wait_until("per-peer maps back to the live peers", || async {
+        c.running().take(2).all(|n| {
+            let s = n.peer_state_sizes();
+            s.acked <= 2 && s.last_sync <= 2 && s.endpoint_peers <= 2 && s.pulls_in_flight <= 2
+        })
+    })
+    .await;
+    c.wait_converged().await;
+    assert!(
+        c.running()
+            .all(|n| total(n).spend_micros == RESTARTS as u64)
+    );
 }

@@ -1,130 +1,15 @@
 //! Three real `starling` processes on loopback form a cluster through seeds; a catalog write
 //! through one node's admin API is read back from the other two.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use starling_bench::mock::{MockConfig, MockServer};
 
 mod common;
-use common::{admin_post, wait_for};
-
-const BIN: &str = env!("CARGO_BIN_EXE_starling");
-const ADMIN: &str = "admin-token-for-tests";
-
-struct Node {
-    child: Child,
-    http: String,
-    gossip: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, id: &str, secret: &str, seeds: &[&str]) -> Node {
-    start_with_config(dir, id, secret, seeds, None)
-}
-
-/// Starts node `id` with its data dir under `dir` (kept across restarts) and an optional
-/// config file.
-fn start_with_config(
-    dir: &Path,
-    id: &str,
-    secret: &str,
-    seeds: &[&str],
-    config: Option<&Path>,
-) -> Node {
-    let ready = dir.join(format!("{id}.ready"));
-    // A restarted node must not be mistaken for ready by its predecessor's file.
-    let _ = std::fs::remove_file(&ready);
-    let mut cmd = Command::new(BIN);
-    if let Some(config) = config {
-        cmd.arg("serve").arg("--config").arg(config);
-    } else {
-        cmd.arg("serve");
-    }
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--node-id",
-        id,
-        "--gossip-listen",
-        "127.0.0.1:0",
-    ])
-    .arg("--data-dir")
-    .arg(dir.join(id))
-    .arg("--ready-file")
-    .arg(&ready)
-    .env("STARLING_CLUSTER_SECRET", secret)
-    .env("STARLING_ADMIN_TOKEN", ADMIN)
-    .env("RUST_LOG", "warn")
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(dir.join(format!("{id}.log"))).expect("log"));
-    if !seeds.is_empty() {
-        cmd.arg("--seeds").arg(seeds.join(","));
-    }
-    let mut child = cmd.spawn().expect("spawns");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&ready)
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-        {
-            return Node {
-                http: format!("http://{}", v["http"].as_str().expect("http")),
-                gossip: v["gossip"].as_str().expect("gossip").to_owned(),
-                child,
-            };
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap_or_default();
-            panic!("{id} exited early ({status}): {log}");
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{id} never became ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Three nodes of one cluster, seeded from the first.
-fn start_three(dir: &Path) -> [Node; 3] {
-    starling::providers::ensure_crypto_provider();
-    let secret = starling_cluster::tls::generate_secret().expect("secret");
-    let n1 = start(dir, "n1", &secret, &[]);
-    let n2 = start(dir, "n2", &secret, &[&n1.gossip]);
-    let n3 = start(dir, "n3", &secret, &[&n1.gossip]);
-    [n1, n2, n3]
-}
-
-/// Waits until `node` sees `n` live members.
-async fn wait_for_live_members(node: &Node, n: usize) {
-    let client = reqwest::Client::new();
-    wait_for("live members", async || {
-        let body: Value = client
-            .get(format!("{}/admin/v1/cluster", node.http))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let live = body["members"]
-            .as_array()?
-            .iter()
-            .filter(|m| m["live"] == true)
-            .count();
-        (live == n).then_some(())
-    })
-    .await;
-}
+use common::processes::{BIN, start, start_three, start_with_config, wait_for_live_members};
+use common::{ADMIN, admin_post, wait_for};
 
 #[tokio::test]
 async fn three_processes_replicate_an_admin_write() {
@@ -198,14 +83,7 @@ async fn three_processes_replicate_an_admin_write() {
         assert!(table.lines().any(|l| l.starts_with(id)), "{table}");
     }
 
-    let metrics = client
-        .get(format!("{}/metrics", n1.http))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = n1.metrics(&client).await.expect("metrics");
     assert!(
         metrics.contains("starling_cluster_members{state=\"live\"} 3"),
         "{metrics}"
@@ -227,14 +105,7 @@ async fn a_node_with_the_wrong_secret_cannot_join() {
     let client = reqwest::Client::new();
     // Wait until n1 has counted the intruder's rejected handshakes, then check it never joined.
     wait_for("a rejected handshake", async || {
-        let m = client
-            .get(format!("{}/metrics", n1.http))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let m = n1.metrics(&client).await?;
         let line = m
             .lines()
             .find(|l| l.starts_with("starling_cluster_rejected_peers_total"))?;

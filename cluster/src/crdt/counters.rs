@@ -219,6 +219,16 @@ impl Counters {
         self.cells.keys()
     }
 
+    /// How many keys have at least one cell; O(1), unlike counting [`Self::keys`].
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether no key has a cell.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
     /// The replicated period floors.
     pub fn floors(&self) -> &Floors {
         &self.floors

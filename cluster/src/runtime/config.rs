@@ -48,6 +48,10 @@ pub struct ClusterConfig {
     /// (a whole state for a joiner) while it is sent, so this bounds what a peer can make us
     /// hold.
     pub max_sync_exchanges_per_peer: usize,
+    /// Bound on the bytes of log records queued for the store's writer thread (default
+    /// 64 MiB; each record counts 128 bytes more). A local write or a merge that finds the
+    /// queue full waits for room before it is applied (see [`crate::store`]).
+    pub store_queue_bytes: usize,
     /// Snapshot the replica after this many logged deltas, once the log has also grown to half
     /// the last snapshot's size (so that snapshot cost stays proportional to what is logged).
     pub snapshot_every: u64,
@@ -98,6 +102,7 @@ impl ClusterConfig {
             max_sync_bytes: 8 << 20,
             sync_chunk_bytes: 4 << 20,
             max_sync_exchanges_per_peer: 2,
+            store_queue_bytes: crate::store::DEFAULT_QUEUE_BYTES as usize,
             snapshot_every: 10_000,
             metadata: BTreeMap::new(),
             dead_node_grace: Duration::from_secs(3600),
@@ -129,6 +134,15 @@ impl ClusterConfig {
             return bad(
                 "sync_chunk_bytes",
                 "must be positive and at most half of max_sync_bytes",
+            );
+        }
+        // A merged chunk must fit the queue without overdrawing it.
+        if self.store_queue_bytes < self.sync_chunk_bytes.saturating_mul(2)
+            || self.store_queue_bytes > u32::MAX as usize
+        {
+            return bad(
+                "store_queue_bytes",
+                "must be at least twice sync_chunk_bytes and at most 4 GiB",
             );
         }
         if self.max_sync_exchanges_per_peer == 0 {

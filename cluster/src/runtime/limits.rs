@@ -46,6 +46,11 @@ impl PerPeer {
         })
     }
 
+    /// Peers with an exchange running now (a peer's entry goes with its last exchange).
+    pub(crate) fn peers(&self) -> usize {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Exchanges `peer` runs now.
     #[cfg(test)]
     fn running(&self, peer: &NodeId) -> usize {
@@ -83,5 +88,16 @@ mod tests {
         assert_eq!(limits.running(a), 1);
         let _again = limits.try_acquire(a).unwrap();
         assert!(limits.try_acquire(a).is_none());
+        assert_eq!(limits.peers(), 2);
+    }
+
+    #[test]
+    fn a_peer_with_nothing_running_leaves_no_entry() {
+        let limits = Arc::new(PerPeer::new(1));
+        let a = &NodeId::new("n1").expect("id");
+        let permit = limits.try_acquire(a).unwrap();
+        assert!(limits.try_acquire(a).is_none(), "refused, not counted");
+        drop(permit);
+        assert_eq!(limits.peers(), 0);
     }
 }

@@ -18,7 +18,8 @@
 //! disk or peers does not matter for correctness.
 //!
 //! A local change is pushed to peers only once it is on disk ([`ClusterNode::mutate`] waits
-//! for the fsync; [`ClusterNode::mutate_nowait`] returns at once and pushes after the fsync):
+//! for the fsync; [`ClusterNode::mutate_nowait`] does not wait for the disk, only for room in
+//! the store's queue when it is full, and pushes after the fsync):
 //! a node restarted on its data dir reuses its writer slot, which is safe only if no peer
 //! ever saw a dot the disk does not hold (see [`crate::hlc`]). The one exception, for both, is
 //! an anti-entropy pull answered inside that group commit's window (a few ms), which carries
@@ -213,7 +214,8 @@ pub(crate) struct Shared<V> {
     pub endpoint: ClusterEndpoint,
     pub stats: SyncStats,
     pub config: ClusterConfig,
-    /// When each peer (by node id) last completed a sync exchange with us.
+    /// When each peer (by node id) last completed a sync exchange with us. Pruned of node ids
+    /// gossip no longer knows ([`gc::forget_departed`]).
     pub last_sync: Mutex<BTreeMap<String, Instant>>,
     /// Records appended since the last snapshot.
     pub since_snapshot: AtomicU64,
@@ -224,7 +226,9 @@ pub(crate) struct Shared<V> {
     /// A snapshot is being written (one at a time).
     pub snapshotting: Arc<AtomicBool>,
     /// The newest version vector each peer (by address) has shown us: in its pull requests
-    /// and its pull replies. Everything at or below it, the peer has.
+    /// and its pull replies. Everything at or below it, the peer has. Pruned of addresses no
+    /// member gossip knows has ([`gc::forget_departed`]), so restarts on new ports do not
+    /// pile up entries.
     pub acked: Mutex<BTreeMap<SocketAddr, crate::crdt::VersionVector>>,
     /// Rate-limits the log lines about refused deltas, pushes and rights requests.
     pub reject_log: LogLimiter,
@@ -245,6 +249,23 @@ pub(crate) struct Shared<V> {
     pub caught_up: AtomicBool,
     /// Why this incarnation began.
     pub start: IncarnationStart,
+}
+
+/// How many entries the node keeps per peer, in each of its per-peer maps: each is bounded
+/// by the peers gossip knows (live, or dead for less than `dead_node_grace`), not by how often
+/// peers restarted. For metrics and the soak test.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStateSizes {
+    /// Acknowledged version vectors, by peer address (tombstone collection reads them).
+    pub acked: usize,
+    /// Last completed sync exchange, by peer node id.
+    pub last_sync: usize,
+    /// Peers running a pull against this node now.
+    pub pulls_in_flight: usize,
+    /// Peer addresses in the endpoint's connection cache.
+    pub endpoint_peers: usize,
+    /// QUIC connections open now.
+    pub connections: usize,
 }
 
 /// A member of a member's view of the cluster.
@@ -295,7 +316,10 @@ impl<V: CatalogValue> ClusterNode<V> {
         } else {
             OnDamage::Refuse
         };
-        let (store, identity, recovered) = Store::open(&config.data_dir, node.as_str(), on_damage)?;
+        // `validate` keeps it within u32.
+        let queue_bytes = u32::try_from(config.store_queue_bytes).unwrap_or(u32::MAX);
+        let (store, identity, recovered) =
+            Store::open_with_queue(&config.data_dir, node.as_str(), on_damage, queue_bytes)?;
         let writer = WriterId::new(node, identity.incarnation);
         let clock = HlcClock::system(writer.clone());
         let snapshot_bytes = recovered.snapshot.as_ref().map_or(0, |b| b.len() as u64);
@@ -384,6 +408,10 @@ impl<V: CatalogValue> ClusterNode<V> {
             membership.chitchat(),
             live.clone(),
         )));
+        tasks.push(tokio::spawn(gc::forget_departed(
+            Arc::downgrade(&shared),
+            membership.chitchat(),
+        )));
         Ok(Self {
             shared,
             membership: Some(membership),
@@ -412,6 +440,23 @@ impl<V: CatalogValue> ClusterNode<V> {
     /// The QUIC endpoint's counters (handshakes, malformed messages, bytes).
     pub fn transport_stats(&self) -> crate::transport::StatsSnapshot {
         self.shared.endpoint.stats().snapshot()
+    }
+
+    /// The depth of the store's write queue (see [`crate::store`]).
+    pub fn store_queue(&self) -> crate::store::QueueStats {
+        self.shared.store.queue_stats()
+    }
+
+    /// The sizes of the per-peer maps this node keeps.
+    pub fn peer_state_sizes(&self) -> PeerStateSizes {
+        let len = |m: &Mutex<BTreeMap<_, _>>| m.lock().map_or(0, |m| m.len());
+        PeerStateSizes {
+            acked: self.shared.acked.lock().map_or(0, |m| m.len()),
+            last_sync: len(&self.shared.last_sync),
+            pulls_in_flight: self.shared.pulls_in_flight.peers(),
+            endpoint_peers: self.shared.endpoint.peer_slots(),
+            connections: self.shared.endpoint.open_connections(),
+        }
     }
 
     /// Counters of one message kind (gossip, [`SYNC_PULL`], [`SYNC_PUSH`]).
@@ -452,17 +497,18 @@ impl<V: CatalogValue> ClusterNode<V> {
     /// write this node's disk could still lose. For usage counters on the request path: a
     /// crash may lose the changes of the last few milliseconds (an undercount). Never use it
     /// for budget rights or the catalog, whose writes must be durable before the caller acts
-    /// on them. Completes without waiting for anything (it is `async` only to mirror
-    /// `mutate`); the push runs on the runtime the node started on.
+    /// on them. Waits for nothing but room in the store's queue when that is full (before `f`
+    /// runs: see [`crate::store`]); the push runs on the runtime the node started on.
     pub async fn mutate_nowait<R>(
         &self,
         f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
     ) -> Result<R, ClusterError> {
+        let room = self.shared.store.room(0).await?;
         let (record, result) = self.shared.apply_local(f)?;
         let Some(record) = record else {
             return Ok(result);
         };
-        let done = self.shared.store.append_queued(record.clone())?;
+        let done = self.shared.store.append_queued(room, record.clone())?;
         sync::after_persist(&self.shared, record.len());
         let shared = self.shared.clone();
         let live = self.live.clone();
@@ -769,11 +815,16 @@ impl<V: CatalogValue> Shared<V> {
         peers: Vec<(String, SocketAddr)>,
         f: impl FnOnce(&mut Replica<V>) -> (Delta<V>, R),
     ) -> Result<R, ClusterError> {
+        // Room first: once `f` has run, the record must be queued with no await in between.
+        let room = self.store.room(0).await?;
         let (record, result) = self.apply_local(f)?;
         let Some(record) = record else {
             return Ok(result);
         };
-        self.store.append(record.clone()).await?;
+        self.store
+            .append_queued(room, record.clone())?
+            .wait()
+            .await?;
         sync::after_persist(self, record.len());
         sync::push_to_peers(self, peers, &record);
         Ok(result)

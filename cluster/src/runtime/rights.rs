@@ -75,6 +75,14 @@ async fn answer<V: CatalogValue>(
         }
         return;
     }
+    // Room before the transfer is applied: once it is, its record is queued without a wait.
+    let room = match shared.store.room(0).await {
+        Ok(room) => room,
+        Err(e) => {
+            tracing::error!("cannot persist a rights transfer; not answering: {e}");
+            return;
+        }
+    };
     let answered = {
         let mut replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
         replica.answer_rights_request(&wanted, &policy)
@@ -90,7 +98,11 @@ async fn answer<V: CatalogValue>(
                 }
             };
             // Durable before the requester may spend it.
-            if let Err(e) = shared.store.append(record.clone()).await {
+            let durable = match shared.store.append_queued(room, record.clone()) {
+                Ok(done) => done.wait().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = durable {
                 tracing::error!("cannot persist a rights transfer; not answering: {e}");
                 return;
             }
@@ -141,7 +153,7 @@ pub(super) async fn request<V: CatalogValue>(
     )?;
     Ok(match grant {
         Some((grant, delta)) => {
-            if sync::merge(shared, delta, None) {
+            if sync::merge(shared, delta, None).await {
                 shared.heard();
             }
             Some(grant)

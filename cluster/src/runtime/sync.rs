@@ -74,12 +74,12 @@ pub(super) fn spawn_handlers<V: CatalogValue>(
         }),
         tokio::spawn(async move {
             while let Some(message) = pushes.recv().await {
-                merge_push(&for_pushes, message, Channel::OwnWrites);
+                merge_push(&for_pushes, message, Channel::OwnWrites).await;
             }
         }),
         tokio::spawn(async move {
             while let Some(message) = relays.recv().await {
-                merge_push(&for_relays, message, Channel::Relay);
+                merge_push(&for_relays, message, Channel::Relay).await;
             }
         }),
     ])
@@ -157,7 +157,7 @@ enum Channel {
     Relay,
 }
 
-fn merge_push<V: CatalogValue>(shared: &Shared<V>, message: Inbound, channel: Channel) {
+async fn merge_push<V: CatalogValue>(shared: &Shared<V>, message: Inbound, channel: Channel) {
     shared.count_received(message.payload.len());
     let kind = match channel {
         Channel::OwnWrites => SYNC_PUSH,
@@ -177,7 +177,7 @@ fn merge_push<V: CatalogValue>(shared: &Shared<V>, message: Inbound, channel: Ch
                 }
                 return;
             }
-            if merge(shared, delta, Some(message.payload)) {
+            if merge(shared, delta, Some(message.payload)).await {
                 shared.heard();
             }
         }
@@ -223,8 +223,9 @@ pub(super) fn decode_delta<V: CatalogValue>(
 
 /// Merges a peer's delta and queues it for disk if it changed anything. Returns `false` if
 /// the delta was refused ([`crate::state::DeltaRejected`]: counted and logged, nothing
-/// merged).
-pub(super) fn merge<V: CatalogValue>(
+/// merged), or not merged because it could not be persisted. Waits for room in the store's
+/// queue first when that is full (see [`crate::store`]).
+pub(super) async fn merge<V: CatalogValue>(
     shared: &Shared<V>,
     delta: Delta<V>,
     raw: Option<Bytes>,
@@ -236,13 +237,25 @@ pub(super) fn merge<V: CatalogValue>(
     // A peer's rows make this node a member before they are applied, so nothing they bring
     // (a budget it mints, say) is ever acted on as by a node alone.
     shared.become_member();
-    let record = {
+    let encoded = match raw {
+        Some(raw) => raw,
+        None => match codec::encode(Kind::Delta, &delta) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!("cannot encode a peer's delta; not merged: {e}");
+                return false;
+            }
+        },
+    };
+    let room = match shared.store.room(encoded.len()).await {
+        Ok(room) => room,
+        Err(e) => {
+            tracing::error!("cannot persist a peer's delta; not merged: {e}");
+            return false;
+        }
+    };
+    let changed = {
         let mut replica = shared.replica.lock().unwrap_or_else(|p| p.into_inner());
-        // Encode before applying only when there are no raw bytes to reuse.
-        let encoded = match raw {
-            Some(raw) => Ok(raw),
-            None => codec::encode(Kind::Delta, &delta),
-        };
         let outcome = replica.apply(delta);
         if let Some(rejected) = &outcome.rejected {
             let counter = match rejected {
@@ -268,21 +281,16 @@ pub(super) fn merge<V: CatalogValue>(
         for id in &outcome.catalog_changed {
             shared.catalog_changed(observer.as_ref(), id, replica.catalog().get(id));
         }
-        let changed = !outcome.catalog_changed.is_empty()
+        !outcome.catalog_changed.is_empty()
             || outcome.counters_changed > 0
-            || !outcome.rights_changed.is_empty();
-        changed.then_some(encoded)
+            || !outcome.rights_changed.is_empty()
     };
-    match record {
-        Some(Ok(bytes)) => {
-            let len = bytes.len();
-            if let Err(e) = shared.store.append_nowait(bytes) {
-                tracing::error!("cannot persist a merged delta: {e}");
-            }
-            after_persist(shared, len);
+    if changed {
+        let len = encoded.len();
+        if let Err(e) = shared.store.append_nowait(room, encoded) {
+            tracing::error!("cannot persist a merged delta: {e}");
         }
-        Some(Err(e)) => tracing::error!("cannot encode a merged delta: {e}"),
-        None => {}
+        after_persist(shared, len);
     }
     true
 }
@@ -327,13 +335,16 @@ pub(super) async fn exchange_with<V: CatalogValue>(
                 shared.stats.chunks_received.fetch_add(1, Ordering::Relaxed);
                 let delta = codec::decode_kind::<Delta<V>>(&frame, Kind::Delta, max)?;
                 if !delta.is_empty() {
-                    whole &= merge(shared, delta, Some(frame));
+                    whole &= merge(shared, delta, Some(frame)).await;
                 }
             }
             _ => {
                 let PullReply { delta, version } =
                     codec::decode_kind::<PullReply<V>>(&frame, Kind::PullReply, max)?;
-                break (version, delta.is_empty() || merge(shared, delta, None));
+                break (
+                    version,
+                    delta.is_empty() || merge(shared, delta, None).await,
+                );
             }
         }
     };

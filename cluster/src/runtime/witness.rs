@@ -87,7 +87,7 @@ async fn hold<V: CatalogValue>(shared: &Shared<V>, request: IncomingRequest) {
         request.refuse(codes::REFUSED_DELTA);
         return;
     }
-    if !sync::merge(shared, delta, Some(request.payload.clone())) {
+    if !sync::merge(shared, delta, Some(request.payload.clone())).await {
         request.refuse(codes::REFUSED_DELTA);
         return;
     }

@@ -3,10 +3,21 @@
 //!
 //! Why this shape: the replica changes by small deltas and is rebuilt by replaying them, so an
 //! append-only log is the natural durable form, and a periodic snapshot bounds replay time.
-//! All file I/O happens on one dedicated writer thread. Appends are queued without waiting and
-//! fsynced in batches (group commit); callers that must not acknowledge before the data is on
-//! disk await the batch's fsync (`append`), everyone else enqueues and moves on
-//! (`append_nowait`), so the request hot path never touches the disk.
+//! All file I/O happens on one dedicated writer thread. Appends are queued and fsynced in
+//! batches (group commit); callers that must not acknowledge before the data is on disk await
+//! the batch's fsync (`append`), everyone else enqueues and moves on (`append_nowait`,
+//! `append_queued`), so the request hot path never touches the disk.
+//!
+//! The queue is bounded in bytes (`queue_bytes`, see [`Room`]): every record takes room
+//! ([`Store::room`]) before it is queued and gives it back once its batch is fsynced. When
+//! the queue is full, taking room waits: that is the only wait a full queue causes, and it
+//! happens before anything is applied or queued, never under a lock. Nothing is refused for
+//! want of room: a refused usage record would be an undercount (a budget overspent), and a
+//! refused merge would only be fetched again; waiting slows the writers down to the disk's
+//! pace instead, which is what backpressure is for. Who waits: local writes
+//! (`ClusterNode::mutate`, the usage flush through `mutate_nowait`) before they are applied,
+//! and merges of peers' deltas before they are applied (a peer's push then waits in the
+//! transport's bounded inbox, and a pull's answer in QUIC flow control).
 //!
 //! Files: `identity.json` (node id and incarnation), `wal-GEN.log` (records framed as length,
 //! CRC-32, payload, in a file zero-filled ahead of them so that a sync never has to grow it; the
@@ -17,6 +28,7 @@
 
 mod files;
 mod identity;
+mod queue;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -26,12 +38,16 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 pub use identity::Identity;
+pub use queue::{QueueStats, RECORD_OVERHEAD, Room};
 
 use writer::Command;
 
 /// Largest record or snapshot accepted when reading; a corrupted length cannot make the node
 /// allocate more than this.
 pub const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
+
+/// Default bound on the bytes of records queued for the writer (64 MiB).
+pub const DEFAULT_QUEUE_BYTES: u32 = 64 << 20;
 
 /// A storage failure. After a write or fsync failure the store refuses further writes.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -172,17 +188,31 @@ pub struct Store {
     dir: PathBuf,
     tx: mpsc::UnboundedSender<Command>,
     failure: Arc<OnceLock<String>>,
+    /// Bounds what `tx` holds: the channel itself is unbounded because room is taken first.
+    budget: Arc<queue::Budget>,
 }
 
 impl Store {
     /// Opens (or creates) the data dir for `node_id`, recovers its contents, and starts the
-    /// writer thread. A fresh dir gets a new incarnation; an existing one keeps its own, unless
-    /// its previous process's store failed, or its data is damaged and `on_damage` says to
-    /// begin afresh: then its files are set aside (see [`Recovered`]) under a new incarnation.
+    /// writer thread, with a queue of [`DEFAULT_QUEUE_BYTES`]. A fresh dir gets a new
+    /// incarnation; an existing one keeps its own, unless its previous process's store failed,
+    /// or its data is damaged and `on_damage` says to begin afresh: then its files are set
+    /// aside (see [`Recovered`]) under a new incarnation.
     pub fn open(
         dir: &Path,
         node_id: &str,
         on_damage: OnDamage,
+    ) -> Result<(Self, Identity, Recovered), StoreError> {
+        Self::open_with_queue(dir, node_id, on_damage, DEFAULT_QUEUE_BYTES)
+    }
+
+    /// [`Store::open`] with a queue bounded to `queue_bytes` bytes of records (each counted
+    /// with [`RECORD_OVERHEAD`] more).
+    pub fn open_with_queue(
+        dir: &Path,
+        node_id: &str,
+        on_damage: OnDamage,
+        queue_bytes: u32,
     ) -> Result<(Self, Identity, Recovered), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, &e))?;
         let (identity, recovered, next_generation) = match identity::load(dir, node_id)? {
@@ -223,6 +253,7 @@ impl Store {
                 dir: dir.to_owned(),
                 tx,
                 failure,
+                budget: Arc::new(queue::Budget::new(queue_bytes)),
             },
             identity,
             recovered,
@@ -240,28 +271,60 @@ impl Store {
         &self.dir
     }
 
-    /// Queues `record`; it reaches disk with the next batch. Never blocks.
-    pub fn append_nowait(&self, record: Bytes) -> Result<(), StoreError> {
-        self.tx
-            .send(Command::Append { record, ack: None })
-            .map_err(|_| StoreError::Closed("the writer thread has stopped".to_owned()))
+    /// The queue's depth and bound.
+    pub fn queue_stats(&self) -> QueueStats {
+        self.budget.stats()
     }
 
-    /// Appends `record` and waits until the batch holding it is fsynced.
-    pub async fn append(&self, record: Bytes) -> Result<(), StoreError> {
-        self.append_queued(record)?.wait().await
+    /// Waits for room in the queue for a record of `len` bytes (0 when its size is not known
+    /// yet: the record then takes the rest when it is queued, see [`Room`]). Take room before
+    /// applying what the record holds, so that nothing is applied that must then wait to be
+    /// queued. Fails if the store has failed, before or while it waits. Cancel-safe: dropping
+    /// the future, or the room, gives the room back.
+    pub async fn room(&self, len: usize) -> Result<Room, StoreError> {
+        self.refuse_if_failed()?;
+        let room = self.budget.take(len).await?;
+        // The store may have failed while this waited: a failed writer still drains its queue.
+        self.refuse_if_failed()?;
+        Ok(room)
     }
 
-    /// Queues `record` now (never blocks) and returns a handle that resolves once the batch
-    /// holding it is fsynced: for callers that must not wait but must know when the record is
-    /// durable (to ship it only then).
-    pub fn append_queued(&self, record: Bytes) -> Result<AppendDone, StoreError> {
+    /// Queues `record` in `room`; it reaches disk with the next batch. Never waits.
+    pub fn append_nowait(&self, room: Room, record: Bytes) -> Result<(), StoreError> {
+        self.queue(room, record, None)
+    }
+
+    /// Queues `record` in `room` (never waits) and returns a handle that resolves once the
+    /// batch holding it is fsynced: for callers that must not wait but must know when the
+    /// record is durable (to ship it only then).
+    pub fn append_queued(&self, room: Room, record: Bytes) -> Result<AppendDone, StoreError> {
         let (ack, done) = oneshot::channel();
-        self.send(Command::Append {
-            record,
-            ack: Some(ack),
-        })?;
+        self.queue(room, record, Some(ack))?;
         Ok(AppendDone(done))
+    }
+
+    /// Appends `record` and waits until the batch holding it is fsynced (first for room in
+    /// the queue, if it is full).
+    pub async fn append(&self, record: Bytes) -> Result<(), StoreError> {
+        let room = self.room(record.len()).await?;
+        self.append_queued(room, record)?.wait().await
+    }
+
+    fn queue(
+        &self,
+        mut room: Room,
+        record: Bytes,
+        ack: Option<oneshot::Sender<Result<(), StoreError>>>,
+    ) -> Result<(), StoreError> {
+        room.cover(record.len());
+        self.send(Command::Append { record, ack, room })
+    }
+
+    fn refuse_if_failed(&self) -> Result<(), StoreError> {
+        match self.failure() {
+            Some(reason) => Err(StoreError::Closed(reason.to_owned())),
+            None => Ok(()),
+        }
     }
 
     /// Waits until everything queued so far is fsynced.
@@ -290,6 +353,12 @@ impl Store {
         self.tx
             .send(command)
             .map_err(|_| StoreError::Closed("the writer thread has stopped".to_owned()))
+    }
+
+    /// Holds the writer thread until `until` is answered or dropped (tests: a stalled disk).
+    #[cfg(test)]
+    fn stall(&self, until: std::sync::mpsc::Receiver<()>) {
+        let _ = self.send(Command::Stall(until));
     }
 
     async fn wait(done: oneshot::Receiver<Result<(), StoreError>>) -> Result<(), StoreError> {

@@ -33,8 +33,9 @@ async fn appended_records_survive_a_reopen_in_order() {
         .append(Bytes::from_static(b"one"))
         .await
         .expect("append");
+    let room = store.room(3).await.expect("room");
     store
-        .append_nowait(Bytes::from_static(b"two"))
+        .append_nowait(room, Bytes::from_static(b"two"))
         .expect("queue");
     store
         .append(Bytes::from_static(b"three"))
@@ -307,6 +308,70 @@ async fn identity_is_kept_per_dir_and_new_dirs_get_a_new_incarnation() {
     let (_, reborn, _) = open(wiped.path());
     assert_eq!(reborn.node_id, "n1");
     assert_ne!(reborn.incarnation, first.incarnation);
+}
+
+/// A store with a 4,096-byte queue whose writer is held until the sender answers.
+fn stalled_store(dir: &Path) -> (Store, std::sync::mpsc::Sender<()>) {
+    let (store, _, _) = Store::open_with_queue(dir, "n1", OnDamage::Refuse, 4_096).expect("opens");
+    let (resume, stalled) = std::sync::mpsc::channel();
+    store.stall(stalled);
+    (store, resume)
+}
+
+#[tokio::test]
+async fn a_full_queue_holds_writers_back_until_the_disk_catches_up() {
+    use futures::FutureExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, resume) = stalled_store(dir.path());
+    // 1,000-byte records take 1,128 bytes of room each: three fit in 4,096, a fourth waits.
+    let record = Bytes::from(vec![7u8; 1_000]);
+    let mut queued = Vec::new();
+    for _ in 0..3 {
+        let room = store.room(record.len()).await.expect("room");
+        queued.push(store.append_queued(room, record.clone()).expect("queued"));
+    }
+    let stats = store.queue_stats();
+    assert_eq!(
+        (stats.records, stats.bytes, stats.limit),
+        (3, 3 * 1_128, 4_096)
+    );
+    let mut fourth = Box::pin(store.append(record.clone()));
+    assert!((&mut fourth).now_or_never().is_none(), "no room: it waits");
+    assert_eq!(store.queue_stats().waits, 1);
+    // The disk catches up: the queued records are written, and the waiter gets its room.
+    resume.send(()).expect("writer stalled");
+    for done in queued {
+        done.wait().await.expect("durable");
+    }
+    fourth.await.expect("appended once there was room");
+    let stats = store.queue_stats();
+    assert_eq!((stats.records, stats.bytes), (0, 0));
+    drop(store);
+    let (_, _, recovered) = open(dir.path());
+    assert_eq!(recovered.records.len(), 4);
+}
+
+#[tokio::test]
+async fn room_is_refused_once_the_store_has_failed_even_to_a_writer_already_waiting() {
+    use futures::FutureExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, resume) = stalled_store(dir.path());
+    let room = store.room(3_500).await.expect("room");
+    store
+        .append_nowait(room, Bytes::from(vec![1u8; 3_500]))
+        .expect("queued");
+    let mut waiting = Box::pin(store.room(1_000));
+    assert!((&mut waiting).now_or_never().is_none(), "no room: it waits");
+    let _ = store.failure.set("disk on fire".to_owned());
+    resume.send(()).expect("writer stalled");
+    for refused in [waiting.await, store.room(10).await] {
+        match refused {
+            Err(StoreError::Closed(reason)) => assert!(reason.contains("disk on fire")),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use super::files::{frame_record, list, log_path, snapshot_path, sync_dir, write_snapshot};
+use super::queue::Room;
 
 /// Most commands folded into one fsync.
 const MAX_BATCH: usize = 4_096;
@@ -23,12 +24,29 @@ const PREALLOCATE_BYTES: u64 = 1 << 20;
 
 type Ack = oneshot::Sender<Result<(), StoreError>>;
 
+/// Largest write buffer kept between batches: a burst of large records must not pin its
+/// peak size for the life of the process.
+const BUFFER_KEEP_BYTES: usize = 1 << 20;
+
 /// Work for the writer thread.
 #[derive(Debug)]
 pub(super) enum Command {
-    Append { record: Bytes, ack: Option<Ack> },
-    Sync { ack: Ack },
-    Snapshot { state: Bytes, ack: Ack },
+    /// A record, with the room it holds in the queue until its batch is fsynced.
+    Append {
+        record: Bytes,
+        ack: Option<Ack>,
+        room: Room,
+    },
+    Sync {
+        ack: Ack,
+    },
+    Snapshot {
+        state: Bytes,
+        ack: Ack,
+    },
+    /// Holds the writer until the sender answers or goes (tests: a disk that stalls).
+    #[cfg(test)]
+    Stall(std::sync::mpsc::Receiver<()>),
 }
 
 struct Writer {
@@ -103,15 +121,19 @@ impl Writer {
     /// Writes every command of the batch, fsyncs once, then answers all waiters.
     fn run_batch(&mut self, batch: &mut Vec<Command>) {
         let mut acks = Vec::new();
+        // Queued records keep their room until they are on disk (or refused), so the queue's
+        // depth counts what is not yet durable.
+        let mut rooms = Vec::new();
         for command in batch.drain(..) {
             match command {
-                Command::Append { record, ack } => {
+                Command::Append { record, ack, room } => {
                     if self.failed.is_none()
                         && let Err(detail) = frame_record(&record, &mut self.buffer)
                     {
                         tracing::error!("dropping a store record: {detail}");
                     }
                     acks.extend(ack);
+                    rooms.push(room);
                 }
                 Command::Sync { ack } => acks.push(ack),
                 Command::Snapshot { state, ack } => {
@@ -121,11 +143,18 @@ impl Writer {
                     }
                     let _ = ack.send(self.status());
                 }
+                #[cfg(test)]
+                Command::Stall(until) => {
+                    let _ = until.recv();
+                }
             }
         }
         if let Err(e) = self.flush() {
             self.fail(e);
         }
+        // Room goes back before anyone hears of the fsync, so that a writer told its record is
+        // durable never finds that record still counted in the queue.
+        drop(rooms);
         let status = self.status();
         for ack in acks {
             let _ = ack.send(status.clone());
@@ -168,6 +197,7 @@ impl Writer {
         self.offset += self.buffer.len() as u64;
         self.allocated = self.allocated.max(self.offset);
         self.buffer.clear();
+        self.buffer.shrink_to(BUFFER_KEEP_BYTES);
         Ok(())
     }
 

@@ -52,6 +52,11 @@ pub struct EndpointConfig {
     pub reconnect_backoff_min: Duration,
     /// Longest back-off (default 2 s).
     pub reconnect_backoff_max: Duration,
+    /// A peer address with no connection and no traffic for this long is forgotten by the
+    /// connection cache, back-off included (default 30 s). Keep it well above
+    /// `reconnect_backoff_max`, so that an address is forgotten only once its back-off has run
+    /// out.
+    pub forget_idle_peers_after: Duration,
     /// Minimum interval between log lines about rejected handshakes, and about malformed
     /// frames (default 10 s); the lines in between are counted, not logged.
     pub log_interval: Duration,
@@ -84,6 +89,7 @@ impl Default for EndpointConfig {
             max_connections: 1024,
             reconnect_backoff_min: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(2),
+            forget_idle_peers_after: Duration::from_secs(30),
             log_interval: Duration::from_secs(10),
             validate_addresses: true,
             revoked_nodes: Arc::from(Vec::new()),

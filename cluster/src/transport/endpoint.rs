@@ -1,5 +1,6 @@
 //! [`ClusterEndpoint`]: one quinn endpoint per node, server and client at once, with a cache of
-//! one connection per peer address.
+//! one connection per peer address (slots unused for a while are forgotten, see
+//! [`super::peers`]).
 //!
 //! Connections are reused for every message to a peer, in both directions: a connection a peer
 //! opened to us is also used for our messages to it (so a reply needs no new handshake). When
@@ -15,6 +16,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use quinn::{Connection, VarInt};
@@ -23,7 +25,7 @@ use tracing::{debug, warn};
 
 use super::config::{EndpointConfig, transport_config};
 use super::inbound;
-use super::peers::PeerSlot;
+use super::peers::PeerTable;
 use super::stats::{LogLimiter, Malformed, TransportStats, bump};
 use super::streamed::ResponseFrames;
 use super::{MessageKind, TransportError};
@@ -112,7 +114,9 @@ pub(crate) struct Inner {
     pub(crate) server_name: String,
     pub(crate) config: EndpointConfig,
     pub(crate) stats: Arc<TransportStats>,
-    pub(crate) peers: Mutex<HashMap<SocketAddr, Arc<PeerSlot>>>,
+    pub(crate) peers: Mutex<PeerTable>,
+    /// The origin of the peer table's clock.
+    pub(crate) started: Instant,
     pub(crate) messages: RwLock<HashMap<MessageKind, Route<Inbound>>>,
     pub(crate) requests: RwLock<HashMap<MessageKind, Route<IncomingRequest>>>,
     pub(crate) detached: Arc<Semaphore>,
@@ -123,12 +127,6 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// The cache slot for `addr`, created on first use (`None` only if the lock is poisoned).
-    pub(crate) fn slot(&self, addr: SocketAddr) -> Option<Arc<PeerSlot>> {
-        let mut peers = self.peers.lock().ok()?;
-        Some(peers.entry(addr).or_default().clone())
-    }
-
     /// Whether the simulated partition drops traffic `from → to`; counts the drop.
     pub(crate) fn partitioned(&self, from: SocketAddr, to: SocketAddr) -> bool {
         let blocked = self
@@ -265,7 +263,8 @@ impl ClusterEndpoint {
             identity_log: LogLimiter::new(config.log_interval),
             config,
             stats: Arc::new(TransportStats::default()),
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(PeerTable::default()),
+            started: Instant::now(),
             messages: RwLock::new(HashMap::new()),
             requests: RwLock::new(HashMap::new()),
         });
@@ -463,6 +462,17 @@ impl ClusterEndpoint {
     /// (asynchronously), once its tasks have wound down.
     pub fn close(&self) {
         close(&self.inner);
+    }
+
+    /// Peer addresses the connection cache holds a slot for (a live connection, or dialling
+    /// state kept while the address is in use).
+    pub fn peer_slots(&self) -> usize {
+        self.inner.peers.lock().map_or(0, |p| p.len())
+    }
+
+    /// QUIC connections open now, inbound and outbound.
+    pub fn open_connections(&self) -> usize {
+        self.inner.endpoint.open_connections()
     }
 
     /// Waits until every connection has been closed cleanly (after

@@ -104,15 +104,20 @@ impl TestCluster {
         dir: &std::path::Path,
         seeds: Vec<String>,
     ) -> ClusterNode<Doc> {
-        ClusterNode::start(config(
-            id,
-            dir.to_owned(),
-            &self.secret,
-            seeds,
-            &self.partition,
-        ))
-        .await
-        .expect("node starts")
+        self.start_node_with(id, dir, seeds, |_| {}).await
+    }
+
+    /// Like [`Self::start_node`], with `tweak` applied to the node's config.
+    pub async fn start_node_with(
+        &self,
+        id: &str,
+        dir: &std::path::Path,
+        seeds: Vec<String>,
+        tweak: impl Fn(&mut ClusterConfig),
+    ) -> ClusterNode<Doc> {
+        let mut node_config = config(id, dir.to_owned(), &self.secret, seeds, &self.partition);
+        tweak(&mut node_config);
+        ClusterNode::start(node_config).await.expect("node starts")
     }
 
     pub fn node(&self, i: usize) -> &ClusterNode<Doc> {
@@ -149,13 +154,22 @@ impl TestCluster {
     }
 }
 
-/// Polls `check` until it holds, failing after a deadline.
+/// Polls `check` until it holds, failing after a deadline of 30 s.
 pub async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    wait_until_within(Duration::from_secs(30), what, check).await;
+}
+
+/// Polls `check` until it holds, failing after `limit`.
+pub async fn wait_until_within<F, Fut>(limit: Duration, what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if check().await {
             return;

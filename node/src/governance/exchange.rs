@@ -35,6 +35,17 @@ pub fn spoofed_reports() -> u64 {
     SPOOFED_REPORTS.load(Ordering::Relaxed)
 }
 
+/// Peers whose reports are held (exported as `starling_cluster_peer_state_entries{map=
+/// "rate_reports"}`). Bounded without further pruning: one entry per node id, replaced
+/// whole when that node restarts (a new generation), and dropped once none of its reports
+/// is younger than [`FORGET_AFTER_MS`].
+static REPORTING_PEERS: AtomicU64 = AtomicU64::new(0);
+
+/// How many peers' rate-limit reports this node holds, as of the last exchange round.
+pub fn reporting_peers() -> u64 {
+    REPORTING_PEERS.load(Ordering::Relaxed)
+}
+
 /// One node's reports, as sent.
 #[derive(Debug, Serialize, Deserialize)]
 struct Reports {
@@ -171,6 +182,7 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
                 reports.retain(|_, r| now.saturating_sub(r.received_ms) < FORGET_AFTER_MS);
             }
             table.retain(|_, peer| !peer.reports.is_empty());
+            REPORTING_PEERS.store(table.len() as u64, Ordering::Relaxed);
             for (key, limiter) in gov.index.limiters() {
                 let theirs: Vec<(&str, PeerReport)> = table
                     .iter()

@@ -35,6 +35,7 @@ use crate::cluster::Cluster;
 use crate::config::{FailClosed, GovernanceConfig, UsageDurability};
 
 pub use admit::{AdmitRequest, Admitted, ReservePrice};
+pub use exchange::reporting_peers as rate_reporting_peers;
 pub use exchange::spoofed_reports as spoofed_rate_reports;
 pub use index::KeyEntry;
 pub use permit::GovPermit;
