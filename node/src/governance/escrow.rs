@@ -24,7 +24,7 @@ use starling_cluster::state::Delta;
 use starling_cluster::store::IncarnationStart;
 
 use super::Governance;
-use super::budget::BudgetState;
+use super::budget::{BudgetState, Snapshot};
 use super::model::{BudgetMode, Entry};
 
 impl Governance {
@@ -293,20 +293,20 @@ impl Governance {
             let target = self.chunk_for(snap.rate_per_sec);
             // Nearly spent: hold nothing back that another node could use.
             let scarce = cluster < target;
+            let plan = PoolPlan::decide(&snap, idle, scarce, target);
             for p in state.pooled_periods() {
-                if p != period || idle || (scarce && snap.reserved == 0) {
+                if p != period || plan.refund {
                     self.refund(&state, p).await;
                 }
             }
-            let low_water = i64::try_from(target / 2).unwrap_or(i64::MAX);
-            if !idle && snap.last_used_ms > 0 && snap.pool_available < low_water {
+            if plan.top_up {
                 let short = deficit(
                     i64::try_from(target).unwrap_or(i64::MAX),
                     snap.pool_available,
                 );
                 if local > 0 {
                     self.debit(&state, period, short.min(local)).await;
-                } else if cluster > 0 && !scarce {
+                } else if cluster > 0 {
                     self.refill(&state, period, target).await;
                 }
             }
@@ -340,6 +340,32 @@ impl Governance {
     }
 }
 
+/// What housekeeping does with the pool of a strict budget's current period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PoolPlan {
+    /// Hand the unreserved pool back to the escrow.
+    refund: bool,
+    /// Debit (or fetch) rights to bring the pool back up to the target.
+    top_up: bool,
+}
+
+impl PoolPlan {
+    /// An idle pool is refunded; so is every unreserved pool once the budget is `scarce` (its
+    /// remaining rights are less than one refill `target`), so the last dollars can move to
+    /// where the demand is. A pool in use below half the target is topped up ahead of its
+    /// requests, unless the budget is scarce: then requests refill on demand, since a pool
+    /// topped up here would be refunded by the next round, and debited again by the one after
+    /// (a debit and a refund written, fsynced and replicated every round for as long as the
+    /// budget was in use within `idle_refund_ms`).
+    fn decide(snap: &Snapshot, idle: bool, scarce: bool, target: u64) -> Self {
+        let low_water = i64::try_from(target / 2).unwrap_or(i64::MAX);
+        Self {
+            refund: idle || (scarce && snap.reserved == 0),
+            top_up: !idle && !scarce && snap.last_used_ms > 0 && snap.pool_available < low_water,
+        }
+    }
+}
+
 /// How far a pool at `available` is below `target` (0 if it is not). Computed wide: settlements
 /// at hostile costs can drive a pool down to `i64::MIN`, where the difference overflows `i64`.
 fn deficit(target: i64, available: i64) -> u64 {
@@ -348,7 +374,46 @@ fn deficit(target: i64, available: i64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::deficit;
+    use super::{PoolPlan, Snapshot, deficit};
+
+    /// Regression (seed 31, after the traffic stopped): with the budget nearly spent, every
+    /// housekeeping round refunded a node's pool and debited it back, so the replicas kept
+    /// changing (and kept their digests apart) until the pool went idle, 5 s later. No round
+    /// may both refund a pool and top it up.
+    #[test]
+    fn a_pool_is_never_refunded_and_topped_up_in_the_same_round() {
+        let target = 1_000;
+        for reserved in [0, 10] {
+            for pool_available in [-5, 0, 400, 600, 2_000] {
+                for last_used_ms in [0, 1] {
+                    let snap = Snapshot {
+                        pool_available,
+                        reserved,
+                        last_used_ms,
+                        ..Snapshot::default()
+                    };
+                    for idle in [false, true] {
+                        for scarce in [false, true] {
+                            let plan = PoolPlan::decide(&snap, idle, scarce, target);
+                            assert!(
+                                !(plan.refund && plan.top_up),
+                                "{snap:?} idle={idle} scarce={scarce}: {plan:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // A pool in use below half the target is still topped up while rights are plentiful.
+        let low = Snapshot {
+            pool_available: 100,
+            last_used_ms: 1,
+            ..Snapshot::default()
+        };
+        assert!(PoolPlan::decide(&low, false, false, target).top_up);
+        // And a scarce budget's unreserved pool still goes back to the escrow.
+        assert!(PoolPlan::decide(&low, false, true, target).refund);
+    }
 
     /// Regression: `target - available` in `i64` overflowed (a panic in a debug build) once
     /// a pool was driven towards `i64::MIN` by settlements of hostile usage.
