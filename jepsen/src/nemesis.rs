@@ -276,6 +276,33 @@ pub fn plan(
     steps
 }
 
+/// How long a final fault ([`end_with`]) is held, and the calm before it.
+const FINAL_HOLD: Duration = Duration::from_secs(8);
+const FINAL_CALM: Duration = Duration::from_secs(4);
+
+/// Draws the schedule as [`plan`] does, then ends it with one fault of `last`: the drawn
+/// steps stop [`FINAL_CALM`] before it, and it is held [`FINAL_HOLD`], ending with the span.
+/// For reproducing what a particular fault leaves behind at the final heal (`--end-with
+/// kill-all`: how fast a cluster restarted whole serves again).
+pub fn end_with(
+    kinds: &[Nemesis],
+    last: Nemesis,
+    n: usize,
+    span: Duration,
+    combine: bool,
+    caps: Capabilities,
+    rng: &mut StdRng,
+) -> Vec<Step> {
+    let reserved = FINAL_HOLD + FINAL_CALM;
+    let mut steps = plan(kinds, n, span.saturating_sub(reserved), combine, caps, rng);
+    steps.push(Step {
+        at: span.saturating_sub(FINAL_HOLD),
+        hold: FINAL_HOLD,
+        faults: vec![draw(last, n, caps, rng)],
+    });
+    steps
+}
+
 /// Draws a concrete fault of a nemesis for `n` nodes.
 pub fn draw(nemesis: Nemesis, n: usize, caps: Capabilities, rng: &mut StdRng) -> Fault {
     let mut order: Vec<usize> = (0..n).collect();
@@ -670,6 +697,27 @@ mod tests {
                 };
                 assert_ne!(class(x), class(y));
             }
+        }
+    }
+
+    #[test]
+    fn a_final_fault_ends_the_schedule() {
+        let span = Duration::from_secs(60);
+        let steps = end_with(
+            &ALL,
+            Nemesis::KillAll,
+            5,
+            span,
+            true,
+            CAPS,
+            &mut StdRng::seed_from_u64(3),
+        );
+        let (last, drawn) = steps.split_last().expect("steps");
+        assert_eq!(last.at + last.hold, span);
+        assert_eq!(last.faults.len(), 1);
+        assert!(matches!(&last.faults[0], Fault::Kill { nodes, wipe: false } if nodes.len() == 5));
+        for s in drawn {
+            assert!(s.at + s.hold + FINAL_CALM <= last.at);
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct RunSpec {
     pub unsafe_skip_rights: bool,
     /// Each budget-workload key's amount, micro-dollars.
     pub budget_micros: u64,
+    /// End the schedule with this fault (healed at the end of the time limit).
+    pub end_with: Option<Nemesis>,
 }
 
 /// The nodes' `governance.stale_after_ms` in runs: short, so fail-closed shows in a short run.
@@ -130,14 +132,26 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
             "this kernel has no sch_netem: the netem nemesis drops packets with nftables only (no delay, reordering or duplication)"
         );
     }
-    let steps = nemesis::plan(
-        &spec.nemeses,
-        nodes,
-        spec.time_limit,
-        spec.combine,
-        caps,
-        &mut StdRng::seed_from_u64(spec.seed),
-    );
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let steps = match spec.end_with {
+        Some(last) => nemesis::end_with(
+            &spec.nemeses,
+            last,
+            nodes,
+            spec.time_limit,
+            spec.combine,
+            caps,
+            &mut rng,
+        ),
+        None => nemesis::plan(
+            &spec.nemeses,
+            nodes,
+            spec.time_limit,
+            spec.combine,
+            caps,
+            &mut rng,
+        ),
+    };
     let nemesis_cluster = cluster.clone();
     let nemesis_stop = stop.clone();
     let nemesis = std::thread::spawn(move || nemesis::run(&nemesis_cluster, &steps, &nemesis_stop));
@@ -350,9 +364,42 @@ async fn wait_for_convergence(clients: &Clients, nodes: usize) -> Option<u64> {
             return Some(now_ms());
         }
         tracing::debug!(?digests, "digests differ");
+        if tracing::enabled!(tracing::Level::TRACE) {
+            log_row_differences(clients, &http, nodes).await;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// Logs, per node, the rows of the other nodes' dumps it lacks (at trace level: for finding
+/// what holds replicas apart when digests take long to agree).
+async fn log_row_differences(clients: &Clients, http: &reqwest::Client, nodes: usize) {
+    let mut dumps = Vec::new();
+    for node in 0..nodes {
+        let rows: std::collections::BTreeSet<String> = clients
+            .admin_get(http, node, "/admin/v1/state/dump")
+            .await
+            .and_then(|d| {
+                d["rows"]
+                    .as_array()
+                    .map(|rows| rows.iter().map(|r| r.to_string()).collect())
+            })
+            .unwrap_or_default();
+        dumps.push(rows);
+    }
+    let union: std::collections::BTreeSet<&String> = dumps.iter().flatten().collect();
+    for (node, rows) in dumps.iter().enumerate() {
+        let lacks: Vec<&&String> = union.iter().filter(|r| !rows.contains(**r)).collect();
+        if !lacks.is_empty() {
+            tracing::trace!(
+                node = node + 1,
+                lacks = lacks.len(),
+                sample = ?lacks.iter().take(3).collect::<Vec<_>>(),
+                "rows other nodes have"
+            );
+        }
+    }
 }
 
 /// Every node's dump, usage figures and key records.
