@@ -374,6 +374,12 @@ impl<V: CatalogValue> ClusterNode<V> {
             live.clone(),
             writer.node.as_str().to_owned(),
         )));
+        tasks.push(tokio::spawn(
+            crate::transport::membership::log_liveness_changes(
+                live.clone(),
+                writer.node.as_str().to_owned(),
+            ),
+        ));
         tasks.push(tokio::spawn(gc::collect_tombstones(
             Arc::downgrade(&shared),
             membership.chitchat(),
