@@ -57,9 +57,19 @@ impl TestCluster {
 
     /// Like [`Self::start`], with `tweak` applied to every node's config.
     pub async fn start_with(n: usize, tweak: impl Fn(&mut ClusterConfig)) -> Self {
+        Self::start_on(n, PartitionTable::new(), tweak).await
+    }
+
+    /// Like [`Self::start_with`], with `partition` as the cluster's partition table (for
+    /// example [`PartitionTable::packets`], which drops datagrams rather than messages).
+    pub async fn start_on(
+        n: usize,
+        partition: PartitionTable,
+        tweak: impl Fn(&mut ClusterConfig),
+    ) -> Self {
         let serial = SERIAL.lock().await;
         let secret = ClusterSecret::parse(&generate_secret().expect("secret")).expect("parse");
-        let partition = Arc::new(PartitionTable::new());
+        let partition = Arc::new(partition);
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
         let mut seed = String::new();
