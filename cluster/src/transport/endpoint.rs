@@ -6,8 +6,10 @@
 //! a peer connects anew from an address we already hold a connection for, the new connection
 //! replaces the old one: that is what a restarted peer looks like, and its old connection is
 //! dead even if it has not timed out yet. A failed send on a cached connection is retried once
-//! on a fresh one. A failed connection attempt puts the peer in exponential back-off, so that
-//! gossip aimed at a dead node costs nothing while the back-off runs.
+//! on a fresh one. A failed connection attempt puts the peer in exponential back-off, counted
+//! from the start of the attempt, so that gossip aimed at a dead node costs nothing while the
+//! back-off runs, yet an attempt that waited out the connect timeout (a partition) is followed
+//! by the next at once.
 //!
 //! Nothing here blocks for long: connecting, sending and requesting all have timeouts from
 //! [`EndpointConfig`], and [`ClusterEndpoint::send_detached`] never waits at all.
