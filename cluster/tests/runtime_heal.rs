@@ -8,7 +8,6 @@ mod runtime_support;
 use std::time::{Duration, Instant};
 
 use runtime_support::{TestCluster, wait_until};
-use starling_cluster::runtime::ClusterNode;
 use starling_cluster::transport::PartitionTable;
 
 /// Regression (jepsen seed 31): after a heal, anti-entropy reached the peers that had just
@@ -24,16 +23,7 @@ async fn a_peer_is_synced_as_soon_as_it_is_live_again() {
         c.sync_interval = Duration::from_secs(30);
     })
     .await;
-    let addrs: Vec<_> = c.running().map(ClusterNode::local_addr).collect();
-    c.partition.split(&addrs[..2], &addrs[2..]);
-    c.node(0)
-        .catalog_put("left", "L".to_owned())
-        .await
-        .expect("put");
-    c.node(3)
-        .catalog_put("right", "R".to_owned())
-        .await
-        .expect("put");
+    c.split_and_write(2).await;
     // Held until every node calls the other side dead, its connections across have idled out
     // and an attempt to reconnect has failed: the state a partition of several seconds leaves.
     let failed: Vec<u64> = c

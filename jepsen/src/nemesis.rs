@@ -230,10 +230,18 @@ pub struct Capabilities {
     pub netem: bool,
 }
 
+/// How long a final fault (see [`plan`]) is held, and the calm before it.
+const FINAL_HOLD: Duration = Duration::from_secs(8);
+const FINAL_CALM: Duration = Duration::from_secs(4);
+
 /// Draws the schedule: faults of `kinds`, one class at a time (two with `combine`), each
-/// held 6–12 s with 3–6 s of calm between, within `span`.
+/// held 6–12 s with 3–6 s of calm between, within `span`. With `last`, the drawn steps stop
+/// [`FINAL_CALM`] before one more fault of that nemesis, held [`FINAL_HOLD`] to the end of the
+/// span: for reproducing what a particular fault leaves behind at the final heal (`--end-with
+/// kill-all`: how fast a cluster restarted whole serves again).
 pub fn plan(
     kinds: &[Nemesis],
+    last: Option<Nemesis>,
     n: usize,
     span: Duration,
     combine: bool,
@@ -241,13 +249,14 @@ pub fn plan(
     rng: &mut StdRng,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    if kinds.is_empty() {
-        return steps;
-    }
+    let drawn_span = match last {
+        Some(_) => span.saturating_sub(FINAL_HOLD + FINAL_CALM),
+        None => span,
+    };
     let mut t = Duration::from_secs(rng.random_range(3..=5));
-    loop {
+    while !kinds.is_empty() {
         let hold = Duration::from_secs(rng.random_range(6..=12));
-        if t + hold > span {
+        if t + hold > drawn_span {
             break;
         }
         let first = kinds[rng.random_range(0..kinds.len())];
@@ -273,33 +282,13 @@ pub fn plan(
         });
         t += hold + Duration::from_secs(rng.random_range(3..=6));
     }
-    steps
-}
-
-/// How long a final fault ([`end_with`]) is held, and the calm before it.
-const FINAL_HOLD: Duration = Duration::from_secs(8);
-const FINAL_CALM: Duration = Duration::from_secs(4);
-
-/// Draws the schedule as [`plan`] does, then ends it with one fault of `last`: the drawn
-/// steps stop [`FINAL_CALM`] before it, and it is held [`FINAL_HOLD`], ending with the span.
-/// For reproducing what a particular fault leaves behind at the final heal (`--end-with
-/// kill-all`: how fast a cluster restarted whole serves again).
-pub fn end_with(
-    kinds: &[Nemesis],
-    last: Nemesis,
-    n: usize,
-    span: Duration,
-    combine: bool,
-    caps: Capabilities,
-    rng: &mut StdRng,
-) -> Vec<Step> {
-    let reserved = FINAL_HOLD + FINAL_CALM;
-    let mut steps = plan(kinds, n, span.saturating_sub(reserved), combine, caps, rng);
-    steps.push(Step {
-        at: span.saturating_sub(FINAL_HOLD),
-        hold: FINAL_HOLD,
-        faults: vec![draw(last, n, caps, rng)],
-    });
+    if let Some(last) = last {
+        steps.push(Step {
+            at: span.saturating_sub(FINAL_HOLD),
+            hold: FINAL_HOLD,
+            faults: vec![draw(last, n, caps, rng)],
+        });
+    }
     steps
 }
 
@@ -681,8 +670,18 @@ mod tests {
     #[test]
     fn the_schedule_is_a_function_of_the_seed_and_fits_the_span() {
         let span = Duration::from_secs(120);
-        let a = plan(&ALL, 5, span, true, CAPS, &mut StdRng::seed_from_u64(1));
-        let b = plan(&ALL, 5, span, true, CAPS, &mut StdRng::seed_from_u64(1));
+        let draw = || {
+            plan(
+                &ALL,
+                None,
+                5,
+                span,
+                true,
+                CAPS,
+                &mut StdRng::seed_from_u64(1),
+            )
+        };
+        let (a, b) = (draw(), draw());
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
         assert!(!a.is_empty());
         for s in &a {
@@ -703,15 +702,11 @@ mod tests {
     #[test]
     fn a_final_fault_ends_the_schedule() {
         let span = Duration::from_secs(60);
-        let steps = end_with(
-            &ALL,
-            Nemesis::KillAll,
-            5,
-            span,
-            true,
-            CAPS,
-            &mut StdRng::seed_from_u64(3),
-        );
+        let with_kill_all = |kinds: &[Nemesis]| {
+            let rng = &mut StdRng::seed_from_u64(3);
+            plan(kinds, Some(Nemesis::KillAll), 5, span, true, CAPS, rng)
+        };
+        let steps = with_kill_all(&ALL);
         let (last, drawn) = steps.split_last().expect("steps");
         assert_eq!(last.at + last.hold, span);
         assert_eq!(last.faults.len(), 1);
@@ -719,5 +714,7 @@ mod tests {
         for s in drawn {
             assert!(s.at + s.hold + FINAL_CALM <= last.at);
         }
+        // Alone, too.
+        assert_eq!(with_kill_all(&[]).len(), 1);
     }
 }

@@ -132,26 +132,15 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
             "this kernel has no sch_netem: the netem nemesis drops packets with nftables only (no delay, reordering or duplication)"
         );
     }
-    let mut rng = StdRng::seed_from_u64(spec.seed);
-    let steps = match spec.end_with {
-        Some(last) => nemesis::end_with(
-            &spec.nemeses,
-            last,
-            nodes,
-            spec.time_limit,
-            spec.combine,
-            caps,
-            &mut rng,
-        ),
-        None => nemesis::plan(
-            &spec.nemeses,
-            nodes,
-            spec.time_limit,
-            spec.combine,
-            caps,
-            &mut rng,
-        ),
-    };
+    let steps = nemesis::plan(
+        &spec.nemeses,
+        spec.end_with,
+        nodes,
+        spec.time_limit,
+        spec.combine,
+        caps,
+        &mut StdRng::seed_from_u64(spec.seed),
+    );
     let nemesis_cluster = cluster.clone();
     let nemesis_stop = stop.clone();
     let nemesis = std::thread::spawn(move || nemesis::run(&nemesis_cluster, &steps, &nemesis_stop));

@@ -133,6 +133,21 @@ impl TestCluster {
         self.nodes.iter().flatten()
     }
 
+    /// Splits the running nodes into the first `cut` and the rest, then writes `left` on the
+    /// first node and `right` on the last: an entry each side lacks until the partition heals.
+    pub async fn split_and_write(&self, cut: usize) {
+        let addrs: Vec<_> = self.running().map(ClusterNode::local_addr).collect();
+        self.partition.split(&addrs[..cut], &addrs[cut..]);
+        let (first, last) = (self.node(0), self.node(addrs.len() - 1));
+        first
+            .catalog_put("left", "L".to_owned())
+            .await
+            .expect("put");
+        last.catalog_put("right", "R".to_owned())
+            .await
+            .expect("put");
+    }
+
     /// Waits until every running node sees `n` live members.
     pub async fn wait_members(&self, n: usize) {
         wait_until("membership", || async {
