@@ -406,6 +406,7 @@ pub(super) async fn anti_entropy<V: CatalogValue>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tried: HashMap<String, Instant> = HashMap::new();
     let state: Arc<std::sync::Mutex<Exchanges>> = Arc::default();
+    let done = Arc::new(tokio::sync::Notify::new());
     loop {
         let ticked = tokio::select! {
             _ = tick.tick() => true,
@@ -416,6 +417,8 @@ pub(super) async fn anti_entropy<V: CatalogValue>(
                 }
                 false
             }
+            // An exchange ended: room for the peers still waiting to be taken at once.
+            () = done.notified() => false,
         };
         let peers = peers_of(live.borrow().keys(), &self_id);
         tried.retain(|id, _| peers.iter().any(|(p, _)| p == id));
@@ -433,26 +436,37 @@ pub(super) async fn anti_entropy<V: CatalogValue>(
                 .unwrap_or_else(|p| p.into_inner())
                 .busy
                 .insert(node_id.clone());
-            let (shared, state) = (shared.clone(), state.clone());
+            let (shared, state, done) = (shared.clone(), state.clone(), done.clone());
             tokio::spawn(async move {
                 let result = exchange_with(&shared, Some(&node_id), addr).await;
-                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-                state.busy.remove(&node_id);
-                match result {
-                    Ok(()) => {
-                        shared.stats.rounds.fetch_add(1, Ordering::Relaxed);
-                        state.failed.remove(&node_id);
-                    }
-                    Err(e) => {
-                        shared.stats.round_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(peer = %addr, "anti-entropy exchange failed: {e}");
-                        state.failed.insert(node_id, Instant::now() + interval);
+                {
+                    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                    state.busy.remove(&node_id);
+                    match result {
+                        Ok(()) => {
+                            shared.stats.rounds.fetch_add(1, Ordering::Relaxed);
+                            state.failed.remove(&node_id);
+                        }
+                        Err(e) => {
+                            shared.stats.round_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(peer = %addr, "anti-entropy exchange failed: {e}");
+                            state.failed.insert(node_id, Instant::now() + interval);
+                        }
                     }
                 }
+                done.notify_one();
             });
         }
     }
 }
+
+/// Most exchanges in flight for which the loop starts one outside its round robin (with a
+/// peer just live, or a retry). Each answer holds what the peer lacks: a node that rejoins with
+/// an empty data dir, or one side of a partition in a large cluster, would otherwise pull the
+/// same rows from every peer at once. The first exchanges bring them; the next ones, started
+/// as these end, carry only what is left. The round robin's own exchange is never held back,
+/// so peers that cannot be reached do not stall it.
+const AT_ONCE: usize = 2;
 
 /// The anti-entropy loop's view of its exchanges.
 #[derive(Default)]
@@ -465,9 +479,10 @@ struct Exchanges {
 
 impl Exchanges {
     /// Whom to exchange with now, among the live `peers` (a node may be listed twice, under two
-    /// gossip generations, while its previous process is not yet judged dead): every idle peer
-    /// never tried while live (it has just become live) or whose failed exchange is due for a
-    /// retry, and on a tick (`ticked`) also the idle peer tried least recently.
+    /// gossip generations, while its previous process is not yet judged dead): the idle peers
+    /// never tried while live (they have just become live) or whose failed exchange is due for
+    /// a retry, while fewer than [`AT_ONCE`] exchanges run, and on a tick (`ticked`) also the
+    /// idle peer tried least recently.
     fn picks(
         &self,
         peers: &[(String, SocketAddr)],
@@ -486,6 +501,7 @@ impl Exchanges {
             .filter(|(id, _)| {
                 !tried.contains_key(id) || self.failed.get(id).is_some_and(|at| *at <= now)
             })
+            .take(AT_ONCE.saturating_sub(self.busy.len()))
             .cloned()
             .collect();
         if ticked
@@ -626,8 +642,18 @@ mod tests {
         let later = start + std::time::Duration::from_secs(1);
         let mut tried = HashMap::new();
         let mut state = Exchanges::default();
-        // At start every peer is new: all are taken at once, tick or not.
-        assert_eq!(state.picks(&peers, &tried, false, start).len(), 4);
+        // At start every peer is new: AT_ONCE of them are taken at once, tick or not, then the
+        // next as those end.
+        let first = state.picks(&peers, &tried, false, start);
+        assert_eq!(first, vec![peer(1), peer(2)]);
+        for (id, _) in &first {
+            tried.insert(id.clone(), start);
+            state.busy.insert(id.clone());
+        }
+        assert!(state.picks(&peers, &tried, false, start).is_empty());
+        state.busy.remove("n1");
+        assert_eq!(state.picks(&peers, &tried, false, start), vec![peer(3)]);
+        state.busy.clear();
         for (id, _) in &peers {
             tried.insert(id.clone(), start);
         }
@@ -640,12 +666,18 @@ mod tests {
         state.busy.insert("n2".into());
         assert!(state.picks(&peers, &tried, false, start).is_empty());
         assert_eq!(state.picks(&peers, &tried, false, later), vec![peer(3)]);
-        // n4 went dead and came back: never tried while live, so taken at once.
+        // n4 went dead and came back: never tried while live, so taken at once (once n2's
+        // exchange leaves room for two).
         tried.remove("n4");
+        state.busy.remove("n2");
         assert_eq!(
             state.picks(&peers, &tried, false, later),
             vec![peer(3), peer(4)]
         );
+        // However many exchanges run, a tick still takes the least recently tried peer.
+        state.busy.extend(["n3".to_owned(), "n4".to_owned()]);
+        assert_eq!(state.picks(&peers, &tried, true, later), vec![peer(1)]);
+        state.busy.clear();
         // A node listed under two gossip generations is taken once.
         let twice = vec![peer(5), peer(5)];
         assert_eq!(state.picks(&twice, &tried, false, later), vec![peer(5)]);
