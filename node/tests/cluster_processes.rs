@@ -394,6 +394,21 @@ async fn a_node_killed_mid_load_and_restarted_never_lets_a_strict_budget_overspe
     )
     .await;
     let key = created["key"].as_str().expect("secret").to_owned();
+    // A node with a new data dir mints only once it has caught up with its peers (at the
+    // earliest `cluster.catch_up_grace` after it started): start the load once the budget can
+    // be spent, or every client gives up on its first three refusals.
+    wait_for("the budget to admit a request", async || {
+        let answer = client
+            .post(format!("{}/v1/messages", n1.http))
+            .header("x-api-key", &key)
+            .json(&json!({"model": "claude-opus-4", "max_tokens": 200,
+                          "messages": [{"role": "user", "content": "hello"}]}))
+            .send()
+            .await
+            .ok()?;
+        (answer.status() == 200).then_some(())
+    })
+    .await;
     let urls: std::sync::Arc<std::sync::RwLock<Vec<String>>> =
         std::sync::Arc::new(std::sync::RwLock::new(vec![
             n1.http.clone(),
