@@ -71,16 +71,7 @@ async fn counters_converge_to_the_same_sum_on_five_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_are_byte_identical_after_a_partition_heals() {
     let c = TestCluster::start(5).await;
-    let addrs: Vec<_> = c.running().map(ClusterNode::local_addr).collect();
-    c.partition.split(&addrs[..2], &addrs[2..]);
-    c.node(0)
-        .catalog_put("left", "L".to_owned())
-        .await
-        .expect("put");
-    c.node(4)
-        .catalog_put("right", "R".to_owned())
-        .await
-        .expect("put");
+    c.split_and_write(2).await;
     c.node(1)
         .catalog_put("both", "from-left".to_owned())
         .await

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use starling_cluster::transport::{MessageKind, PartitionTable, TransportError};
+use starling_cluster::transport::{EndpointConfig, MessageKind, PartitionTable, TransportError};
 use tokio::time::timeout;
 use transport_support::*;
 
@@ -124,4 +124,64 @@ async fn gossip_heals_after_a_partition() {
         })
         .await;
     }
+}
+
+/// Regression (the fault tests' partitions, whose drop rules QUIC sees): the reconnection
+/// back-off was counted from the end of a failed attempt, so a peer whose attempts had timed
+/// out stayed unreached for the back-off after the partition healed, on top of the timeout.
+/// It is now counted from the start of the attempt: after one that waited out the connect
+/// timeout, the next may start at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_is_reconnected_at_once_after_attempts_that_timed_out() {
+    let secret = secret();
+    let table = Arc::new(PartitionTable::packets());
+    // Back-offs of 1 s then 2 s: never longer than the 2 s connect timeout.
+    let config = || EndpointConfig {
+        connect_timeout: Duration::from_secs(2),
+        reconnect_backoff_min: Duration::from_secs(1),
+        reconnect_backoff_max: Duration::from_secs(2),
+        partition: Some(table.clone()),
+        ..EndpointConfig::default()
+    };
+    let a = secret_node(&secret, "a", config());
+    let b = secret_node(&secret, "b", config());
+    let mut inbox = b.subscribe(KIND, 1024).unwrap();
+    table.block_both(a.local_addr(), b.local_addr());
+    // Two attempts time out, one after the other (no attempt is left in flight).
+    let mut timed_out = 0;
+    while timed_out < 2 {
+        match a
+            .send(b.local_addr(), KIND, Bytes::from_static(b"lost"))
+            .await
+        {
+            Err(TransportError::Connect { .. }) => timed_out += 1,
+            Err(TransportError::Backoff { .. }) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            other => panic!("a send across the partition: {other:?}"),
+        }
+    }
+    table.heal();
+    let healed = std::time::Instant::now();
+    loop {
+        match a
+            .send(b.local_addr(), KIND, Bytes::from_static(b"back"))
+            .await
+        {
+            Ok(()) => break,
+            Err(TransportError::Backoff { .. }) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("a send after the heal: {e}"),
+        }
+    }
+    let got = timeout(LIMIT, inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(&got.payload[..], b"back");
+    // Before the fix: the 2 s back-off after the second attempt (measured 2.0 s). Now: one
+    // handshake (measured 2-5 ms).
+    let took = healed.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "reconnected {took:?} after the heal"
+    );
 }

@@ -79,6 +79,10 @@ struct RunArgs {
     /// that overspends strict budgets, to show that the budget checker catches it.
     #[arg(long)]
     unsafe_skip_rights_check: bool,
+    /// End the fault schedule with this nemesis (e.g. `kill-all`), held for the last 8 s of
+    /// the time limit, so the final heal is its heal.
+    #[arg(long, value_parser = parse_one_nemesis)]
+    end_with: Option<Nemesis>,
     /// Succeed only if this checker reports a violation (and fail if it holds): for tests
     /// that prove a checker can fail.
     #[arg(long)]
@@ -100,6 +104,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("{text:?}: use s, m or h")),
     };
     Ok(Duration::from_secs(secs))
+}
+
+fn parse_one_nemesis(text: &str) -> Result<Nemesis, String> {
+    match Nemesis::parse_list(text)?.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(format!("{text:?}: name one nemesis, e.g. kill-all")),
+    }
 }
 
 fn default_binary() -> PathBuf {
@@ -155,6 +166,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 unsafe_skip_rights: args.unsafe_skip_rights_check,
                 budget_micros: (args.budget_usd * 1e6).round() as u64,
                 convergence_bound_ms: args.convergence_bound_ms,
+                end_with: args.end_with,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let stop = Arc::new(AtomicBool::new(false));

@@ -372,11 +372,19 @@ pub struct Capabilities {
 /// this much longer than the others.
 pub const DISK_FULL_EXTRA_HOLD: Duration = Duration::from_secs(15);
 
+/// How long a final fault (see [`plan`]) is held, and the calm before it.
+const FINAL_HOLD: Duration = Duration::from_secs(8);
+const FINAL_CALM: Duration = Duration::from_secs(4);
+
 /// Draws the schedule: faults of `kinds`, one class at a time (two with `combine`), each
 /// held 6–12 s ([`DISK_FULL_EXTRA_HOLD`] more with a full disk) with 3–6 s of calm between,
-/// within `span`.
+/// within `span`. With `last`, the drawn steps stop [`FINAL_CALM`] before one more fault of
+/// that nemesis, held [`FINAL_HOLD`] to the end of the span: for reproducing what a particular
+/// fault leaves behind at the final heal (`--end-with kill-all`: how fast a cluster restarted
+/// whole serves again).
 pub fn plan(
     kinds: &[Nemesis],
+    last: Option<Nemesis>,
     n: usize,
     span: Duration,
     combine: bool,
@@ -384,13 +392,14 @@ pub fn plan(
     rng: &mut StdRng,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    if kinds.is_empty() {
-        return steps;
-    }
+    let drawn_span = match last {
+        Some(_) => span.saturating_sub(FINAL_HOLD + FINAL_CALM),
+        None => span,
+    };
     let mut t = Duration::from_secs(rng.random_range(3..=5));
-    loop {
+    while !kinds.is_empty() {
         let mut hold = Duration::from_secs(rng.random_range(6..=12));
-        if t + hold > span {
+        if t + hold > drawn_span {
             break;
         }
         let first = kinds[rng.random_range(0..kinds.len())];
@@ -408,7 +417,7 @@ pub fn plan(
         }
         if faults.iter().any(|f| matches!(f, Fault::DiskFull { .. })) {
             hold += DISK_FULL_EXTRA_HOLD;
-            if t + hold > span {
+            if t + hold > drawn_span {
                 break;
             }
         }
@@ -418,6 +427,13 @@ pub fn plan(
             faults,
         });
         t += hold + Duration::from_secs(rng.random_range(3..=6));
+    }
+    if let Some(last) = last {
+        steps.push(Step {
+            at: span.saturating_sub(FINAL_HOLD),
+            hold: FINAL_HOLD,
+            faults: vec![draw(last, n, caps, rng)],
+        });
     }
     steps
 }
@@ -976,8 +992,18 @@ mod tests {
     #[test]
     fn the_schedule_is_a_function_of_the_seed_and_fits_the_span() {
         let span = Duration::from_secs(120);
-        let a = plan(&ALL, 5, span, true, CAPS, &mut StdRng::seed_from_u64(1));
-        let b = plan(&ALL, 5, span, true, CAPS, &mut StdRng::seed_from_u64(1));
+        let draw = || {
+            plan(
+                &ALL,
+                None,
+                5,
+                span,
+                true,
+                CAPS,
+                &mut StdRng::seed_from_u64(1),
+            )
+        };
+        let (a, b) = (draw(), draw());
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
         assert!(!a.is_empty());
         for s in &a {
@@ -997,5 +1023,24 @@ mod tests {
                 assert_ne!(class(x), class(y));
             }
         }
+    }
+
+    #[test]
+    fn a_final_fault_ends_the_schedule() {
+        let span = Duration::from_secs(60);
+        let with_kill_all = |kinds: &[Nemesis]| {
+            let rng = &mut StdRng::seed_from_u64(3);
+            plan(kinds, Some(Nemesis::KillAll), 5, span, true, CAPS, rng)
+        };
+        let steps = with_kill_all(&ALL);
+        let (last, drawn) = steps.split_last().expect("steps");
+        assert_eq!(last.at + last.hold, span);
+        assert_eq!(last.faults.len(), 1);
+        assert!(matches!(&last.faults[0], Fault::Kill { nodes, wipe: false } if nodes.len() == 5));
+        for s in drawn {
+            assert!(s.at + s.hold + FINAL_CALM <= last.at);
+        }
+        // Alone, too.
+        assert_eq!(with_kill_all(&[]).len(), 1);
     }
 }

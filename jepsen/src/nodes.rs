@@ -195,7 +195,10 @@ impl Node {
         })?;
         self.child = Some(child);
         self.paused = false;
-        self.wait_ready()
+        let started = Instant::now();
+        self.wait_ready()?;
+        tracing::info!(node = %self.id, ms = started.elapsed().as_millis(), "node ready");
+        Ok(())
     }
 
     fn wait_ready(&mut self) -> Result<(), NodeError> {

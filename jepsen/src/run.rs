@@ -49,6 +49,8 @@ pub struct RunSpec {
     pub budget_micros: u64,
     /// Replicas must be identical within this after the heal and the last write, ms.
     pub convergence_bound_ms: u64,
+    /// End the schedule with this fault (healed at the end of the time limit).
+    pub end_with: Option<Nemesis>,
 }
 
 /// The nodes' `governance.stale_after_ms` in runs: short, so fail-closed shows in a short run.
@@ -145,6 +147,7 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
     }
     let steps = nemesis::plan(
         &spec.nemeses,
+        spec.end_with,
         nodes,
         spec.time_limit,
         spec.combine,
@@ -180,18 +183,31 @@ pub async fn run(spec: RunSpec, stop: Arc<AtomicBool>) -> anyhow::Result<bool> {
     let traffic_end_ms = now_ms();
     tracing::info!("traffic stopped; waiting for convergence");
     let keys = ctx.keys.all();
-    // Nodes keep writing for a while after the traffic stops (idle refunds of budget rights):
-    // read the finals until they were taken from one state everywhere. The time to converge
-    // is the first time the digests were seen equal: the replicas were identical then,
-    // whatever housekeeping wrote afterwards.
+    // Nodes keep writing for a while after the traffic stops (idle refunds of budget rights,
+    // `idle_refund_ms` after each pool's last use): read the finals until they were taken from
+    // one state everywhere. The convergence figure is when the digests first agreed: the
+    // replicas were identical then. What the housekeeping writes afterwards is new state, whose
+    // convergence each later round checks (and never agreeing again is a violation); timing
+    // those rounds would time the idle refunds, not replication.
     let mut converged_ms = None;
     let mut finals = Vec::new();
-    for _ in 0..10 {
-        let equal_ms = wait_for_convergence(&clients, nodes).await;
-        converged_ms = converged_ms.or(equal_ms);
+    for round in 0..10 {
+        let agreed = wait_for_convergence(&clients, nodes, &spec.report_dir).await;
+        converged_ms = if round == 0 {
+            agreed
+        } else {
+            agreed.and(converged_ms)
+        };
         finals = collect_finals(&clients, nodes, &keys).await;
         let first = finals.first().and_then(|f| f.digest.clone());
-        if equal_ms.is_none() || finals.iter().all(|f| f.digest == first) {
+        if converged_ms.is_none() || finals.iter().all(|f| f.digest == first) {
+            if let Some(at) = agreed {
+                tracing::info!(
+                    first_agreed_ms = converged_ms.map(|c| c.saturating_sub(traffic_end_ms)),
+                    settled_ms = at.saturating_sub(traffic_end_ms),
+                    "digests agree (times after the last client operation)"
+                );
+            }
             break;
         }
         tracing::info!("the state changed while it was read; reading again");
@@ -351,7 +367,7 @@ async fn probe_liveness(
 /// Polls digests until every node reports the same one; when that was first seen. (Nodes
 /// keep some housekeeping writes going when idle, such as refunds of idle budget pools, so
 /// the state is not required to stay put: the finals are re-read if it moved meanwhile.)
-async fn wait_for_convergence(clients: &Clients, nodes: usize) -> Option<u64> {
+async fn wait_for_convergence(clients: &Clients, nodes: usize, report: &Path) -> Option<u64> {
     let http = Clients::http();
     let deadline = tokio::time::Instant::now() + CONVERGENCE_DEADLINE;
     while tokio::time::Instant::now() < deadline {
@@ -369,9 +385,30 @@ async fn wait_for_convergence(clients: &Clients, nodes: usize) -> Option<u64> {
             return Some(now_ms());
         }
         tracing::debug!(?digests, "digests differ");
+        if tracing::enabled!(tracing::Level::TRACE) {
+            save_dumps(clients, &http, nodes, report).await;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// Saves every node's dump under `convergence-dumps/` in the report (at trace level: for
+/// finding what holds replicas apart when digests take long to agree).
+async fn save_dumps(clients: &Clients, http: &reqwest::Client, nodes: usize, report: &Path) {
+    let dir = report.join("convergence-dumps");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!("cannot create {}: {e}", dir.display());
+        return;
+    }
+    for node in 0..nodes {
+        if let Some(dump) = clients.admin_get(http, node, "/admin/v1/state/dump").await {
+            let file = dir.join(format!("{}-n{}.json", now_ms(), node + 1));
+            if let Err(e) = std::fs::write(&file, dump.to_string()) {
+                tracing::warn!("cannot write {}: {e}", file.display());
+            }
+        }
+    }
 }
 
 /// Every node's dump, usage figures and key records.

@@ -29,7 +29,9 @@ pub struct ClusterConfig {
     pub endpoint: EndpointConfig,
     /// Gossip round interval.
     pub gossip_interval: Duration,
-    /// Anti-entropy interval: one pull-push exchange with a random live peer per tick.
+    /// Anti-entropy interval: one pull-push exchange per tick with the live peer tried least
+    /// recently; peers that have just become live, and failed exchanges one interval on, are
+    /// taken at once (see the runtime's `sync` module).
     pub sync_interval: Duration,
     /// Largest replication frame accepted or sent, in bytes (default 8 MiB): a push, a pull
     /// request, one frame of a pull's answer, a rights exchange. A full state is never one

@@ -6,9 +6,9 @@
 //!
 //! * **eager push**: every local mutation's delta is sent at once to every live peer, so an
 //!   update usually reaches the cluster within one network round trip;
-//! * **anti-entropy**: every `sync_interval`, a pull from one random live peer (send our
-//!   version vector, receive what we lack plus the peer's vector) followed by a push of what
-//!   the peer lacks. This repairs anything eager push lost (partitions, restarts, drops) and
+//! * **anti-entropy**: every `sync_interval`, a pull from the live peer tried least recently,
+//!   and at once from every peer that has just become live (send our version vector, receive
+//!   what we lack plus the peer's vector) followed by a push of what the peer lacks. This repairs anything eager push lost (partitions, restarts, drops) and
 //!   doubles as the full state transfer for a node that joins or fell behind (its vector is
 //!   empty or old, so the reply is everything).
 //!
@@ -316,6 +316,7 @@ impl<V: CatalogValue> ClusterNode<V> {
         } else {
             OnDamage::Refuse
         };
+        let opening = Instant::now();
         // `validate` keeps it within u32.
         let queue_bytes = u32::try_from(config.store_queue_bytes).unwrap_or(u32::MAX);
         let (store, identity, recovered) =
@@ -337,6 +338,15 @@ impl<V: CatalogValue> ClusterNode<V> {
             // our own dots ahead of the replica being rebuilt are ours to replay.
             replica.replay(delta);
         }
+        // How long a restart takes before the node can serve (a whole cluster restarted at once
+        // waits for its slowest member's replay).
+        tracing::info!(
+            snapshot_bytes,
+            log_records = recovered.records.len(),
+            log_bytes = logged_bytes,
+            ms = u64::try_from(opening.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "recovered the replica from the data dir"
+        );
         let clustered =
             !config.is_single_node() && (config.expects_peers() || replica.knows_other_nodes());
         let mut endpoint_config = config.endpoint.clone();
@@ -398,6 +408,12 @@ impl<V: CatalogValue> ClusterNode<V> {
             live.clone(),
             writer.node.as_str().to_owned(),
         )));
+        tasks.push(tokio::spawn(
+            crate::transport::membership::log_liveness_changes(
+                live.clone(),
+                writer.node.as_str().to_owned(),
+            ),
+        ));
         tasks.push(tokio::spawn(gc::collect_tombstones(
             Arc::downgrade(&shared),
             membership.chitchat(),

@@ -397,54 +397,134 @@ async fn push_back<V: CatalogValue>(
     Ok(())
 }
 
-/// The periodic anti-entropy loop: one exchange per tick with the live peer tried least
-/// recently, each in its own task. Round robin rather than a random pick bounds how long any
-/// peer goes without an exchange to (peers × `sync_interval`), which is what bounds catching
-/// up after a partition heals. Gossip may call a peer live that this node cannot reach
-/// (bridge and ring partitions): an exchange with it waits for its timeout in its own task,
-/// so it never holds up the exchanges with the peers that do answer.
+/// The anti-entropy loop: one exchange per tick with the live peer tried least recently, each
+/// in its own task, and, as soon as gossip says so, one with every peer that has just become
+/// live (a healed partition, a restart) and with every peer whose last exchange failed at
+/// least one interval ago.
+///
+/// Round robin rather than a random pick bounds how long any peer goes without an exchange
+/// to (peers × `sync_interval`). Waiting for the round robin after a heal, though, left the
+/// peers behind it unsynced for up to that long, and a peer whose exchange failed (refused
+/// while its connection was still backing off) for a whole round more: the exchanges that
+/// repair a partition are the ones to run first. Gossip may call a peer live that this node
+/// cannot reach (bridge and ring partitions): an exchange with it waits for its timeout in its
+/// own task, so it never holds up the exchanges with the peers that do answer, and it is
+/// retried once per interval.
 pub(super) async fn anti_entropy<V: CatalogValue>(
     shared: Arc<Shared<V>>,
-    live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
+    mut live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
     self_id: String,
 ) {
-    let mut tick = tokio::time::interval(shared.config.sync_interval);
+    let interval = shared.config.sync_interval;
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tried: HashMap<String, Instant> = HashMap::new();
-    let busy: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
+    let state: Arc<std::sync::Mutex<Exchanges>> = Arc::default();
+    let done = Arc::new(tokio::sync::Notify::new());
     loop {
-        tick.tick().await;
+        let ticked = tokio::select! {
+            _ = tick.tick() => true,
+            changed = live.changed() => {
+                if changed.is_err() {
+                    // Membership has stopped: the node is shutting down.
+                    return;
+                }
+                false
+            }
+            // An exchange ended: room for the peers still waiting to be taken at once.
+            () = done.notified() => false,
+        };
         let peers = peers_of(live.borrow().keys(), &self_id);
         tried.retain(|id, _| peers.iter().any(|(p, _)| p == id));
-        let idle: Vec<_> = {
-            let busy = busy.lock().unwrap_or_else(|p| p.into_inner());
-            peers
-                .into_iter()
-                .filter(|(id, _)| !busy.contains(id))
-                .collect()
+        let picks = {
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            state
+                .failed
+                .retain(|id, _| peers.iter().any(|(p, _)| p == id));
+            state.picks(&peers, &tried, ticked, Instant::now())
         };
-        let Some((node_id, addr)) = least_recently_tried(&idle, &tried).cloned() else {
-            continue;
-        };
-        tried.insert(node_id.clone(), Instant::now());
-        busy.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(node_id.clone());
-        let (shared, busy) = (shared.clone(), busy.clone());
-        tokio::spawn(async move {
-            match exchange_with(&shared, Some(&node_id), addr).await {
-                Ok(()) => {
-                    shared.stats.rounds.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    shared.stats.round_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(peer = %addr, "anti-entropy exchange failed: {e}");
-                }
-            }
-            busy.lock()
+        for (node_id, addr) in picks {
+            tried.insert(node_id.clone(), Instant::now());
+            state
+                .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&node_id);
-        });
+                .busy
+                .insert(node_id.clone());
+            let (shared, state, done) = (shared.clone(), state.clone(), done.clone());
+            tokio::spawn(async move {
+                let result = exchange_with(&shared, Some(&node_id), addr).await;
+                {
+                    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                    state.busy.remove(&node_id);
+                    match result {
+                        Ok(()) => {
+                            shared.stats.rounds.fetch_add(1, Ordering::Relaxed);
+                            state.failed.remove(&node_id);
+                        }
+                        Err(e) => {
+                            shared.stats.round_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(peer = %addr, "anti-entropy exchange failed: {e}");
+                            state.failed.insert(node_id, Instant::now() + interval);
+                        }
+                    }
+                }
+                done.notify_one();
+            });
+        }
+    }
+}
+
+/// Most exchanges in flight for which the loop starts one outside its round robin (with a
+/// peer just live, or a retry). Each answer holds what the peer lacks: a node that rejoins with
+/// an empty data dir, or one side of a partition in a large cluster, would otherwise pull the
+/// same rows from every peer at once. The first exchanges bring them; the next ones, started
+/// as these end, carry only what is left. The round robin's own exchange is never held back,
+/// so peers that cannot be reached do not stall it.
+const AT_ONCE: usize = 2;
+
+/// The anti-entropy loop's view of its exchanges.
+#[derive(Default)]
+struct Exchanges {
+    /// Peers (by node id) with an exchange running.
+    busy: HashSet<String>,
+    /// Peers whose last exchange failed, with when to try again.
+    failed: HashMap<String, Instant>,
+}
+
+impl Exchanges {
+    /// Whom to exchange with now, among the live `peers` (a node may be listed twice, under two
+    /// gossip generations, while its previous process is not yet judged dead): the idle peers
+    /// never tried while live (they have just become live) or whose failed exchange is due for
+    /// a retry, while fewer than [`AT_ONCE`] exchanges run, and on a tick (`ticked`) also the
+    /// idle peer tried least recently.
+    fn picks(
+        &self,
+        peers: &[(String, SocketAddr)],
+        tried: &HashMap<String, Instant>,
+        ticked: bool,
+        now: Instant,
+    ) -> Vec<(String, SocketAddr)> {
+        let mut idle: Vec<(String, SocketAddr)> = Vec::new();
+        for (id, addr) in peers {
+            if !self.busy.contains(id) && !idle.iter().any(|(seen, _)| seen == id) {
+                idle.push((id.clone(), *addr));
+            }
+        }
+        let mut picks: Vec<(String, SocketAddr)> = idle
+            .iter()
+            .filter(|(id, _)| {
+                !tried.contains_key(id) || self.failed.get(id).is_some_and(|at| *at <= now)
+            })
+            .take(AT_ONCE.saturating_sub(self.busy.len()))
+            .cloned()
+            .collect();
+        if ticked
+            && let Some(next) = least_recently_tried(&idle, tried)
+            && !picks.iter().any(|(id, _)| *id == next.0)
+        {
+            picks.push(next.clone());
+        }
+        picks
     }
 }
 
@@ -557,6 +637,64 @@ mod tests {
         assert!(snapshot_due(200_000, 10_000, 50 << 20, 100 << 20));
         // No snapshot yet: the record count alone decides.
         assert!(snapshot_due(10_000, 10_000, 0, 0));
+    }
+
+    fn peer(i: u16) -> (String, SocketAddr) {
+        (
+            format!("n{i}"),
+            SocketAddr::from(([127, 0, 0, 1], 7000 + i)),
+        )
+    }
+
+    /// Regression (jepsen seed 31): after a heal, the peers that had just become live were
+    /// synced one per tick (500 ms) at best, and one whose exchange had failed (its
+    /// connection still backing off) only after a whole round over every other peer.
+    #[test]
+    fn peers_just_live_and_failed_exchanges_are_taken_at_once() {
+        let peers: Vec<_> = (1..=4).map(peer).collect();
+        let start = Instant::now();
+        let later = start + std::time::Duration::from_secs(1);
+        let mut tried = HashMap::new();
+        let mut state = Exchanges::default();
+        // At start every peer is new: AT_ONCE of them are taken at once, tick or not, then the
+        // next as those end.
+        let first = state.picks(&peers, &tried, false, start);
+        assert_eq!(first, vec![peer(1), peer(2)]);
+        for (id, _) in &first {
+            tried.insert(id.clone(), start);
+            state.busy.insert(id.clone());
+        }
+        assert!(state.picks(&peers, &tried, false, start).is_empty());
+        state.busy.remove("n1");
+        assert_eq!(state.picks(&peers, &tried, false, start), vec![peer(3)]);
+        state.busy.clear();
+        for (id, _) in &peers {
+            tried.insert(id.clone(), start);
+        }
+        // Between ticks, nothing is due.
+        assert!(state.picks(&peers, &tried, false, start).is_empty());
+        // On a tick, the least recently tried.
+        assert_eq!(state.picks(&peers, &tried, true, start), vec![peer(1)]);
+        // n3 failed, retried once its interval has passed; n2 is still busy.
+        state.failed.insert("n3".into(), later);
+        state.busy.insert("n2".into());
+        assert!(state.picks(&peers, &tried, false, start).is_empty());
+        assert_eq!(state.picks(&peers, &tried, false, later), vec![peer(3)]);
+        // n4 went dead and came back: never tried while live, so taken at once (once n2's
+        // exchange leaves room for two).
+        tried.remove("n4");
+        state.busy.remove("n2");
+        assert_eq!(
+            state.picks(&peers, &tried, false, later),
+            vec![peer(3), peer(4)]
+        );
+        // However many exchanges run, a tick still takes the least recently tried peer.
+        state.busy.extend(["n3".to_owned(), "n4".to_owned()]);
+        assert_eq!(state.picks(&peers, &tried, true, later), vec![peer(1)]);
+        state.busy.clear();
+        // A node listed under two gossip generations is taken once.
+        let twice = vec![peer(5), peer(5)];
+        assert_eq!(state.picks(&twice, &tried, false, later), vec![peer(5)]);
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub struct EndpointConfig {
     /// Most connections (inbound and outbound) at once; further inbound ones are refused
     /// (default 1024).
     pub max_connections: usize,
-    /// First back-off after a failed connection attempt; doubles per failure (default 100 ms).
+    /// First back-off after a failed connection attempt, counted from the start of that
+    /// attempt; doubles per failure (default 100 ms).
     pub reconnect_backoff_min: Duration,
     /// Longest back-off (default 2 s).
     pub reconnect_backoff_max: Duration,
@@ -69,7 +70,8 @@ pub struct EndpointConfig {
     /// though their certificates verify: a lost or compromised node cut off without
     /// re-keying the cluster (default none). See [`crate::tls`] for what a node id is.
     pub revoked_nodes: Arc<[NodeId]>,
-    /// Simulated partition consulted on every send and receive (tests only; default none).
+    /// Simulated partition (tests only; default none): consulted on every send and receive,
+    /// or, for a [`PartitionTable::packets`] table, on every UDP datagram sent.
     pub partition: Option<Arc<PartitionTable>>,
 }
 

@@ -7,8 +7,10 @@
 //! a peer connects anew from an address we already hold a connection for, the new connection
 //! replaces the old one: that is what a restarted peer looks like, and its old connection is
 //! dead even if it has not timed out yet. A failed send on a cached connection is retried once
-//! on a fresh one. A failed connection attempt puts the peer in exponential back-off, so that
-//! gossip aimed at a dead node costs nothing while the back-off runs.
+//! on a fresh one. A failed connection attempt puts the peer in exponential back-off, counted
+//! from the start of the attempt, so that gossip aimed at a dead node costs nothing while the
+//! back-off runs, yet an attempt that waited out the connect timeout (a partition) is followed
+//! by the next at once.
 //!
 //! Nothing here blocks for long: connecting, sending and requesting all have timeouts from
 //! [`EndpointConfig`], and [`ClusterEndpoint::send_detached`] never waits at all.
@@ -25,6 +27,7 @@ use tracing::{debug, warn};
 
 use super::config::{EndpointConfig, transport_config};
 use super::inbound;
+use super::partition::{PartitionTable, PartitionedSocket};
 use super::peers::PeerTable;
 use super::stats::{LogLimiter, Malformed, TransportStats, bump};
 use super::streamed::ResponseFrames;
@@ -133,7 +136,7 @@ impl Inner {
             .config
             .partition
             .as_ref()
-            .is_some_and(|p| p.is_blocked(from, to));
+            .is_some_and(|p| !p.drops_packets() && p.is_blocked(from, to));
         if blocked {
             bump(&self.stats.partition_dropped);
         }
@@ -210,6 +213,22 @@ fn close(inner: &Inner) {
     }
 }
 
+/// Binds an endpoint whose socket drops the datagrams `table` blocks (tests).
+fn bind_partitioned(
+    server: quinn::ServerConfig,
+    addr: SocketAddr,
+    table: Arc<PartitionTable>,
+) -> std::io::Result<quinn::Endpoint> {
+    let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+    let socket = runtime.wrap_udp_socket(std::net::UdpSocket::bind(addr)?)?;
+    quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        PartitionedSocket::wrap(socket, table)?,
+        runtime,
+    )
+}
+
 /// A node's cluster endpoint: one UDP socket, QUIC with mutual TLS, serving and dialling
 /// peers. Cheap to clone; the endpoint closes when the last clone is dropped or on
 /// [`ClusterEndpoint::close`].
@@ -246,8 +265,11 @@ impl ClusterEndpoint {
         server.max_incoming(config.max_connections.max(1));
         let mut client = credentials.client_config()?;
         client.transport_config(transport);
-        let mut endpoint = quinn::Endpoint::server(server, addr)
-            .map_err(|source| TransportError::Bind { addr, source })?;
+        let mut endpoint = match config.partition.as_ref().filter(|p| p.drops_packets()) {
+            Some(table) => bind_partitioned(server, addr, table.clone()),
+            None => quinn::Endpoint::server(server, addr),
+        }
+        .map_err(|source| TransportError::Bind { addr, source })?;
         endpoint.set_default_client_config(client);
         let local_addr = endpoint
             .local_addr()

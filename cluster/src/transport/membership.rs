@@ -197,6 +197,36 @@ pub async fn spawn_membership(
     Ok(Membership { handle, refresh })
 }
 
+/// Logs every change of the live set `live` (self excluded): which member (node id and
+/// gossip generation) the failure detector now calls live, or no longer does. How long a
+/// healed or restarted peer takes to be judged live decides how soon anti-entropy, which
+/// picks live peers only, reaches it. Ends when the watch's sender is gone.
+pub async fn log_liveness_changes(
+    mut live: tokio::sync::watch::Receiver<
+        std::collections::BTreeMap<ChitchatId, chitchat::NodeState>,
+    >,
+    self_id: String,
+) {
+    let members = |live: &tokio::sync::watch::Receiver<_>| -> HashSet<ChitchatId> {
+        let map: &std::collections::BTreeMap<ChitchatId, chitchat::NodeState> = &live.borrow();
+        map.keys()
+            .filter(|id| *id.node_id != *self_id)
+            .cloned()
+            .collect()
+    };
+    let mut known = members(&live);
+    while live.changed().await.is_ok() {
+        let now = members(&live);
+        for id in now.difference(&known) {
+            tracing::info!(peer = %id.node_id, generation = id.generation_id, addr = %id.gossip_advertise_addr, "peer is live");
+        }
+        for id in known.difference(&now) {
+            tracing::info!(peer = %id.node_id, generation = id.generation_id, addr = %id.gossip_advertise_addr, "peer is no longer live");
+        }
+        known = now;
+    }
+}
+
 /// Re-resolves `hosts` every `interval` and gossips at once with every resolved address that
 /// is not a live member. Ends when the handle is gone.
 async fn refresh_seeds(

@@ -8,26 +8,53 @@
 //! [`super::TransportError::Partitioned`]. Blocking only one direction gives the one-way
 //! partitions the design asks tests to cover; [`PartitionTable::heal`] lifts everything.
 //!
-//! Connections stay up underneath, as they would across a real short partition: only the
-//! messages vanish. With no rule set the check is one atomic load.
+//! A table made with [`PartitionTable::new`] drops *messages*: connections stay up underneath,
+//! as they would across a partition shorter than the idle timeout. One made with
+//! [`PartitionTable::packets`] drops the UDP *datagrams* instead, as the nftables rules of the
+//! fault tests do: QUIC sees a real partition, so connections idle out, connection attempts
+//! time out and back off, and after [`PartitionTable::heal`] the endpoints must reconnect. The
+//! sender drops a blocked datagram, so every endpoint of a test must share the table. With no
+//! rule set the check is one atomic load.
 
 use std::collections::HashSet;
+use std::fmt;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
-use std::sync::RwLock;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, UdpPoller};
 
 /// The set of blocked directed links. Share it as `Arc<PartitionTable>` through
 /// [`super::EndpointConfig::partition`].
 #[derive(Debug, Default)]
 pub struct PartitionTable {
     any: AtomicBool,
+    packets: bool,
     blocked: RwLock<HashSet<(SocketAddr, SocketAddr)>>,
 }
 
 impl PartitionTable {
-    /// An empty table (everything flows).
+    /// An empty table (everything flows) that drops messages, over connections that stay up.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty table that drops UDP datagrams: a partition QUIC itself sees (see the module
+    /// docs).
+    pub fn packets() -> Self {
+        Self {
+            packets: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether this table drops datagrams rather than messages.
+    pub fn drops_packets(&self) -> bool {
+        self.packets
     }
 
     fn update(&self, f: impl FnOnce(&mut HashSet<(SocketAddr, SocketAddr)>)) {
@@ -92,6 +119,75 @@ impl PartitionTable {
             Ok(set) => set.contains(&(from, to)),
             Err(poisoned) => poisoned.into_inner().contains(&(from, to)),
         }
+    }
+}
+
+/// A UDP socket that drops the datagrams a [`PartitionTable::packets`] table blocks from its
+/// address to their destination, and passes everything else to the socket it wraps.
+pub(crate) struct PartitionedSocket {
+    inner: Arc<dyn AsyncUdpSocket>,
+    local: SocketAddr,
+    table: Arc<PartitionTable>,
+}
+
+impl PartitionedSocket {
+    pub(crate) fn wrap(
+        inner: Arc<dyn AsyncUdpSocket>,
+        table: Arc<PartitionTable>,
+    ) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        let local = inner.local_addr()?;
+        Ok(Arc::new(Self {
+            inner,
+            local,
+            table,
+        }))
+    }
+}
+
+impl fmt::Debug for PartitionedSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionedSocket")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncUdpSocket for PartitionedSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        self.inner.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        if self.table.is_blocked(self.local, transmit.destination) {
+            // Lost on the wire: the sender cannot tell.
+            return Ok(());
+        }
+        self.inner.try_send(transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_recv(cx, bufs, meta)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.inner.max_transmit_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.inner.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.inner.may_fragment()
     }
 }
 

@@ -138,6 +138,7 @@ impl Inner {
         if dial.until.is_some_and(|until| Instant::now() < until) {
             return Err(TransportError::Backoff { to });
         }
+        let started = Instant::now();
         match self.dial(to).await {
             Ok((conn, peer)) => {
                 *dial = Backoff::default();
@@ -145,11 +146,17 @@ impl Inner {
                 Ok(conn)
             }
             Err(e) => {
+                // The back-off runs from the start of the failed attempt, so that an attempt
+                // that waited out the connect timeout (no answer: a partition, a host down)
+                // may be followed by the next at once. Waiting the back-off on top of it
+                // left a peer behind a healed partition unreached for up to the timeout plus
+                // the longest back-off (about 4 s); now at most the timeout, during which
+                // QUIC resends its first packet.
                 let cfg = &self.config;
                 let wait = dial
                     .next
                     .clamp(cfg.reconnect_backoff_min, cfg.reconnect_backoff_max);
-                dial.until = Some(Instant::now() + wait);
+                dial.until = Some(started + wait);
                 dial.next = wait.saturating_mul(2);
                 Err(e)
             }

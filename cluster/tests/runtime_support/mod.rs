@@ -57,9 +57,19 @@ impl TestCluster {
 
     /// Like [`Self::start`], with `tweak` applied to every node's config.
     pub async fn start_with(n: usize, tweak: impl Fn(&mut ClusterConfig)) -> Self {
+        Self::start_on(n, PartitionTable::new(), tweak).await
+    }
+
+    /// Like [`Self::start_with`], with `partition` as the cluster's partition table (for
+    /// example [`PartitionTable::packets`], which drops datagrams rather than messages).
+    pub async fn start_on(
+        n: usize,
+        partition: PartitionTable,
+        tweak: impl Fn(&mut ClusterConfig),
+    ) -> Self {
         let serial = SERIAL.lock().await;
         let secret = ClusterSecret::parse(&generate_secret().expect("secret")).expect("parse");
-        let partition = Arc::new(PartitionTable::new());
+        let partition = Arc::new(partition);
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
         let mut seed = String::new();
@@ -126,6 +136,21 @@ impl TestCluster {
 
     pub fn running(&self) -> impl Iterator<Item = &ClusterNode<Doc>> {
         self.nodes.iter().flatten()
+    }
+
+    /// Splits the running nodes into the first `cut` and the rest, then writes `left` on the
+    /// first node and `right` on the last: an entry each side lacks until the partition heals.
+    pub async fn split_and_write(&self, cut: usize) {
+        let addrs: Vec<_> = self.running().map(ClusterNode::local_addr).collect();
+        self.partition.split(&addrs[..cut], &addrs[cut..]);
+        let (first, last) = (self.node(0), self.node(addrs.len() - 1));
+        first
+            .catalog_put("left", "L".to_owned())
+            .await
+            .expect("put");
+        last.catalog_put("right", "R".to_owned())
+            .await
+            .expect("put");
     }
 
     /// Waits until every running node sees `n` live members.

@@ -24,7 +24,7 @@ use starling_cluster::state::Delta;
 use starling_cluster::store::IncarnationStart;
 
 use super::Governance;
-use super::budget::BudgetState;
+use super::budget::{BudgetState, Snapshot};
 use super::model::{BudgetMode, Entry};
 
 impl Governance {
@@ -294,31 +294,36 @@ impl Governance {
             });
             state.set_rights(local, cluster);
             let snap = state.snapshot(period);
-            let idle = now.saturating_sub(snap.last_used_ms) >= self.config.idle_refund_ms;
             let target = self.chunk_for(snap.rate_per_sec);
+            let demand = Demand::at(
+                &snap,
+                now,
+                self.config.idle_refund_ms,
+                self.config.refill_horizon_ms,
+            );
             // Nearly spent: hold nothing back that another node could use.
             let scarce = cluster < target;
+            let plan = PoolPlan::decide(&snap, demand, scarce, target);
             for p in state.pooled_periods() {
-                if p != period || idle || (scarce && snap.reserved == 0) {
+                if p != period || plan.refund {
                     self.refund(&state, p).await;
                 }
             }
-            let low_water = i64::try_from(target / 2).unwrap_or(i64::MAX);
-            if !idle && snap.last_used_ms > 0 && snap.pool_available < low_water {
+            if plan.top_up {
                 let short = deficit(
                     i64::try_from(target).unwrap_or(i64::MAX),
                     snap.pool_available,
                 );
                 if local > 0 {
                     self.debit(&state, period, short.min(local)).await;
-                } else if cluster > 0 && !scarce {
+                } else if cluster > 0 {
                     self.refill(&state, period, target).await;
                 }
             }
             // Ask peers for rights before the local escrow runs dry, not when a request finds
             // it empty: keep one refill horizon of the node's own spend at hand.
             let local = self.cluster.read(|r| r.rights().local_rights(&key));
-            if !idle && snap.last_used_ms > 0 && !scarce && local < target && cluster > local {
+            if plan.prefetch && local < target && cluster > local {
                 self.fetch_rights(&key, target - local).await;
             }
         }
@@ -345,6 +350,67 @@ impl Governance {
     }
 }
 
+/// How recently this node used a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Demand {
+    /// Used within the refill horizon: its pool and local rights are kept ahead of its
+    /// requests.
+    Active,
+    /// Not used within the refill horizon, but within `idle_refund_ms`: its pool is kept for
+    /// requests to come, and nothing more is debited or fetched for it (requests refill on
+    /// demand). Fetching ahead for a node that is not spending only moves rights between nodes
+    /// that all hold less than their targets, back and forth, until they go idle.
+    Quiet,
+    /// Never used, or not within `idle_refund_ms`: its pool goes back to the escrow.
+    Idle,
+}
+
+impl Demand {
+    fn at(snap: &Snapshot, now: u64, idle_after_ms: u64, active_within_ms: u64) -> Self {
+        let since = now.saturating_sub(snap.last_used_ms);
+        if snap.last_used_ms == 0 || since >= idle_after_ms {
+            Demand::Idle
+        } else if since < active_within_ms {
+            Demand::Active
+        } else {
+            Demand::Quiet
+        }
+    }
+}
+
+/// What housekeeping does with a strict budget's current period on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PoolPlan {
+    /// Hand the unreserved pool back to the escrow.
+    refund: bool,
+    /// Debit (or fetch) rights to bring the pool back up to the target.
+    top_up: bool,
+    /// Ask peers for rights if the local escrow holds less than the target.
+    prefetch: bool,
+}
+
+impl PoolPlan {
+    /// An idle pool is refunded; so is every unreserved pool once the budget is `scarce` (its
+    /// remaining rights are less than one refill `target`), so the last dollars can move to
+    /// where the demand is. Only while the node is actively spending is its pool topped up
+    /// below half the target and are rights fetched ahead, and not when the budget is scarce:
+    /// then requests refill on demand, since a pool topped up here would be refunded by the
+    /// next round, and debited again by the one after.
+    ///
+    /// Found by seed 31: after the traffic stopped, nodes kept writing debits, refunds and
+    /// transfers every round until their pools went idle (`idle_refund_ms` later), which kept
+    /// the replicas' digests apart that long.
+    fn decide(snap: &Snapshot, demand: Demand, scarce: bool, target: u64) -> Self {
+        let low_water = i64::try_from(target / 2).unwrap_or(i64::MAX);
+        let ahead = demand == Demand::Active && !scarce;
+        Self {
+            refund: demand == Demand::Idle || (scarce && snap.reserved == 0),
+            top_up: ahead && snap.pool_available < low_water,
+            prefetch: ahead,
+        }
+    }
+}
+
 /// How far a pool at `available` is below `target` (0 if it is not). Computed wide: settlements
 /// at hostile costs can drive a pool down to `i64::MIN`, where the difference overflows `i64`.
 fn deficit(target: i64, available: i64) -> u64 {
@@ -353,7 +419,80 @@ fn deficit(target: i64, available: i64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::deficit;
+    use super::{Demand, PoolPlan, Snapshot, deficit};
+
+    /// Regression (seed 31, after the traffic stopped): with the budget nearly spent, every
+    /// housekeeping round refunded a node's pool and debited it back. No round may both refund
+    /// a pool and top it up.
+    #[test]
+    fn a_pool_is_never_refunded_and_topped_up_in_the_same_round() {
+        let target = 1_000;
+        for reserved in [0, 10] {
+            for pool_available in [-5, 0, 400, 600, 2_000] {
+                let snap = Snapshot {
+                    pool_available,
+                    reserved,
+                    last_used_ms: 1,
+                    ..Snapshot::default()
+                };
+                for demand in [Demand::Active, Demand::Quiet, Demand::Idle] {
+                    for scarce in [false, true] {
+                        let plan = PoolPlan::decide(&snap, demand, scarce, target);
+                        assert!(
+                            !(plan.refund && plan.top_up),
+                            "{snap:?} {demand:?} scarce={scarce}: {plan:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // A pool in use below half the target is still topped up while rights are plentiful,
+        // and a scarce budget's unreserved pool still goes back to the escrow.
+        let low = Snapshot {
+            pool_available: 100,
+            last_used_ms: 1,
+            ..Snapshot::default()
+        };
+        assert!(PoolPlan::decide(&low, Demand::Active, false, target).top_up);
+        assert!(PoolPlan::decide(&low, Demand::Active, true, target).refund);
+    }
+
+    /// Regression (seed 31, after the traffic stopped): nodes that had stopped spending kept
+    /// fetching rights from each other every round (each below its target, each donating half
+    /// of what it held) until their pools went idle. A node not spending within the refill
+    /// horizon neither tops up nor fetches ahead; it keeps its pool until it is idle.
+    #[test]
+    fn a_node_that_stopped_spending_moves_no_rights() {
+        let (idle_after, horizon) = (5_000, 2_000);
+        let used_at = 10_000;
+        let snap = Snapshot {
+            pool_available: 0,
+            last_used_ms: used_at,
+            ..Snapshot::default()
+        };
+        let at = |now| Demand::at(&snap, now, idle_after, horizon);
+        assert_eq!(at(used_at + 1_000), Demand::Active);
+        assert_eq!(at(used_at + 3_000), Demand::Quiet);
+        assert_eq!(at(used_at + 5_000), Demand::Idle);
+        let never = Snapshot::default();
+        assert_eq!(
+            Demand::at(&never, used_at, idle_after, horizon),
+            Demand::Idle
+        );
+        let active = PoolPlan::decide(&snap, at(used_at + 1_000), false, 1_000);
+        assert!(active.top_up && active.prefetch && !active.refund);
+        let quiet = PoolPlan::decide(&snap, at(used_at + 3_000), false, 1_000);
+        assert_eq!(
+            quiet,
+            PoolPlan {
+                refund: false,
+                top_up: false,
+                prefetch: false
+            }
+        );
+        let idle = PoolPlan::decide(&snap, at(used_at + 5_000), false, 1_000);
+        assert!(idle.refund && !idle.top_up && !idle.prefetch);
+    }
 
     /// Regression: `target - available` in `i64` overflowed (a panic in a debug build) once
     /// a pool was driven towards `i64::MIN` by settlements of hostile usage.
