@@ -90,6 +90,8 @@ pub struct WorkloadConfig {
 pub const MAX_TOKENS: u64 = 32;
 /// Seconds between budget episodes.
 const EPISODE_S: u64 = 15;
+/// How often a paced workload looks whether the run has stopped.
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Shared by every workload task.
 pub struct Ctx {
@@ -119,6 +121,15 @@ impl Ctx {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Waits `pace` between two operations, or less once the run stops: the traffic ends
+    /// promptly (the convergence figures count from its end).
+    async fn pace(&self, pace: Duration) {
+        let until = tokio::time::Instant::now() + pace;
+        while !self.stopped() && tokio::time::Instant::now() < until {
+            tokio::time::sleep_until(until.min(tokio::time::Instant::now() + STOP_POLL)).await;
+        }
     }
 
     /// Creates a key on a random node, retrying other nodes until one acknowledges (or the
@@ -458,7 +469,7 @@ async fn catalog(ctx: Arc<Ctx>) {
             let node = rng.random_range(0..ctx.nodes());
             change_key(&ctx, &http, node, key, action, &mut rng).await;
         }
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        ctx.pace(Duration::from_millis(1_500)).await;
     }
     while users.join_next().await.is_some() {}
 }

@@ -299,7 +299,7 @@ impl Governance {
                 &snap,
                 now,
                 self.config.idle_refund_ms,
-                self.config.refill_horizon_ms,
+                ACTIVE_WITHIN_MS.min(self.config.refill_horizon_ms),
             );
             // Nearly spent: hold nothing back that another node could use.
             let scarce = cluster < target;
@@ -350,13 +350,21 @@ impl Governance {
     }
 }
 
+/// A node that used a budget within this long (or the refill horizon, if shorter) is spending
+/// it: housekeeping keeps its pool and local rights ahead of its requests. The one-second
+/// window over which the spend rate is measured: a budget used less often than that is
+/// refilled by its requests (each debits a refill horizon of its rate), and every round that
+/// moves rights for a node that has stopped spending is a write the whole cluster must
+/// replicate before its replicas agree again.
+const ACTIVE_WITHIN_MS: u64 = 1_000;
+
 /// How recently this node used a budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Demand {
-    /// Used within the refill horizon: its pool and local rights are kept ahead of its
+    /// Used within [`ACTIVE_WITHIN_MS`]: its pool and local rights are kept ahead of its
     /// requests.
     Active,
-    /// Not used within the refill horizon, but within `idle_refund_ms`: its pool is kept for
+    /// Not used within [`ACTIVE_WITHIN_MS`], but within `idle_refund_ms`: its pool is kept for
     /// requests to come, and nothing more is debited or fetched for it (requests refill on
     /// demand). Fetching ahead for a node that is not spending only moves rights between nodes
     /// that all hold less than their targets, back and forth, until they go idle.
