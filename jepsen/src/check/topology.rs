@@ -104,8 +104,11 @@ pub fn limit_multiplier(timeline: &[FaultRecord], n: usize, from: u64, to: u64) 
     (worst - 1e-9).ceil().max(1.0) as u64
 }
 
-/// Whether node `a` ran throughout `[from, to]` and heard from no other node all that time.
-/// (A node that was down or paused in the window restarts its staleness clock.)
+/// Whether node `a` ran throughout `[from, to]` and heard from no other node all that time:
+/// every other node was down, or its packets to `a` were dropped. A node cut off one way only
+/// still receives its peers' pushes on the connections it has (QUIC delivers data whose
+/// acknowledgements are lost), so it hears from them and is not stale. (A node that was down
+/// or paused in the window restarts its staleness clock.)
 pub fn isolated_throughout(
     timeline: &[FaultRecord],
     n: usize,
@@ -118,9 +121,12 @@ pub fn isolated_throughout(
         .collect();
     instants.push(from);
     instants.push(to);
-    instants
-        .into_iter()
-        .all(|t| !stopped_at(timeline, t).contains(&a) && visible_at(timeline, n, t)[a].len() == 1)
+    instants.into_iter().all(|t| {
+        let stopped = stopped_at(timeline, t);
+        let blocked = blocked_at(timeline, t);
+        !stopped.contains(&a)
+            && (0..n).all(|b| b == a || stopped.contains(&b) || blocked.contains(&(b, a)))
+    })
 }
 
 /// Whether `node`'s disk was lost within a second after `at_ms` (wiped, or damaged so that
@@ -186,6 +192,23 @@ mod tests {
             storage: None,
         };
         assert!(!isolated_throughout(&[all_down], 5, 0, 150, 250));
+        // Cut off one way: 0 cannot send, but hears everyone; the other way, it hears no one.
+        let mute: Vec<_> = (1..5).map(|b| (0, b)).collect();
+        assert!(!isolated_throughout(
+            &[partition(mute, 100, 200)],
+            5,
+            0,
+            100,
+            200
+        ));
+        let deaf: Vec<_> = (1..5).map(|b| (b, 0)).collect();
+        assert!(isolated_throughout(
+            &[partition(deaf, 100, 200)],
+            5,
+            0,
+            100,
+            200
+        ));
         // 0 and 1 cannot talk, but both talk to 2.
         let t = vec![partition(vec![(0, 1), (1, 0)], 0, 100)];
         assert!(connected_at(&t, 3, 0, 1, 50));
