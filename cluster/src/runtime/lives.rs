@@ -12,10 +12,10 @@
 //! into its own row: what they held unused comes back to the budget, and what they had debited
 //! into pools they lost stays spent. The argument is written out in `docs/guarantees.md`.
 //!
-//! Two checks keep it from running where it must not: a second live process under this node
-//! id (a misconfiguration) stops it, and an operator's reclaim of this node seen first makes
-//! it take nothing more (a reclaimed writer's rights read 0 to a second reclaim only once
-//! reclaimed; see [`crate::crdt::rights`]).
+//! Two things keep it from taking rights twice: a second live process under this node id (a
+//! misconfiguration) stops it, and an operator's reclaim of this node that it has seen leaves
+//! nothing to take (a reclaimed writer holds only what reached it after the reclaim; see
+//! [`crate::crdt::rights`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
