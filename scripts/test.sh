@@ -14,7 +14,7 @@ echo "== cargo test"
 cargo build --workspace --bins
 # As root, install what the tests need up front: the fault tests' tools and the font the
 # bench's and the fault tests' plots draw with; Prometheus (server and promtool) for the
-# deploy/ tests (node/tests/deploy.rs, deploy/check.sh), without starting its service.
+# deploy/ tests (node/gateway/tests/deploy.rs, deploy/check.sh), without starting its service.
 if [ "$(id -u)" -eq 0 ]; then
     scripts/jepsen-setup.sh
     scripts/deploy-setup.sh

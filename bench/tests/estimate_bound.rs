@@ -5,22 +5,14 @@
 //! results, images, several messages and choices, thinking), the estimate must bound what the
 //! mock bills: `input_tokens_upper_bound ≥` billed input, and the output cap times the number
 //! of choices `≥` billed output. Requests without an output cap are clamped first, as the
-//! gateway does. The estimator is compiled from the node's source: it depends on nothing else
-//! of the node, so the bounds are checked here where the mock is.
+//! gateway does. The bounds are checked here, where the mock is.
 
 mod common;
 
-// The estimator's own unit tests run here too; what neither they nor this test use is fine.
-#[allow(dead_code)]
-#[path = "../../node/src/governance/estimate.rs"]
-mod estimate;
-#[path = "../../node/src/governance/tiktoken_models.rs"]
-mod tiktoken_models;
-
 use common::*;
-use estimate::{EndpointKind, Tokenizer};
 use serde_json::{Map, Value, json};
 use starling_bench::mock::tokens::{Encoding, encoding_for};
+use starling_governance::estimate::{self, EndpointKind, Tokenizer};
 
 /// Deterministic pseudo-random numbers (SplitMix64), so a failure replays from its seed.
 struct Rng(u64);

@@ -168,7 +168,7 @@ impl Node {
             .env(
                 "RUST_LOG",
                 std::env::var("STARLING_JEPSEN_NODE_LOG").unwrap_or_else(|_| {
-                    "warn,starling::governance=info,starling_cluster=info".into()
+                    "warn,starling_governance=info,starling_cluster=info".into()
                 }),
             )
             .env("NO_COLOR", "1")

@@ -1,6 +1,6 @@
 //! The price table used to compute the ledger's ground-truth cost.
 //!
-//! It is the gateway's own built-in table (`node/src/pricing/prices.toml`), compiled in, so the
+//! It is the gateway's own built-in table (`node/governance/src/prices.toml`), compiled in, so the
 //! mock and the gateway price the same model the same way. Prices are USD per million tokens,
 //! which is numerically micro-dollars per token: `cost_micros = ceil(tokens × price)`.
 //! Prices are turned into integers (millionths of a micro-dollar per token) on load, so costs
@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-const BUILTIN_PRICES: &str = include_str!("../../../node/src/pricing/prices.toml");
+const BUILTIN_PRICES: &str = starling_governance::pricing::BUILTIN_PRICES_TOML;
 
 /// Scale of the integer prices: one unit is 10⁻⁶ micro-dollar per token.
 const SCALE: u128 = 1_000_000;

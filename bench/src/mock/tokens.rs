@@ -19,14 +19,10 @@ pub const REPLY_PRIMING: u64 = 3;
 pub const NAME_OVERHEAD: u64 = 1;
 /// Tokens charged per image (or audio clip, or file), whatever its size.
 pub const IMAGE_TOKENS: u64 = 85;
-/// Which OpenAI models bill with which tiktoken encoding, and which texts tiktoken cannot
-/// take: the gateway's own file, so the mock and the gateway's estimator agree by
-/// construction (like the price table in `pricing.rs`).
-#[path = "../../../node/src/governance/tiktoken_models.rs"]
-mod tiktoken_models;
-
-pub use tiktoken_models::MAX_INLINE_WHITESPACE;
-use tiktoken_models::{TiktokenEncoding, encoding_of, has_long_inline_whitespace};
+// Which OpenAI models bill with which tiktoken encoding, and which texts tiktoken cannot take:
+// the gateway's own table, so the mock and the gateway's estimator agree by construction.
+pub use starling_wire::tiktoken_models::MAX_INLINE_WHITESPACE;
+use starling_wire::tiktoken_models::{TiktokenEncoding, encoding_of, has_long_inline_whitespace};
 
 /// How a model's text is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
