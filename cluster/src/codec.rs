@@ -10,7 +10,7 @@
 //! +------+---------+------+-------------+---------+
 //! ```
 //!
-//! Swapping bincode for another codec (DESIGN.md §8: bincode is unmaintained; postcard is the
+//! Swapping bincode for another codec (bincode is no longer maintained; postcard is the
 //! alternative) means bumping [`FORMAT_VERSION`] and changing this module only.
 //!
 //! Decoding never panics and never trusts a length from the wire: wrong magic, unknown version or
