@@ -5,10 +5,13 @@
 //! The gateway speaks both APIs to clients and calls providers that speak
 //! either. When the client's format differs from the provider's:
 //!
-//! | client    | provider  | request                                         | response                                        | stream                    |
-//! |-----------|-----------|-------------------------------------------------|-------------------------------------------------|---------------------------|
-//! | OpenAI    | Anthropic | [`openai_to_anthropic::chat_request_to_messages`] | [`openai_to_anthropic::messages_response_to_chat`] | [`AnthropicToOpenAiStream`] |
-//! | Anthropic | OpenAI    | [`anthropic_to_openai::messages_request_to_chat`] | [`anthropic_to_openai::chat_response_to_messages`] | [`OpenAiToAnthropicStream`] |
+//! | client    | provider  | module                                | request                      | response                      | stream                      |
+//! |-----------|-----------|---------------------------------------|------------------------------|-------------------------------|-----------------------------|
+//! | OpenAI    | Anthropic | [`openai_client_anthropic_provider`]  | [`chat_request_to_messages`] | [`messages_response_to_chat`] | [`AnthropicToOpenAiStream`] |
+//! | Anthropic | OpenAI    | [`anthropic_client_openai_provider`]  | [`messages_request_to_chat`] | [`chat_response_to_messages`] | [`OpenAiToAnthropicStream`] |
+//!
+//! A module per pairing of client and provider dialects; in it, `request.rs` translates the
+//! client's request, `response.rs` and `stream.rs` the provider's answers.
 //!
 //! Everything here treats its input as untrusted: no panics, no indexing,
 //! every malformed client field is reported as a [`TranslateError`] that
@@ -21,9 +24,9 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-pub mod anthropic_to_openai;
+pub mod anthropic_client_openai_provider;
 pub mod errors;
-pub mod openai_to_anthropic;
+pub mod openai_client_anthropic_provider;
 pub mod sse;
 pub mod usage;
 mod util;
@@ -31,11 +34,11 @@ mod util;
 #[cfg(test)]
 mod tests;
 
-pub use anthropic_to_openai::{
+pub use anthropic_client_openai_provider::{
     OpenAiToAnthropicStream, chat_response_to_messages, messages_request_to_chat,
 };
 pub use errors::{anthropic_error_to_openai, openai_error_to_anthropic};
-pub use openai_to_anthropic::{
+pub use openai_client_anthropic_provider::{
     AnthropicToOpenAiStream, chat_request_to_messages, messages_response_to_chat,
 };
 pub use sse::{

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::translate::anthropic_to_openai::messages_request_to_chat;
+use crate::translate::anthropic_client_openai_provider::messages_request_to_chat;
 
 fn translate(req: Value) -> Value {
     messages_request_to_chat(&req, "gpt-4o").expect("translate")

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::translate::openai_to_anthropic::chat_request_to_messages;
+use crate::translate::openai_client_anthropic_provider::chat_request_to_messages;
 
 fn translate(req: Value) -> Value {
     chat_request_to_messages(&req, "claude-sonnet-4-5", 4096).expect("translate")

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::fixtures::{ANTHROPIC_RESPONSE, ANTHROPIC_STREAM};
 use super::{accumulate_openai, openai_chunks, run_anthropic_to_openai};
-use crate::translate::openai_to_anthropic::messages_response_to_chat;
+use crate::translate::openai_client_anthropic_provider::messages_response_to_chat;
 use crate::translate::sse::SseEvent;
 use crate::translate::{AnthropicToOpenAiStream, Usage};
 

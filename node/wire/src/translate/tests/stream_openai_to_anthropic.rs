@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::fixtures::{OPENAI_RESPONSE, OPENAI_STREAM};
 use super::{accumulate_anthropic, anthropic_events, run_openai_to_anthropic};
-use crate::translate::anthropic_to_openai::chat_response_to_messages;
+use crate::translate::anthropic_client_openai_provider::chat_response_to_messages;
 use crate::translate::sse::SseEvent;
 use crate::translate::{OpenAiToAnthropicStream, TranslateError, Usage};
 
