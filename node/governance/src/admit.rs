@@ -248,7 +248,7 @@ impl Governance {
             let requested = output.requested;
             let choices = output.choices.max(1);
             let input_cost = cost_ceil(input_tokens, req.price.input_nanos);
-            let wanted = requested.unwrap_or(self.config.default_max_tokens);
+            let wanted = requested.unwrap_or(self.config.budget_default_max_tokens);
             let full_cost = input_cost
                 + cost_ceil(wanted.saturating_mul(choices), req.price.output_nanos)
                 + RESERVE_SLACK;

@@ -44,7 +44,9 @@ pub struct GovernanceConfig {
     pub fail_closed: FailClosed,
     /// The `max_tokens` a request gets when it sets none and a budget applies: its reservation
     /// needs an output bound. Lower if the budget's remainder allows less.
-    pub default_max_tokens: u64,
+    /// Also read as `default_max_tokens`, its earlier name.
+    #[serde(alias = "default_max_tokens")]
+    pub budget_default_max_tokens: u64,
     /// How far ahead, in spend time, a node keeps budget rights debited for its own use.
     pub refill_horizon_ms: u64,
     /// Smallest debit of budget rights, in micro-dollars (fewer, larger durable writes).
@@ -79,7 +81,7 @@ impl Default for GovernanceConfig {
         Self {
             stale_after_ms: 10_000,
             fail_closed: FailClosed::Strict,
-            default_max_tokens: 4_096,
+            budget_default_max_tokens: 4_096,
             refill_horizon_ms: 2_000,
             min_chunk_micros: 10_000,
             idle_refund_ms: 10_000,

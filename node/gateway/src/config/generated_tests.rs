@@ -257,7 +257,7 @@ fn document_with(j: u32) -> BoxedStrategy<Table> {
                     ("backoff_max_ms", int()),
                     ("cooldown_ms", int()),
                     (
-                        "default_max_tokens",
+                        "anthropic_default_max_tokens",
                         (1i64..=i64::from(u32::MAX))
                             .prop_map(Value::Integer)
                             .boxed(),
@@ -334,7 +334,7 @@ fn document_with(j: u32) -> BoxedStrategy<Table> {
                 j,
                 vec![
                     ("stale_after_ms", int()),
-                    ("default_max_tokens", int()),
+                    ("budget_default_max_tokens", int()),
                     ("refill_horizon_ms", int()),
                     ("min_chunk_micros", int()),
                     ("idle_refund_ms", int()),
@@ -528,7 +528,7 @@ const INTEGER_KEYS: &[(&str, &str)] = &[
     ("cluster", "dead_node_grace_secs"),
     ("cluster", "tombstone_min_age_secs"),
     ("governance", "stale_after_ms"),
-    ("governance", "default_max_tokens"),
+    ("governance", "budget_default_max_tokens"),
     ("governance", "refill_horizon_ms"),
     ("governance", "min_chunk_micros"),
     ("governance", "idle_refund_ms"),

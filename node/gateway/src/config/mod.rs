@@ -256,8 +256,10 @@ pub struct RoutingConfig {
     pub backoff_max_ms: u64,
     /// How long a failing deployment is skipped when others are available.
     pub cooldown_ms: u64,
-    /// `max_tokens` sent to Anthropic when an OpenAI-format client gave none.
-    pub default_max_tokens: u32,
+    /// `max_tokens` sent to Anthropic when an OpenAI-format client gave none (Anthropic
+    /// requires one). Also read as `default_max_tokens`, its earlier name.
+    #[serde(alias = "default_max_tokens")]
+    pub anthropic_default_max_tokens: u32,
     /// Alternative names for public model names, e.g. `fast = "gpt-4o-mini"`.
     pub aliases: BTreeMap<String, String>,
 }
@@ -269,7 +271,7 @@ impl Default for RoutingConfig {
             backoff_initial_ms: 100,
             backoff_max_ms: 5_000,
             cooldown_ms: 5_000,
-            default_max_tokens: 4_096,
+            anthropic_default_max_tokens: 4_096,
             aliases: BTreeMap::new(),
         }
     }

@@ -120,3 +120,19 @@ fn server_limits_have_defaults_and_are_validated() {
     let (name, _) = err("[server]\nbody_read_timeout_ms = 3600001\n");
     assert_eq!(name, "server.body_read_timeout_ms");
 }
+
+#[test]
+fn the_two_default_max_tokens_have_names_of_their_own_and_the_old_one_still_loads() {
+    let c = Config::from_toml(
+        "[routing]\nanthropic_default_max_tokens = 100\n[governance]\nbudget_default_max_tokens = 200\n",
+    )
+    .expect("valid");
+    assert_eq!(c.routing.anthropic_default_max_tokens, 100);
+    assert_eq!(c.governance.budget_default_max_tokens, 200);
+    let c = Config::from_toml(
+        "[routing]\ndefault_max_tokens = 300\n[governance]\ndefault_max_tokens = 400\n",
+    )
+    .expect("the earlier name loads");
+    assert_eq!(c.routing.anthropic_default_max_tokens, 300);
+    assert_eq!(c.governance.budget_default_max_tokens, 400);
+}

@@ -134,9 +134,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             "must not exceed routing.backoff_max_ms",
         ));
     }
-    if routing.default_max_tokens == 0 {
+    if routing.anthropic_default_max_tokens == 0 {
         return Err(ConfigError::invalid(
-            "routing.default_max_tokens",
+            "routing.anthropic_default_max_tokens",
             "must be greater than 0",
         ));
     }
@@ -216,7 +216,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     let g = &config.governance;
     for (name, value) in [
         ("stale_after_ms", g.stale_after_ms),
-        ("default_max_tokens", g.default_max_tokens),
+        ("budget_default_max_tokens", g.budget_default_max_tokens),
         ("refill_horizon_ms", g.refill_horizon_ms),
         ("min_chunk_micros", g.min_chunk_micros),
         ("idle_refund_ms", g.idle_refund_ms),

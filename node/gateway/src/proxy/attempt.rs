@@ -174,7 +174,13 @@ async fn run_attempts(
             let Some(deployment) = current.deployments.get(index) else {
                 break;
             };
-            let prepared = prepare(&ctx, &raw, &body, deployment, settings.default_max_tokens)?;
+            let prepared = prepare(
+                &ctx,
+                &raw,
+                &body,
+                deployment,
+                settings.anthropic_default_max_tokens,
+            )?;
             let attempt_started = Instant::now();
             let deadline =
                 attempt_started + Duration::from_millis(deployment.provider.timeouts.total_ms);
