@@ -126,22 +126,23 @@ fn available_bound(ev: &Evidence, key: &str, amount: u64, first: u64, last: u64)
         .into_iter()
         .filter(|(_, op)| op.key == key)
         .collect();
-    // Most spend in any window of the visibility delay.
-    let window = ev.bounds.visibility_ms.max(1);
-    let mut starts: Vec<(u64, u64)> = entries
+    // Most spend within one visibility delay. Lost packets are retransmitted, so while the
+    // network drops them the replication lag grows: the delay is then the catch-up bound.
+    let lossy = |t: u64| {
+        overlapping(&ev.timeline, t, t)
+            .any(|r| matches!(r.fault, Fault::Loss { .. } | Fault::Netem { .. }))
+    };
+    let starts: Vec<(u64, u64)> = entries
         .iter()
         .map(|(e, _)| (e.started_at_ms, e.cost_micros))
         .collect();
-    starts.sort_unstable();
-    let (mut lo, mut sum, mut rate_part) = (0, 0u64, 0u64);
-    for hi in 0..starts.len() {
-        sum += starts[hi].1;
-        while starts[hi].0 - starts[lo].0 > window {
-            sum -= starts[lo].1;
-            lo += 1;
+    let rate_part = most_spend_within(starts, |t| {
+        if lossy(t) {
+            ev.bounds.catchup_ms
+        } else {
+            ev.bounds.visibility_ms
         }
-        rate_part = rate_part.max(sum);
-    }
+    });
     // Requests in flight at once: the clients of this key.
     let clients = entries
         .iter()
@@ -150,4 +151,42 @@ fn available_bound(ev: &Evidence, key: &str, amount: u64, first: u64, last: u64)
         .len() as u64;
     let sides = limit_multiplier(&ev.timeline, ev.nodes, first, last);
     rate_part + clients * ev.bounds.max_reservation_micros + (sides - 1) * amount
+}
+
+/// The most spend that started within one delay before any request: `delay_at(t)` is the
+/// visibility delay in force for a request started at `t`.
+fn most_spend_within(mut starts: Vec<(u64, u64)>, delay_at: impl Fn(u64) -> u64) -> u64 {
+    starts.sort_unstable();
+    let mut prefix = Vec::with_capacity(starts.len() + 1);
+    prefix.push(0u64);
+    for &(_, cost) in &starts {
+        prefix.push(prefix.last().copied().unwrap_or(0) + cost);
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(hi, &(t, _))| {
+            let from = t.saturating_sub(delay_at(t).max(1));
+            let lo = starts.partition_point(|&(s, _)| s < from);
+            prefix[hi + 1] - prefix[lo]
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::most_spend_within;
+
+    #[test]
+    fn the_window_follows_the_delay_in_force() {
+        // One unit every 100 ms for 10 s.
+        let starts: Vec<(u64, u64)> = (0..100).map(|i| (i * 100, 1)).collect();
+        assert_eq!(most_spend_within(starts.clone(), |_| 1_000), 11);
+        // Seed 55: under packet loss (here from 5 s on) replication lags up to the catch-up
+        // bound, and so may the spend a node does not see yet.
+        let lossy = |t: u64| if t >= 5_000 { 5_000 } else { 1_000 };
+        assert_eq!(most_spend_within(starts, lossy), 51);
+        assert_eq!(most_spend_within(Vec::new(), |_| 1_000), 0);
+    }
 }

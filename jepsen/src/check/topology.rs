@@ -116,11 +116,20 @@ pub fn isolated_throughout(
     from: u64,
     to: u64,
 ) -> bool {
-    let mut instants: Vec<u64> = overlapping(timeline, from, to)
+    let mut edges: Vec<u64> = overlapping(timeline, from, to)
         .flat_map(|r| [r.start_ms.max(from), r.end_ms.min(to)])
+        .chain([from, to])
         .collect();
-    instants.push(from);
-    instants.push(to);
+    edges.sort_unstable();
+    edges.dedup();
+    // Fault windows are closed, so at an edge the fault is still (or already) on: a moment
+    // between two edges samples the stretch in between, such as a heal between two
+    // isolations of the same node, when it hears its peers again.
+    let between = edges
+        .windows(2)
+        .filter(|w| w[1] > w[0] + 1)
+        .map(|w| w[0] + (w[1] - w[0]) / 2);
+    let instants: Vec<u64> = edges.iter().copied().chain(between).collect();
     instants.into_iter().all(|t| {
         let stopped = stopped_at(timeline, t);
         let blocked = blocked_at(timeline, t);
@@ -209,6 +218,15 @@ mod tests {
             100,
             200
         ));
+        // Isolated twice with a heal in between (seed 51, n5): it heard its peers in the gap.
+        let alone: Vec<_> = (1..5).flat_map(|b| [(0, b), (b, 0)]).collect();
+        let twice = vec![
+            partition(alone.clone(), 100, 200),
+            partition(alone, 230, 300),
+        ];
+        assert!(!isolated_throughout(&twice, 5, 0, 150, 260));
+        assert!(isolated_throughout(&twice, 5, 0, 150, 200));
+        assert!(isolated_throughout(&twice, 5, 0, 240, 300));
         // 0 and 1 cannot talk, but both talk to 2.
         let t = vec![partition(vec![(0, 1), (1, 0)], 0, 100)];
         assert!(connected_at(&t, 3, 0, 1, 50));
