@@ -1,14 +1,15 @@
-//! Starling: an LLM gateway node.
+//! Starling: an LLM gateway node. This crate is the gateway itself (the `starling` binary
+//! and what it serves); the wire formats, providers and governance are crates of their own
+//! (`starling_wire`, `starling_providers`, `starling_governance`; see docs/architecture.md).
 //!
-//! Module map (see docs/architecture.md): [`config`] loads and checks the TOML file;
-//! [`server`] binds listeners and routes HTTP; [`listener`] accepts connections within the
-//! connection, header and body limits ([`capacity`] counts connections and requests in flight); [`api`] owns the client dialects (request
-//! reading, validation, error shapes); [`admission`] authenticates and admits; [`routing`]
-//! resolves models to deployments; [`providers`] talks to upstreams; [`proxy`] runs the request
-//! path; [`translate`] converts between OpenAI and Anthropic formats; [`pricing`] prices usage;
-//! [`metrics`] exports Prometheus metrics; [`cluster`] starts the cluster member from the config;
-//! [`admin`] serves `/admin/v1`; [`governance`] owns virtual keys, budgets and rate limits;
-//! [`telemetry`] exports OpenTelemetry traces; [`request_log`] keeps recent request records.
+//! Module map: [`config`] loads and checks the TOML file; [`server`] binds listeners and
+//! routes HTTP; [`listener`] accepts connections within the connection, header and body
+//! limits ([`capacity`] counts connections and requests in flight); [`api`] reads request
+//! bodies and answers errors in the client's dialect; [`admission`] authenticates;
+//! [`routing`] resolves models to deployments; [`proxy`] runs the request path, a stage per
+//! module; [`metrics`] exports Prometheus metrics; [`cluster`] starts the cluster member from
+//! the config; [`admin`] serves `/admin/v1`; [`telemetry`] exports OpenTelemetry traces;
+//! [`request_log`] keeps recent request records.
 
 pub mod admin;
 pub mod admission;

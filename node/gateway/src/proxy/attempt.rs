@@ -13,69 +13,23 @@ use futures::StreamExt;
 use http::{HeaderMap, StatusCode};
 use metrics::{SharedString, counter};
 use rand::Rng;
-use serde_json::Value;
 use tokio::time::Instant;
 
-use super::prepare::{Prepared, prepare};
+use super::context::{Payload, RequestCtx};
+use super::outcome::{AttemptFailure, AttemptSuccess};
+use super::prepare::prepare;
 use super::settle::{InFlight, Settlement};
 use super::trail::Trail;
-use super::{Gateway, RequestCtx, complete, count_tokens, stream};
+use super::{Gateway, complete, count_tokens, stream};
 use crate::admission::Permit;
 use crate::config::RoutingConfig;
 use crate::metrics as m;
 use crate::routing::{Deployment, ModelRoute};
-use starling_providers::{UpstreamFailure, UpstreamResponse};
+use starling_providers::UpstreamResponse;
 use starling_wire::api::{ApiError, Endpoint, ErrorKind};
 
 /// Largest upstream error body the gateway reads to pass through.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-
-/// Why an attempt failed.
-pub(super) enum Failure {
-    /// Another attempt may succeed: 429, 5xx, connection errors, timeouts.
-    Retryable {
-        error: ApiError,
-        retry_after: Option<Duration>,
-    },
-    /// Retrying cannot help: the client's request is at fault.
-    Fatal(ApiError),
-}
-
-impl Failure {
-    /// The error the client would get.
-    pub fn error(&self) -> &ApiError {
-        match self {
-            Failure::Retryable { error, .. } | Failure::Fatal(error) => error,
-        }
-    }
-
-    pub fn from_upstream(failure: &UpstreamFailure) -> Self {
-        let kind = match failure {
-            UpstreamFailure::Timeout { .. } => ErrorKind::Timeout,
-            _ => ErrorKind::Upstream,
-        };
-        Failure::Retryable {
-            error: ApiError::new(kind, failure.to_string()),
-            retry_after: None,
-        }
-    }
-}
-
-/// What the attempt loop hands the response builders once an upstream answered well.
-pub(super) struct Success<'a> {
-    pub route: &'a ModelRoute,
-    pub deployment: &'a Deployment,
-    pub prepared: Prepared,
-    pub response: UpstreamResponse,
-    pub deadline: Instant,
-}
-
-/// The client's request body: its bytes as they arrived (or as admission rewrote them) and
-/// parsed.
-pub(super) struct Payload {
-    pub raw: Bytes,
-    pub body: Value,
-}
 
 /// Runs attempts until one succeeds or every candidate is exhausted. A request that ends
 /// without a usable answer gives its reservations back, unless an attempt may have been
@@ -208,7 +162,7 @@ async fn run_attempts(
             }
             let failure = match sent {
                 Ok(response) if response.status.is_success() => {
-                    let success = Success {
+                    let success = AttemptSuccess {
                         route: &current,
                         deployment,
                         prepared,
@@ -220,9 +174,16 @@ async fn run_attempts(
                             .await
                             .map(|primed| Answer::Stream(Box::new(primed)))
                     } else {
-                        complete::read(gw, &ctx, success, attempt_started, waited)
-                            .await
-                            .map(Answer::Complete)
+                        complete::read(
+                            &ctx,
+                            success,
+                            &gw.config.server,
+                            gw.telemetry.is_on(),
+                            attempt_started,
+                            waited,
+                        )
+                        .await
+                        .map(Answer::Complete)
                     };
                     match result {
                         Ok(ready) => {
@@ -264,14 +225,14 @@ async fn run_attempts(
                         state.maybe_billed = true;
                     }
                     span.fail(failure.kind(), &failure.to_string());
-                    Failure::from_upstream(&failure)
+                    AttemptFailure::from_upstream(&failure)
                 }
             };
             drop(span);
             waited += attempt_started.elapsed();
             let (error, retry_after) = match failure {
-                Failure::Fatal(error) => return Err(error),
-                Failure::Retryable { error, retry_after } => (error, retry_after),
+                AttemptFailure::Fatal(error) => return Err(error),
+                AttemptFailure::Retryable { error, retry_after } => (error, retry_after),
             };
             trip_cooldown(settings, deployment, retry_after);
             let reason = error.status().as_u16().to_string();
@@ -379,7 +340,7 @@ async fn error_response(
     response: UpstreamResponse,
     wire: starling_wire::api::ApiFormat,
     deadline: Instant,
-) -> Failure {
+) -> AttemptFailure {
     let status = response.status;
     let retry_after = parse_retry_after(&response.headers);
     let mut body = Vec::new();
@@ -395,9 +356,9 @@ async fn error_response(
     let retry_after_secs = retry_after.map(|d| d.as_secs_f64().ceil() as u64);
     let error = ApiError::from_upstream(status, wire, Bytes::from(body), retry_after_secs);
     if retryable_status(status) {
-        Failure::Retryable { error, retry_after }
+        AttemptFailure::Retryable { error, retry_after }
     } else {
-        Failure::Fatal(error)
+        AttemptFailure::Fatal(error)
     }
 }
 

@@ -12,10 +12,11 @@ use metrics::histogram;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::attempt::{Failure, Success};
+use super::context::{COST_HEADER, RequestCtx, set_route_headers};
+use super::outcome::{AttemptFailure, AttemptSuccess};
 use super::prepare::Translation;
 use super::settle::{Ending, Settlement, record_overhead};
-use super::{COST_HEADER, Gateway, RequestCtx, set_route_headers};
+use crate::config::ServerConfig;
 use crate::metrics as m;
 use starling_governance::pricing::micros_to_usd_string;
 use starling_providers::UpstreamFailure;
@@ -35,29 +36,30 @@ pub(super) struct Completed {
 
 /// Reads and converts the upstream body.
 pub(super) async fn read(
-    gw: &Gateway,
     ctx: &RequestCtx,
-    success: Success<'_>,
+    success: AttemptSuccess<'_>,
+    server: &ServerConfig,
+    tracing_on: bool,
     attempt_started: Instant,
     waited: Duration,
-) -> Result<Completed, Failure> {
-    let limit = gw.config.server.max_upstream_body_bytes;
+) -> Result<Completed, AttemptFailure> {
+    let limit = server.max_upstream_body_bytes;
     let provider = success.deployment.provider.name.clone();
     let mut body = BytesMut::new();
     let mut stream = success.response.body;
     loop {
         match tokio::time::timeout_at(success.deadline, stream.next()).await {
             Err(_) => {
-                return Err(Failure::from_upstream(&UpstreamFailure::Timeout {
+                return Err(AttemptFailure::from_upstream(&UpstreamFailure::Timeout {
                     provider,
                     stage: "completion",
                 }));
             }
             Ok(None) => break,
-            Ok(Some(Err(failure))) => return Err(Failure::from_upstream(&failure)),
+            Ok(Some(Err(failure))) => return Err(AttemptFailure::from_upstream(&failure)),
             Ok(Some(Ok(chunk))) => {
                 if body.len() + chunk.len() > limit {
-                    return Err(Failure::Fatal(ApiError::new(
+                    return Err(AttemptFailure::Fatal(ApiError::new(
                         ErrorKind::Upstream,
                         format!("the upstream response exceeds {limit} bytes"),
                     )));
@@ -70,7 +72,7 @@ pub(super) async fn read(
     histogram!(m::UPSTREAM_DURATION, "provider" => provider.to_string())
         .record(upstream_time.as_secs_f64());
     let body = body.freeze();
-    let parsed: Value = serde_json::from_slice(&body).map_err(|e| Failure::Retryable {
+    let parsed: Value = serde_json::from_slice(&body).map_err(|e| AttemptFailure::Retryable {
         error: ApiError::new(
             ErrorKind::Upstream,
             format!("{provider} returned a response that is not JSON: {e}"),
@@ -83,7 +85,7 @@ pub(super) async fn read(
         ApiFormat::Anthropic => translate::usage_from_anthropic(&parsed),
     }
     .unwrap_or_default();
-    let finish_reasons = if gw.telemetry.is_on() {
+    let finish_reasons = if tracing_on {
         super::trail::finish_reasons(&parsed)
     } else {
         Vec::new()
@@ -98,7 +100,7 @@ pub(super) async fn read(
         }
     }
     .map_err(|e| {
-        Failure::Fatal(ApiError::new(
+        AttemptFailure::Fatal(ApiError::new(
             ErrorKind::Upstream,
             format!("could not translate the {provider} response: {e}"),
         ))

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::RequestCtx;
+use super::context::RequestCtx;
 use starling_wire::api::ApiError;
 
 /// Tokens Anthropic's format adds per message for role markers.

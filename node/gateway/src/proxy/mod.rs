@@ -1,9 +1,17 @@
-//! The request path: authenticate, read and check the body, resolve the model, admit, call
-//! upstream with retries and fallbacks, and answer, streaming or not, in the client's dialect.
+//! The request path, a stage per module, called in order from [`Gateway::handle`]:
+//! authenticate (`crate::admission`) → [`ingress`] (read, parse and check the body) → resolve
+//! the route (`crate::routing`) → [`admit`] (reserve, clamp) → [`attempt`] (candidates,
+//! retries, fallbacks; [`prepare`] shapes each upstream body) → answer ([`complete`] or
+//! [`stream`]) → [`settle`] (cost, usage, metrics, exactly once). [`context`] and [`outcome`]
+//! hold what the stages share; [`trail`] carries what the trace and the request log learn.
 
+mod admit;
 mod attempt;
 mod complete;
+mod context;
 mod count_tokens;
+mod ingress;
+mod outcome;
 mod prepare;
 mod settle;
 mod stream;
@@ -13,47 +21,26 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request};
+use http::{HeaderValue, Request};
 use tokio::time::Instant;
 
-use crate::admission::{Admission, Permit};
-use crate::api::{ClientError, request};
+use crate::admission::Admission;
+use crate::api::ClientError;
 use crate::capacity::Capacity;
 use crate::config::secrets::ResolvedKey;
 use crate::config::{Config, ConfigError, secrets};
 use crate::request_log::RequestLog;
-use crate::routing::{ModelRoute, Router};
+use crate::routing::Router;
 use crate::telemetry::Telemetry;
-use starling_governance::estimate::{Tokenizer, tokenizer_for};
+use context::{Payload, RequestCtx};
+use outcome::{Outcome, RequestFailure};
 use starling_governance::pricing::PriceTable;
-use starling_governance::{AdmitRequest, ReservePrice};
 use starling_providers::Provider;
-use starling_wire::api::ErrorKind;
-use starling_wire::api::validate::{RequestMeta, validate};
-use starling_wire::api::{ApiError, ApiFormat, Endpoint, json};
-use trail::{Failure, Outcome, Trail};
+use starling_wire::api::{ApiError, Endpoint};
+use trail::Trail;
 
+pub use context::{COST_HEADER, MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID_HEADER};
 pub use settle::{InFlight, in_flight_now};
-
-/// Response header carrying the request id.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Response header carrying the request's cost in USD.
-pub const COST_HEADER: &str = "x-starling-cost-usd";
-/// Response header naming the provider that served the request.
-pub const PROVIDER_HEADER: &str = "x-starling-provider";
-/// Response header naming the public model that served the request (after fallbacks).
-pub const MODEL_HEADER: &str = "x-starling-model";
-
-/// Names the provider and public model that answered, on a response to the client.
-pub(crate) fn set_route_headers(headers: &mut HeaderMap, provider: &str, model: &str) {
-    if let Ok(v) = HeaderValue::from_str(provider) {
-        headers.insert(PROVIDER_HEADER, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(model) {
-        headers.insert(MODEL_HEADER, v);
-    }
-}
 
 /// Everything a node needs to serve requests; shared by all connections.
 #[derive(Debug)]
@@ -72,24 +59,6 @@ pub struct Gateway {
     pub request_log: Option<Arc<RequestLog>>,
     /// Room for API requests in flight (`server.max_requests_in_flight`).
     pub request_slots: Capacity,
-}
-
-/// Per-request facts the stages below share.
-#[derive(Debug)]
-pub(crate) struct RequestCtx {
-    pub id: String,
-    pub endpoint: Endpoint,
-    pub started: Instant,
-    pub meta: RequestMeta,
-    pub headers: HeaderMap,
-    /// Providers a virtual key restricts the request to (empty: any).
-    pub allowed_providers: Vec<String>,
-}
-
-impl RequestCtx {
-    pub fn format(&self) -> ApiFormat {
-        self.endpoint.format()
-    }
 }
 
 impl Gateway {
@@ -175,7 +144,7 @@ impl Gateway {
                     endpoint,
                     started,
                     error.status().as_u16(),
-                    Some(Failure::Api(&error)),
+                    Some(RequestFailure::Api(&error)),
                 ));
                 ClientError::new(error, endpoint.format()).into_response()
             }
@@ -199,73 +168,41 @@ impl Gateway {
         let principal = self.admission.authenticate(&parts.headers)?;
         let key_id = principal.virtual_key.as_ref().map(|k| k.key.id.as_str());
         trail.set_identity(id, key_id);
-        let server = &self.config.server;
-        let mut raw = request::read_body(body, &parts.headers, server.max_body_bytes).await?;
-        let mut object = json::parse_json_object(&raw, server.max_json_depth)?;
-        let meta = validate(endpoint, &object)?;
-        trail.set_request(&meta.model, meta.max_tokens, meta.stream, &raw);
+        let mut request =
+            ingress::read(endpoint, body, &parts.headers, &self.config.server).await?;
+        let meta = &request.meta;
+        trail.set_request(&meta.model, meta.max_tokens, meta.stream, &request.raw);
         let route = self.router.resolve(&meta.model)?;
         // From here on, failures are labelled with the resolved (bounded) model name.
         trail.model = Some(route.name.clone());
         trail.metric_model = Some(route.metric_label.clone());
-        let admission = trail.span.child("starling.admission");
-        admission.set_bool("starling.governed", principal.virtual_key.is_some());
-        let (permit, allowed_providers) =
-            match (&principal.virtual_key, self.admission.governance()) {
-                (Some(key), Some(governance)) => {
-                    let candidates = self.candidates(&route);
-                    let providers: Vec<&str> = route
-                        .deployments
-                        .iter()
-                        .map(|d| d.provider.name.as_ref())
-                        .collect();
-                    let admitted = governance
-                        .admit(
-                            key,
-                            AdmitRequest {
-                                endpoint,
-                                requested_model: &meta.model,
-                                route_name: &route.name,
-                                route_providers: &providers,
-                                price: reserve_price(&candidates),
-                                tokenizer: tokenizer_of(&candidates),
-                                body: &mut object,
-                            },
-                        )
-                        .await
-                        .inspect_err(|e| admission.fail(e.error_type(), e.message()))?;
-                    if admitted.body_changed {
-                        raw = Bytes::from(serde_json::to_vec(&object).map_err(|e| {
-                            ApiError::new(
-                                ErrorKind::Internal,
-                                format!("cannot encode the request: {e}"),
-                            )
-                        })?);
-                    }
-                    (
-                        Permit::governed(admitted.permit),
-                        admitted.allowed_providers,
-                    )
-                }
-                _ => (Permit::unlimited(), Vec::new()),
-            };
-        drop(admission);
-        let limit_headers = permit.headers().cloned();
+        let admitted = admit::admit(
+            &principal,
+            self.admission.governance(),
+            &self.router,
+            endpoint,
+            &route,
+            &mut request,
+            &trail.span,
+        )
+        .await?;
+        let limit_headers = admitted.permit.headers().cloned();
+        let ingress::ClientRequest { raw, object, meta } = request;
         let ctx = RequestCtx {
             id: id.to_owned(),
             endpoint,
             started,
             meta,
             headers: parts.headers,
-            allowed_providers,
+            allowed_providers: admitted.allowed_providers,
         };
         let body = serde_json::Value::Object(object);
         let mut response = attempt::run(
             self,
             ctx,
             route,
-            attempt::Payload { raw, body },
-            permit,
+            Payload { raw, body },
+            admitted.permit,
             in_flight,
             trail,
         )
@@ -275,46 +212,4 @@ impl Gateway {
         }
         Ok(response)
     }
-
-    /// The route and its configured fallbacks: every deployment that may serve the request.
-    fn candidates(&self, route: &Arc<ModelRoute>) -> Vec<Arc<ModelRoute>> {
-        std::iter::once(route.clone())
-            .chain(
-                route
-                    .fallbacks
-                    .iter()
-                    .filter_map(|name| self.router.resolve(name).ok()),
-            )
-            .collect()
-    }
-}
-
-/// The dearest prices among the candidates: a reservation must cover whichever serves.
-fn reserve_price(candidates: &[Arc<ModelRoute>]) -> ReservePrice {
-    let mut price = ReservePrice::default();
-    for d in candidates.iter().flat_map(|r| r.deployments.iter()) {
-        let p = d.price;
-        price.input_nanos = price
-            .input_nanos
-            .max(p.input)
-            .max(p.cached_input)
-            .max(p.cache_write);
-        price.output_nanos = price.output_nanos.max(p.output);
-    }
-    price
-}
-
-/// The tokenizer to bound input with: a real one only if every candidate uses it, else the
-/// byte bound, which holds for any byte-level tokenizer.
-fn tokenizer_of(candidates: &[Arc<ModelRoute>]) -> Tokenizer {
-    let mut chosen = None;
-    for d in candidates.iter().flat_map(|r| r.deployments.iter()) {
-        let t = tokenizer_for(&d.upstream_model);
-        match chosen {
-            None => chosen = Some(t),
-            Some(c) if c == t => {}
-            Some(_) => return Tokenizer::Bytes,
-        }
-    }
-    chosen.unwrap_or(Tokenizer::Bytes)
 }

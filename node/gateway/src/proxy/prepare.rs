@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::RequestCtx;
+use super::context::RequestCtx;
 use crate::routing::Deployment;
 use starling_wire::api::{ApiError, ApiFormat, Endpoint, ErrorKind};
 use starling_wire::translate;

@@ -8,8 +8,9 @@ use std::time::Duration;
 use metrics::{SharedString, counter, gauge, histogram};
 use tokio::time::Instant;
 
-use super::RequestCtx;
-use super::trail::{Failure, Outcome, Trail};
+use super::context::RequestCtx;
+use super::outcome::{Outcome, RequestFailure};
+use super::trail::Trail;
 use crate::admission::Permit;
 use crate::capacity::{Capacity, Place};
 use crate::metrics as m;
@@ -187,11 +188,11 @@ impl Settlement {
         drop(span);
         let error = match ending {
             Ending::Completed => None,
-            Ending::ClientGone => Some(Failure::Stream(
+            Ending::ClientGone => Some(RequestFailure::Stream(
                 "client_disconnected",
                 "the client went away mid-stream",
             )),
-            Ending::UpstreamFailed => Some(Failure::Stream(
+            Ending::UpstreamFailed => Some(RequestFailure::Stream(
                 "upstream_stream_error",
                 "the upstream failed after the stream started",
             )),

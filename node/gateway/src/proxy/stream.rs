@@ -20,10 +20,10 @@ use metrics::{SharedString, histogram};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::attempt::{Failure, Success};
+use super::context::{RequestCtx, set_route_headers};
+use super::outcome::{AttemptFailure, AttemptSuccess};
 use super::prepare::Translation;
 use super::settle::{Ending, Settlement, record_overhead};
-use super::{RequestCtx, set_route_headers};
 use crate::metrics as m;
 use starling_governance::usage::UsageReceipt;
 use starling_providers::{ByteStream, UpstreamFailure};
@@ -89,10 +89,10 @@ pub(super) struct Primed {
 /// Reads the upstream stream until its first event is ready for the client.
 pub(super) async fn prime(
     ctx: &RequestCtx,
-    success: Success<'_>,
+    success: AttemptSuccess<'_>,
     attempt_started: Instant,
     waited: Duration,
-) -> Result<Primed, Failure> {
+) -> Result<Primed, AttemptFailure> {
     let wire = success.prepared.endpoint.format();
     let mode = match (success.prepared.translation, wire) {
         (Translation::ChatViaMessages, _) => Mode::Translate(Box::new(
@@ -140,7 +140,7 @@ pub(super) async fn prime(
             PumpError::Upstream(UpstreamFailure::Timeout { .. }) => ErrorKind::Timeout,
             _ => ErrorKind::Upstream,
         };
-        return Err(Failure::Retryable {
+        return Err(AttemptFailure::Retryable {
             error: ApiError::new(kind, failure.to_string()),
             retry_after: None,
         });

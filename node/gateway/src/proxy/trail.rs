@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
-use tokio::time::Instant;
 
+use super::outcome::Outcome;
 use crate::request_log::{RequestLog, RequestRecord, Rfc3339, body_prefix};
 use crate::telemetry::{AttemptSpan, Finish, RequestSpan};
-use starling_wire::api::{ApiError, Endpoint};
-use starling_wire::translate::Usage;
+use starling_wire::api::Endpoint;
 
 /// Observations of one request, until it ends.
 #[derive(Debug, Default)]
@@ -39,73 +38,6 @@ pub(crate) struct Trail {
     /// Finish reasons seen, when tracing is on.
     pub finish_reasons: Vec<String>,
     open: bool,
-}
-
-/// How a request ended.
-#[derive(Debug)]
-pub(crate) struct Outcome<'a> {
-    pub request_id: &'a str,
-    pub endpoint: Endpoint,
-    pub started: Instant,
-    pub status: u16,
-    /// The public model that answered, or the resolved one for a failure after resolution.
-    pub model: Option<&'a str>,
-    /// The configured provider that answered and its GenAI name.
-    pub provider: Option<(&'a str, &'static str)>,
-    /// The provider's model that answered.
-    pub response_model: Option<&'a str>,
-    pub usage: Option<&'a Usage>,
-    pub cost_micros: u64,
-    pub error: Option<Failure<'a>>,
-}
-
-impl<'a> Outcome<'a> {
-    /// The outcome of a request that ended without settling: no provider, no usage.
-    pub fn unsettled(
-        request_id: &'a str,
-        endpoint: Endpoint,
-        started: Instant,
-        status: u16,
-        error: Option<Failure<'a>>,
-    ) -> Self {
-        Self {
-            request_id,
-            endpoint,
-            started,
-            status,
-            model: None,
-            provider: None,
-            response_model: None,
-            usage: None,
-            cost_micros: 0,
-            error,
-        }
-    }
-}
-
-/// Why a request failed.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Failure<'a> {
-    /// An error answered to the client.
-    Api(&'a ApiError),
-    /// A stream that failed or was cut short after it started: `error.type` and message.
-    Stream(&'static str, &'a str),
-}
-
-impl Failure<'_> {
-    fn kind(&self) -> &'static str {
-        match self {
-            Failure::Api(e) => e.error_type(),
-            Failure::Stream(kind, _) => kind,
-        }
-    }
-
-    fn message(&self) -> &str {
-        match self {
-            Failure::Api(e) => e.message(),
-            Failure::Stream(_, message) => message,
-        }
-    }
 }
 
 impl Trail {
