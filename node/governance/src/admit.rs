@@ -122,7 +122,58 @@ impl Governance {
     ) -> Result<Admitted, ApiError> {
         let key = &entry.key;
         key_in_force(key, now)?;
-        let mut chain: Vec<Arc<Governed>> = Vec::with_capacity(3);
+        let accounts = self.accounts_of(key)?;
+        let governed: Vec<&Governed> = std::iter::once(&entry.governed)
+            .chain(accounts.iter().map(|a| a.as_ref()))
+            .collect();
+        check_scope(key, &governed, &req)?;
+        // Every budget that applies, with its current period, worked out once per request.
+        let budgets: Vec<InForce<'_>> = governed
+            .iter()
+            .flat_map(|g| {
+                g.budgets.iter().map(move |b| InForce {
+                    owner: g,
+                    budget: b,
+                    period: b.budget.period.current(now).0,
+                })
+            })
+            .collect();
+        self.check_node_may_admit(is_strict(&budgets))?;
+        let mut headers = HeaderMap::new();
+        let (cost, body_changed) = self
+            .plan_cost(&governed, &budgets, req, &mut headers)
+            .await?;
+        let mut permit = GovPermit::new(
+            self.usage.clone(),
+            now,
+            self.config.usage_durability == UsageDurability::Acknowledged,
+        );
+        self.take_limits(&governed, &budgets, cost, now, &mut permit, &mut headers)
+            .await?;
+        if !budgets.is_empty() {
+            let remaining = budgets.iter().map(InForce::remaining).min().unwrap_or(0);
+            if let Ok(v) = HeaderValue::from_str(&micros_to_usd_string(remaining)) {
+                headers.insert(BUDGET_REMAINING_HEADER, v);
+            }
+        }
+        permit.set_usage_scopes(
+            governed.iter().map(|g| g.scope.clone()),
+            budgets
+                .iter()
+                .filter(|b| matches!(b.budget.budget.period, BudgetPeriod::Every { .. }))
+                .map(|b| (b.owner.scope.clone(), b.period)),
+        );
+        permit.confirm(headers);
+        Ok(Admitted {
+            permit,
+            body_changed,
+            allowed_providers: key.providers.clone(),
+        })
+    }
+
+    /// The key's team and customer, in that order: each must exist and be enabled.
+    fn accounts_of(&self, key: &VirtualKey) -> Result<Vec<Arc<Governed>>, ApiError> {
+        let mut accounts = Vec::with_capacity(2);
         for (kind, id) in [
             (EntityKind::Team, key.team.as_deref()),
             (EntityKind::Customer, key.customer.as_deref()),
@@ -148,54 +199,15 @@ impl Governance {
                     format!("the {} {id} of API key {} is disabled", kind.noun(), key.id),
                 ));
             }
-            chain.push(account);
+            accounts.push(account);
         }
-        for governed in std::iter::once(&entry.governed).chain(chain.iter().map(|a| a.as_ref())) {
-            if !model_allowed(&governed.models, req.requested_model, req.route_name) {
-                return Err(forbidden(
-                    "model_not_allowed",
-                    format!(
-                        "{} {} may not use model `{}`",
-                        governed.kind.noun(),
-                        governed.id,
-                        req.requested_model
-                    ),
-                )
-                .with_param("model"));
-            }
-        }
-        if !key.providers.is_empty()
-            && !req
-                .route_providers
-                .iter()
-                .any(|p| key.providers.iter().any(|a| a == p))
-        {
-            return Err(forbidden(
-                "provider_not_allowed",
-                format!(
-                    "API key {} may not use the providers serving model `{}`",
-                    key.id, req.requested_model
-                ),
-            )
-            .with_param("model"));
-        }
-        let governed: Vec<&Governed> = std::iter::once(&entry.governed)
-            .chain(chain.iter().map(|a| a.as_ref()))
-            .collect();
-        // Every budget that applies, with its current period, worked out once per request.
-        let budgets: Vec<InForce<'_>> = governed
-            .iter()
-            .flat_map(|g| {
-                g.budgets.iter().map(move |b| InForce {
-                    owner: g,
-                    budget: b,
-                    period: b.budget.period.current(now).0,
-                })
-            })
-            .collect();
-        let strict = is_strict(&budgets);
-        // A node whose disk failed can record neither this request's usage nor its budget
-        // debits: serving it would spend what the cluster never learns of.
+        Ok(accounts)
+    }
+
+    /// Refuses what this node cannot govern now: anything once its data dir failed (it could
+    /// record neither usage nor debits, so it would spend what the cluster never learns of),
+    /// and, while cut off from its cluster, the keys `fail_closed` names.
+    fn check_node_may_admit(&self, strict: bool) -> Result<(), ApiError> {
         if self.cluster.store_failed() {
             return Err(ApiError::new(
                 ErrorKind::Unavailable,
@@ -219,46 +231,45 @@ impl Governance {
             .with_code("cluster_unreachable")
             .with_retry_after(1));
         }
-        let mut permit = GovPermit::new(
-            self.usage.clone(),
-            now,
-            self.config.usage_durability == UsageDurability::Acknowledged,
-        );
-        let mut headers = HeaderMap::new();
-        let has_budgets = !budgets.is_empty();
+        Ok(())
+    }
+
+    /// The request's token estimate and reservation. With budgets on an endpoint that
+    /// generates, its output is capped at what the tightest budget can pay for (the body is
+    /// clamped and the clamp announced in `headers`), after a refill of any strict pool too
+    /// short for the request as asked. Returns the cost and whether the body changed.
+    async fn plan_cost(
+        &self,
+        governed: &[&Governed],
+        budgets: &[InForce<'_>],
+        req: AdmitRequest<'_>,
+        headers: &mut HeaderMap,
+    ) -> Result<(RequestCost, bool), ApiError> {
         let has_tpm = governed.iter().any(|g| g.limiters.tpm.is_some());
         // Token bounds are only worth counting when something is charged by them.
+        if budgets.is_empty() && !has_tpm {
+            return Ok((RequestCost::default(), false));
+        }
         let kind = endpoint_kind(req.endpoint);
-        let (input_tokens, mut output) = if has_budgets || has_tpm {
-            (
-                estimate::input_tokens_upper_bound(kind, req.body, req.tokenizer),
-                estimate::output_tokens_cap(kind, req.body),
-            )
-        } else {
-            (
-                0,
-                estimate::OutputCap {
-                    requested: None,
-                    choices: 0,
-                },
-            )
-        };
+        let input_tokens = estimate::input_tokens_upper_bound(kind, req.body, req.tokenizer);
+        let mut output = estimate::output_tokens_cap(kind, req.body);
         let mut body_changed = false;
-        if has_budgets && req.endpoint.has_output() {
-            let requested = output.requested;
-            let choices = output.choices.max(1);
-            let input_cost = cost_ceil(input_tokens, req.price.input_nanos);
-            let wanted = requested.unwrap_or(self.config.budget_default_max_tokens);
-            let full_cost = input_cost
-                + cost_ceil(wanted.saturating_mul(choices), req.price.output_nanos)
-                + RESERVE_SLACK;
+        if !budgets.is_empty() && req.endpoint.has_output() {
+            let ask = OutputAsk {
+                requested: output.requested,
+                default_max_tokens: self.config.budget_default_max_tokens,
+                choices: output.choices.max(1),
+                input_tokens,
+                price: req.price,
+            };
             // A strict budget whose pool and known rights cannot cover the request gets a
             // refill first (a cold start: the first request here, or a budget just minted),
             // so that the clamp below works from what can really be had.
-            for b in &budgets {
-                if b.budget.budget.mode == BudgetMode::Strict && self.room(b) < full_cost {
+            for b in budgets {
+                if b.budget.budget.mode == BudgetMode::Strict && self.room(b) < ask.full_cost() {
                     super::metrics::slow_path();
-                    self.refill(&b.budget.state, b.period, full_cost).await;
+                    self.refill(&b.budget.state, b.period, ask.full_cost())
+                        .await;
                 }
             }
             let room = budgets
@@ -266,16 +277,11 @@ impl Governance {
                 .map(|b| self.room(b))
                 .min()
                 .unwrap_or(u64::MAX);
-            let affordable = room
-                .saturating_sub(input_cost + RESERVE_SLACK)
-                .saturating_mul(1_000)
-                .checked_div(req.price.output_nanos)
-                .map_or(u64::MAX, |tokens| tokens / choices);
-            let mut max = wanted.min(affordable);
-            if max == 0 {
-                return Err(budget_error(&budgets));
-            }
-            if requested.is_none_or(|r| r > max) {
+            let Some(plan) = ask.plan(room) else {
+                return Err(budget_error(budgets));
+            };
+            let mut max = plan.max_tokens;
+            if plan.clamp {
                 // The clamp may write less than asked (e.g. OpenAI's default of 16 for
                 // completions that set nothing): reserve and announce what was written.
                 if let Some(written) = estimate::clamp_max_tokens(kind, req.body, max) {
@@ -290,11 +296,25 @@ impl Governance {
             .requested
             .unwrap_or(0)
             .saturating_mul(output.choices.max(1));
-        let tokens_estimate = input_tokens.saturating_add(out_tokens);
-        let reservation = cost_ceil(input_tokens, req.price.input_nanos)
-            + cost_ceil(out_tokens, req.price.output_nanos)
-            + RESERVE_SLACK;
-        for g in &governed {
+        Ok((
+            RequestCost::of(input_tokens, out_tokens, req.price),
+            body_changed,
+        ))
+    }
+
+    /// For the key, its team and its customer in turn: a concurrency slot, a request and the
+    /// token estimate from the rate limits, and the reservation from each budget, all held
+    /// by `permit` (which gives them back if a later one refuses).
+    async fn take_limits(
+        &self,
+        governed: &[&Governed],
+        budgets: &[InForce<'_>],
+        cost: RequestCost,
+        now: u64,
+        permit: &mut GovPermit,
+        headers: &mut HeaderMap,
+    ) -> Result<(), ApiError> {
+        for &g in governed {
             if let Some(limiter) = &g.limiters.concurrency {
                 acquire(limiter, 1, now, g, None)?;
                 permit.hold(Held::Slot(limiter.clone()));
@@ -303,27 +323,17 @@ impl Governance {
                 let ok = acquire(limiter, 1, now, g, Some(RateHeaders::REQUESTS))?;
                 permit.hold(Held::Request(limiter.clone()));
                 if g.kind == EntityKind::Key {
-                    RateHeaders::REQUESTS.set(
-                        &mut headers,
-                        limiter.limit(),
-                        ok.remaining,
-                        ok.reset_ms,
-                    );
+                    RateHeaders::REQUESTS.set(headers, limiter.limit(), ok.remaining, ok.reset_ms);
                 }
             }
             if let Some(limiter) = &g.limiters.tpm {
-                let ok = acquire(limiter, tokens_estimate, now, g, Some(RateHeaders::TOKENS))?;
-                permit.hold(Held::Tokens(limiter.clone(), tokens_estimate));
+                let ok = acquire(limiter, cost.tokens, now, g, Some(RateHeaders::TOKENS))?;
+                permit.hold(Held::Tokens(limiter.clone(), cost.tokens));
                 if g.kind == EntityKind::Key {
-                    RateHeaders::TOKENS.set(
-                        &mut headers,
-                        limiter.limit(),
-                        ok.remaining,
-                        ok.reset_ms,
-                    );
+                    RateHeaders::TOKENS.set(headers, limiter.limit(), ok.remaining, ok.reset_ms);
                 }
             }
-            for b in budgets.iter().filter(|b| std::ptr::eq(b.owner, *g)) {
+            for b in budgets.iter().filter(|b| std::ptr::eq(b.owner, g)) {
                 let (state, budget) = (&b.budget.state, &b.budget.budget);
                 if self.skips_rights(budget.mode) {
                     continue;
@@ -333,38 +343,20 @@ impl Governance {
                     budget.mode,
                     budget.amount_micros,
                     b.period,
-                    reservation,
+                    cost.reservation,
                     now,
                 )
                 .await
-                .map_err(|()| budget_error(&budgets))?;
+                .map_err(|()| budget_error(budgets))?;
                 permit.hold(Held::Budget {
                     state: state.clone(),
                     mode: budget.mode,
                     period: b.period,
-                    reserved: reservation,
+                    reserved: cost.reservation,
                 });
             }
         }
-        if has_budgets {
-            let remaining = budgets.iter().map(InForce::remaining).min().unwrap_or(0);
-            if let Ok(v) = HeaderValue::from_str(&micros_to_usd_string(remaining)) {
-                headers.insert(BUDGET_REMAINING_HEADER, v);
-            }
-        }
-        permit.set_usage_scopes(
-            governed.iter().map(|g| g.scope.clone()),
-            budgets
-                .iter()
-                .filter(|b| matches!(b.budget.budget.period, BudgetPeriod::Every { .. }))
-                .map(|b| (b.owner.scope.clone(), b.period)),
-        );
-        permit.confirm(headers);
-        Ok(Admitted {
-            permit,
-            body_changed,
-            allowed_providers: key.providers.clone(),
-        })
+        Ok(())
     }
 
     /// Whether a budget in `mode` is bypassed by the fault-test switch
@@ -431,6 +423,119 @@ impl InForce<'_> {
         self.budget
             .state
             .remaining(b.mode, b.amount_micros, self.period)
+    }
+}
+
+/// Refuses a model or provider the key, its team or its customer may not use (403).
+fn check_scope(
+    key: &VirtualKey,
+    governed: &[&Governed],
+    req: &AdmitRequest<'_>,
+) -> Result<(), ApiError> {
+    for governed in governed {
+        if !model_allowed(&governed.models, req.requested_model, req.route_name) {
+            return Err(forbidden(
+                "model_not_allowed",
+                format!(
+                    "{} {} may not use model `{}`",
+                    governed.kind.noun(),
+                    governed.id,
+                    req.requested_model
+                ),
+            )
+            .with_param("model"));
+        }
+    }
+    if !key.providers.is_empty()
+        && !req
+            .route_providers
+            .iter()
+            .any(|p| key.providers.iter().any(|a| a == p))
+    {
+        return Err(forbidden(
+            "provider_not_allowed",
+            format!(
+                "API key {} may not use the providers serving model `{}`",
+                key.id, req.requested_model
+            ),
+        )
+        .with_param("model"));
+    }
+    Ok(())
+}
+
+/// What a request charges its limits: tokens (rate limits) and micro-dollars (budgets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RequestCost {
+    /// Input bound plus output cap times choices.
+    tokens: u64,
+    /// The most it can cost at the reservation prices, rounding slack included.
+    reservation: u64,
+}
+
+impl RequestCost {
+    fn of(input_tokens: u64, out_tokens: u64, price: ReservePrice) -> Self {
+        Self {
+            tokens: input_tokens.saturating_add(out_tokens),
+            reservation: cost_ceil(input_tokens, price.input_nanos)
+                + cost_ceil(out_tokens, price.output_nanos)
+                + RESERVE_SLACK,
+        }
+    }
+}
+
+/// The output a request under a budget asks for, as its body and the config say.
+#[derive(Debug, Clone, Copy)]
+struct OutputAsk {
+    /// The body's own output cap per choice, if it sets one.
+    requested: Option<u64>,
+    /// The cap it gets when it sets none (`governance.budget_default_max_tokens`).
+    default_max_tokens: u64,
+    /// Completions asked for (at least 1).
+    choices: u64,
+    /// The input's upper bound.
+    input_tokens: u64,
+    /// The reservation prices.
+    price: ReservePrice,
+}
+
+/// The output cap a budget allows a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OutputPlan {
+    /// Per choice.
+    max_tokens: u64,
+    /// Whether the body must be clamped to it: it asked for more, or set nothing.
+    clamp: bool,
+}
+
+impl OutputAsk {
+    fn wanted(&self) -> u64 {
+        self.requested.unwrap_or(self.default_max_tokens)
+    }
+
+    /// The reservation of the request as asked.
+    fn full_cost(&self) -> u64 {
+        cost_ceil(self.input_tokens, self.price.input_nanos)
+            + cost_ceil(
+                self.wanted().saturating_mul(self.choices),
+                self.price.output_nanos,
+            )
+            + RESERVE_SLACK
+    }
+
+    /// The output cap that fits in `room` micro-dollars, or `None` when not one token does.
+    fn plan(&self, room: u64) -> Option<OutputPlan> {
+        let input_cost = cost_ceil(self.input_tokens, self.price.input_nanos);
+        let affordable = room
+            .saturating_sub(input_cost + RESERVE_SLACK)
+            .saturating_mul(1_000)
+            .checked_div(self.price.output_nanos)
+            .map_or(u64::MAX, |tokens| tokens / self.choices);
+        let max_tokens = self.wanted().min(affordable);
+        (max_tokens > 0).then(|| OutputPlan {
+            max_tokens,
+            clamp: self.requested.is_none_or(|r| r > max_tokens),
+        })
     }
 }
 
@@ -586,6 +691,79 @@ mod tests {
         assert!(model_allowed(&allowed, "gpt-4o-mini", "gpt-4o-mini"));
         assert!(model_allowed(&allowed, "fast", "claude-haiku"));
         assert!(!model_allowed(&allowed, "claude-haiku", "claude-haiku"));
+    }
+
+    fn ask(requested: Option<u64>, choices: u64) -> OutputAsk {
+        OutputAsk {
+            requested,
+            default_max_tokens: 4_096,
+            choices,
+            input_tokens: 1_000,
+            // $2.50 and $10 per million tokens.
+            price: ReservePrice {
+                input_nanos: 2_500,
+                output_nanos: 10_000,
+            },
+        }
+    }
+
+    #[test]
+    fn a_request_that_fits_is_not_clamped() {
+        // Input $0.0025 + 4 µ$ slack; 100 tokens out cost $0.001.
+        let plan = ask(Some(100), 1).plan(1_000_000);
+        assert_eq!(
+            plan,
+            Some(OutputPlan {
+                max_tokens: 100,
+                clamp: false
+            })
+        );
+        assert_eq!(ask(Some(100), 1).full_cost(), 2_500 + 1_000 + RESERVE_SLACK);
+    }
+
+    #[test]
+    fn the_output_is_cut_to_what_the_room_pays_for_per_choice() {
+        // 3 504 µ$ of room: 2 504 for input and slack, 1 000 for output = 100 tokens, 50 each.
+        let plan = ask(Some(500), 2).plan(3_504);
+        assert_eq!(
+            plan,
+            Some(OutputPlan {
+                max_tokens: 50,
+                clamp: true
+            })
+        );
+        // Not even the input: refused.
+        assert_eq!(ask(Some(500), 1).plan(2_000), None);
+    }
+
+    #[test]
+    fn a_request_without_a_cap_gets_the_default_and_is_clamped_to_it() {
+        let plan = ask(None, 1).plan(u64::MAX);
+        assert_eq!(
+            plan,
+            Some(OutputPlan {
+                max_tokens: 4_096,
+                clamp: true
+            })
+        );
+        // Free output: any cap is affordable.
+        let mut free = ask(Some(7), 1);
+        free.price.output_nanos = 0;
+        assert_eq!(free.plan(2_504).map(|p| p.max_tokens), Some(7));
+    }
+
+    #[test]
+    fn the_cost_counts_tokens_and_rounds_each_class_up() {
+        let cost = RequestCost::of(
+            3,
+            5,
+            ReservePrice {
+                input_nanos: 333,
+                output_nanos: 1,
+            },
+        );
+        assert_eq!(cost.tokens, 8);
+        assert_eq!(cost.reservation, 1 + 1 + RESERVE_SLACK);
     }
 
     #[test]
