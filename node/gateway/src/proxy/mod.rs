@@ -13,6 +13,7 @@ mod count_tokens;
 mod ingress;
 mod outcome;
 mod prepare;
+mod retry;
 mod settle;
 mod stream;
 mod trail;
