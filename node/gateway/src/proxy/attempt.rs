@@ -19,9 +19,11 @@ use super::prepare::{Prepared, prepare};
 use super::retry::{RetryPolicy, parse_retry_after, retryable_status};
 use super::settle::{InFlight, Settlement};
 use super::trail::Trail;
-use super::{Gateway, complete, count_tokens, stream};
+use super::{complete, count_tokens, stream};
 use crate::admission::Permit;
+use crate::config::ServerConfig;
 use crate::metrics as m;
+use crate::routing::Router;
 use crate::routing::{Deployment, ModelRoute};
 use crate::telemetry::AttemptSpan;
 use starling_providers::UpstreamResponse;
@@ -30,11 +32,21 @@ use starling_wire::api::{ApiError, Endpoint, ErrorKind};
 /// Largest upstream error body the gateway reads to pass through.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// What the attempts need of the gateway.
+pub(super) struct Upstreams<'a> {
+    /// Routes, deployments and the retry settings.
+    pub router: &'a Router,
+    /// Limits on reading upstream answers.
+    pub server: &'a ServerConfig,
+    /// Whether tracing is on (finish reasons are collected only then).
+    pub tracing_on: bool,
+}
+
 /// Runs attempts until one succeeds or every candidate is exhausted. A request that ends
 /// without a usable answer gives its reservations back, unless an attempt may have been
 /// billed (a timeout or a broken connection after sending): then they count as spent.
 pub(super) async fn run(
-    gw: &Arc<Gateway>,
+    up: &Upstreams<'_>,
     ctx: RequestCtx,
     route: Arc<ModelRoute>,
     payload: Payload,
@@ -48,7 +60,7 @@ pub(super) async fn run(
         maybe_billed: false,
         trail,
     };
-    let result = run_attempts(gw, ctx, route, payload, &mut state).await;
+    let result = run_attempts(up, ctx, route, payload, &mut state).await;
     if let Some(permit) = state.permit.take()
         && !state.maybe_billed
     {
@@ -67,14 +79,14 @@ struct Loop<'a> {
 }
 
 async fn run_attempts(
-    gw: &Arc<Gateway>,
+    up: &Upstreams<'_>,
     ctx: RequestCtx,
     route: Arc<ModelRoute>,
     payload: Payload,
     state: &mut Loop<'_>,
 ) -> Result<Response, ApiError> {
     let mut tries = Tries {
-        policy: RetryPolicy(&gw.router.settings),
+        policy: RetryPolicy(&up.router.settings),
         waited: Duration::ZERO,
         last_error: None,
     };
@@ -85,7 +97,7 @@ async fn run_attempts(
             let Some(name) = route.fallbacks.get(candidate - 1) else {
                 break;
             };
-            let Ok(next) = gw.router.resolve(name) else {
+            let Ok(next) = up.router.resolve(name) else {
                 continue;
             };
             counter!(m::FALLBACKS, "from" => route.metric_label.clone(), "to" => next.metric_label.clone())
@@ -103,7 +115,7 @@ async fn run_attempts(
         }
         let last_candidate = candidate + 1 == candidates;
         if let Some(response) = try_candidate(
-            gw,
+            up,
             &ctx,
             &current,
             &payload,
@@ -136,7 +148,7 @@ struct Tries<'a> {
 /// Tries the deployments of one candidate route, retrying with backoff. `Ok(None)` when it
 /// is exhausted (the next candidate may serve); `Err` for a failure no retry can help.
 async fn try_candidate(
-    gw: &Arc<Gateway>,
+    up: &Upstreams<'_>,
     ctx: &RequestCtx,
     current: &ModelRoute,
     payload: &Payload,
@@ -175,7 +187,7 @@ async fn try_candidate(
             started: attempt_started,
             waited: tries.waited,
         };
-        let failure = match try_once(gw, ctx, this, payload, state).await? {
+        let failure = match try_once(up, ctx, this, payload, state).await? {
             Tried::Answered(response) => return Ok(Some(response)),
             Tried::Failed(failure) => failure,
         };
@@ -239,14 +251,14 @@ struct Sent {
 /// One attempt on one deployment: send it, and on a good answer hand it, with the request's
 /// settlement, to the client.
 async fn try_once(
-    gw: &Arc<Gateway>,
+    up: &Upstreams<'_>,
     ctx: &RequestCtx,
     this: Attempt<'_>,
     payload: &Payload,
     state: &mut Loop<'_>,
 ) -> Result<Tried, ApiError> {
-    match send(gw, ctx, this, payload, state).await? {
-        Ok(sent) => answer(gw, ctx, this, sent, state).await,
+    match send(up, ctx, this, payload, state).await? {
+        Ok(sent) => answer(up, ctx, this, sent, state).await,
         Err(failure) => Ok(Tried::Failed(failure)),
     }
 }
@@ -255,7 +267,7 @@ async fn try_once(
 /// sorts the answer: a success status to read, or a failure (an upstream error passed
 /// through or retried, a connection that failed or timed out).
 async fn send(
-    gw: &Arc<Gateway>,
+    up: &Upstreams<'_>,
     ctx: &RequestCtx,
     this: Attempt<'_>,
     payload: &Payload,
@@ -267,7 +279,7 @@ async fn send(
         &payload.raw,
         &payload.body,
         deployment,
-        gw.router.settings.anthropic_default_max_tokens,
+        up.router.settings.anthropic_default_max_tokens,
     )?;
     let deadline = this.started + Duration::from_millis(deployment.provider.timeouts.total_ms);
     state.trail.attempts += 1;
@@ -317,7 +329,7 @@ async fn send(
 /// Reads a successful answer whole, or primes its stream, and hands it to the client with
 /// the request's settlement. A body that breaks before that is a failed attempt.
 async fn answer(
-    gw: &Arc<Gateway>,
+    up: &Upstreams<'_>,
     ctx: &RequestCtx,
     this: Attempt<'_>,
     sent: Sent,
@@ -341,12 +353,12 @@ async fn answer(
             .await
             .map(|primed| Answer::Stream(Box::new(primed)))
     } else {
-        let server = &gw.config.server;
+        let server = up.server;
         complete::read(
             ctx,
             success,
             server,
-            gw.telemetry.is_on(),
+            up.tracing_on,
             this.started,
             this.waited,
         )

@@ -198,8 +198,13 @@ impl Gateway {
             allowed_providers: admitted.allowed_providers,
         };
         let body = serde_json::Value::Object(object);
+        let upstreams = attempt::Upstreams {
+            router: &self.router,
+            server: &self.config.server,
+            tracing_on: self.telemetry.is_on(),
+        };
         let mut response = attempt::run(
-            self,
+            &upstreams,
             ctx,
             route,
             Payload { raw, body },
