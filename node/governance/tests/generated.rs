@@ -26,16 +26,6 @@ const ENDPOINTS: [EndpointKind; 5] = [
     EndpointKind::CountTokens,
 ];
 
-fn any_request() -> BoxedStrategy<Value> {
-    prop_oneof![
-        3 => hostile::chat_request(),
-        3 => hostile::messages_request(),
-        1 => hostile::completions_or_embeddings_request(),
-        1 => hostile::any_json(),
-    ]
-    .boxed()
-}
-
 fn gen_max() -> impl Strategy<Value = u64> {
     prop_oneof![0u64..100_000, Just(u64::MAX), Just(0u64), any::<u64>()]
 }
@@ -47,7 +37,7 @@ proptest! {
     /// `max` the output bound the estimator reads is at most `max` per completion.
     #[test]
     fn estimates_and_clamps_hold(
-        req in any_request(),
+        req in hostile::any_request(),
         max in gen_max(),
         tokenizer in prop::sample::select(vec![Tokenizer::Bytes, Tokenizer::O200k, Tokenizer::Cl100k]),
     ) {

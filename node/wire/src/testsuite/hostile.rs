@@ -1168,3 +1168,14 @@ pub fn openai_stream() -> BoxedStrategy<Vec<Value>> {
         });
     mutate(events, openai_chunk())
 }
+
+/// A request body of any endpoint (chat, messages, completions, embeddings) or any JSON.
+pub fn any_request() -> BoxedStrategy<Value> {
+    prop_oneof![
+        3 => chat_request(),
+        3 => messages_request(),
+        1 => completions_or_embeddings_request(),
+        1 => any_json(),
+    ]
+    .boxed()
+}

@@ -42,16 +42,6 @@ const ENDPOINTS: [Endpoint; 5] = [
     Endpoint::CountTokens,
 ];
 
-fn any_request() -> BoxedStrategy<Value> {
-    prop_oneof![
-        3 => hostile::chat_request(),
-        3 => hostile::messages_request(),
-        1 => hostile::completions_or_embeddings_request(),
-        1 => hostile::any_json(),
-    ]
-    .boxed()
-}
-
 /// A usage with arbitrary counts, many of them at or near `u64::MAX`.
 fn any_usage() -> impl Strategy<Value = Usage> {
     let n = || {
@@ -102,7 +92,7 @@ proptest! {
 
     /// Validation on every endpoint: an answer, never a panic.
     #[test]
-    fn validation_never_panics(req in any_request()) {
+    fn validation_never_panics(req in hostile::any_request()) {
         let body = as_map(&req);
         for endpoint in ENDPOINTS {
             let _ = validate(endpoint, &body);
@@ -113,7 +103,7 @@ proptest! {
     /// and wrapped in nesting around the limit.
     #[test]
     fn request_parsing_never_panics(
-        req in any_request(),
+        req in hostile::any_request(),
         cut in any::<prop::sample::Index>(),
         depth in 0usize..=3 * hostile::MAX_DEPTH,
     ) {
