@@ -8,6 +8,16 @@ use super::{Evidence, Verdict};
 use crate::history::OpKind;
 use crate::nemesis::Fault;
 
+/// Whether `node` had heard from no peer for longer than the staleness bound (plus the
+/// revocation bound as slack) at every moment it may have admitted a call made from
+/// `invoke_ms` to `complete_ms`: the node admits somewhere in between, so a heal inside the
+/// call (seed 61: 1 ms after the invocation) may have come first.
+fn stale_whenever_admitted(ev: &Evidence, node: usize, invoke_ms: u64, complete_ms: u64) -> bool {
+    let b = &ev.bounds;
+    let since = invoke_ms.saturating_sub(b.stale_after_ms + b.revoke_ms);
+    isolated_throughout(&ev.timeline, ev.nodes, node, since, complete_ms.max(invoke_ms))
+}
+
 /// Checks every upstream call made with an invalidated secret, and strict keys on isolated
 /// nodes.
 pub fn check(ev: &Evidence) -> Verdict {
@@ -63,8 +73,7 @@ pub fn check(ev: &Evidence) -> Verdict {
         }
         // Keys in strict mode, as the node decides it: a strict budget, or none at all.
         let strict = key.budget.as_ref().is_none_or(|b| b.mode == "strict");
-        let since = op.invoke_ms.saturating_sub(b.stale_after_ms + b.revoke_ms);
-        if strict && isolated_throughout(&ev.timeline, ev.nodes, op.node, since, op.invoke_ms) {
+        if strict && stale_whenever_admitted(ev, op.node, op.invoke_ms, op.complete_ms) {
             v.violation(format!(
                 "op {} on n{}: strict key {} reached the provider while the node had heard from no peer for over {} ms",
                 op.id,
@@ -94,4 +103,32 @@ pub fn check(ev: &Evidence) -> Verdict {
         isolated.len()
     ));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::tests::{evidence, fault};
+    use crate::nemesis::Nemesis;
+
+    #[test]
+    fn a_call_is_stale_only_if_the_node_was_cut_off_until_it_completed() {
+        let mut ev = evidence(5);
+        let alone: Vec<_> = (1..5).flat_map(|b| [(0, b), (b, 0)]).collect();
+        let isolate = Fault::Partition {
+            nemesis: Nemesis::PartitionIsolate,
+            blocked: alone,
+            shape: String::new(),
+        };
+        ev.timeline = vec![fault(isolate, 10_000, 20_000)];
+        // Cut off for 6 s when the call came, and still when it completed: refused or wrong.
+        assert!(stale_whenever_admitted(&ev, 0, 16_000, 16_050));
+        // Seed 61: the heal came 1 ms after the call was made; the node may have heard its
+        // peers before it admitted.
+        assert!(!stale_whenever_admitted(&ev, 0, 19_999, 20_050));
+        // Not cut off long enough yet.
+        assert!(!stale_whenever_admitted(&ev, 0, 12_000, 12_050));
+        // Another node.
+        assert!(!stale_whenever_admitted(&ev, 1, 16_000, 16_050));
+    }
 }
