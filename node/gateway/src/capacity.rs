@@ -2,7 +2,7 @@
 //! requests in flight. Taking a place is one compare-and-swap; dropping it gives the place back.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Room for at most `limit` holders at once.
 #[derive(Debug)]
@@ -48,4 +48,13 @@ impl Drop for Place {
     fn drop(&mut self) {
         self.used.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// API requests in flight in this process, all routes: the load this node gossips to its
+/// peers. Counted by `proxy::InFlight`.
+pub(crate) static REQUESTS_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+/// API requests in flight in this process right now.
+pub fn requests_in_flight() -> u64 {
+    REQUESTS_IN_FLIGHT.load(Ordering::Relaxed)
 }

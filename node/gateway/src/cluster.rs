@@ -148,7 +148,7 @@ async fn publish_metadata(node: std::sync::Weak<ClusterNode<CatalogDoc>>) {
         let Some(node) = node.upgrade() else {
             return;
         };
-        let load = crate::proxy::in_flight_now();
+        let load = crate::capacity::requests_in_flight();
         if last_load != Some(load) {
             node.set_metadata("load", &load.to_string()).await;
             last_load = Some(load);

@@ -9,7 +9,7 @@
 //! [`routing`] resolves models to deployments; [`proxy`] runs the request path, a stage per
 //! module; [`metrics`] exports Prometheus metrics; [`cluster`] starts the cluster member from
 //! the config; [`admin`] serves `/admin/v1`; [`telemetry`] exports OpenTelemetry traces;
-//! [`request_log`] keeps recent request records.
+//! [`request_log`] keeps recent request records; `time` renders and reads RFC 3339 times.
 
 pub mod admin;
 pub mod admission;
@@ -24,3 +24,4 @@ pub mod request_log;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+mod time;

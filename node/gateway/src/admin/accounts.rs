@@ -15,8 +15,8 @@ use super::body::Field;
 use super::error::{AdminError, AdminResult};
 use super::input::{AccountBody, apply_account, check_account_id};
 use super::store::{self, Change};
-use super::time::now_ms;
 use super::{AdminState, body, cluster_of, page_limit, render};
+use crate::time::now_ms;
 use starling_governance::model::{Account, EntityKind};
 
 /// The routes of one account kind under `base` (`/admin/v1/teams`).

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::body::Field;
 use super::error::AdminError;
 use super::money::{MAX_USD, usd_to_micros};
-use super::time::{parse_rfc3339, rfc3339};
+use crate::time::{parse_rfc3339, rfc3339};
 use starling_governance::model::{
     Account, Budget, BudgetMode, BudgetPeriod, EntityKind, Limits, Metadata, VirtualKey,
 };

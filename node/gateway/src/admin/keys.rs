@@ -17,8 +17,8 @@ use serde_json::Value;
 use super::error::{AdminError, AdminResult};
 use super::input::{KeyBody, apply_key};
 use super::store::{self, Change};
-use super::time::now_ms;
 use super::{AdminState, body, cluster_of, page_limit, render};
+use crate::time::now_ms;
 use starling_governance::model::{
     EntityKind, Entry, KEY_REVOKED_PREFIX, KEY_SECRET_PREFIX, KeyRevoked, KeySecret, VirtualKey,
 };

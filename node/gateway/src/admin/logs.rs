@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{AdminError, AdminResult};
-use super::{AdminState, authorize, body, page_limit, time};
+use super::{AdminState, authorize, body, page_limit};
 use crate::request_log::{Filter, RequestLog, StatusFilter};
 
 /// The query string.
@@ -66,7 +66,7 @@ fn filter(query: LogQuery) -> Result<Filter, AdminError> {
         Some(text) => Some(
             text.parse::<u64>()
                 .ok()
-                .or_else(|| time::parse_rfc3339(text))
+                .or_else(|| crate::time::parse_rfc3339(text))
                 .ok_or_else(|| {
                     AdminError::field("since", "an RFC 3339 time or epoch milliseconds")
                 })?,

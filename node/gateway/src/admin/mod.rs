@@ -36,7 +36,6 @@ mod money;
 mod reclaim;
 mod render;
 mod store;
-pub(crate) mod time;
 mod usage;
 
 use error::{AdminError, AdminResult, error};

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::money::micros_to_usd;
-use super::time::rfc3339;
+use crate::time::rfc3339;
 use starling_governance::model::{Account, Budget, EntityKind, VirtualKey};
 
 /// The field holding a key's secret hash in stored entries.

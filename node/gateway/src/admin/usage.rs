@@ -15,8 +15,8 @@ use starling_cluster::crdt::{CounterKey, Period, PeriodUnit, Usage};
 use super::error::{AdminError, AdminResult};
 use super::money::micros_to_usd;
 use super::store;
-use super::time::{now_ms, rfc3339};
 use super::{AdminState, body, cluster_of};
+use crate::time::{now_ms, rfc3339};
 use starling_governance::model::{self, EntityKind, USAGE_UNITS};
 
 /// Query of the usage report.

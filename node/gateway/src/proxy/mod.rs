@@ -41,7 +41,7 @@ use starling_wire::api::{ApiError, Endpoint};
 use trail::Trail;
 
 pub use context::{COST_HEADER, MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID_HEADER};
-pub use settle::{InFlight, in_flight_now};
+pub use settle::InFlight;
 
 /// Everything a node needs to serve requests; shared by all connections.
 #[derive(Debug)]

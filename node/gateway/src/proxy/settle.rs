@@ -2,7 +2,7 @@
 //! release of its admission permit. Every admitted request settles exactly once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use metrics::{SharedString, counter, gauge, histogram};
@@ -12,7 +12,7 @@ use super::context::RequestCtx;
 use super::outcome::{Outcome, RequestFailure};
 use super::trail::Trail;
 use crate::admission::Permit;
-use crate::capacity::{Capacity, Place};
+use crate::capacity::{Capacity, Place, REQUESTS_IN_FLIGHT};
 use crate::metrics as m;
 use crate::routing::{Deployment, ModelRoute};
 use starling_governance::pricing::ModelPrice;
@@ -29,20 +29,12 @@ pub struct InFlight {
     _place: Place,
 }
 
-/// Requests in flight in this process, all routes: the load this node gossips to its peers.
-static IN_FLIGHT_NOW: AtomicU64 = AtomicU64::new(0);
-
-/// Requests in flight in this process right now.
-pub fn in_flight_now() -> u64 {
-    IN_FLIGHT_NOW.load(Ordering::Relaxed)
-}
-
 impl InFlight {
     /// Enters a request, or `None` when every place is taken.
     pub fn try_enter(endpoint: Endpoint, slots: &Capacity) -> Option<Self> {
         let place = slots.try_take()?;
         gauge!(m::IN_FLIGHT, "route" => endpoint.label()).increment(1.0);
-        IN_FLIGHT_NOW.fetch_add(1, Ordering::Relaxed);
+        REQUESTS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         Some(Self {
             endpoint,
             _place: place,
@@ -52,7 +44,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        IN_FLIGHT_NOW.fetch_sub(1, Ordering::Relaxed);
+        REQUESTS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
         gauge!(m::IN_FLIGHT, "route" => self.endpoint.label()).decrement(1.0);
     }
 }

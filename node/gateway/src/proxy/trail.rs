@@ -53,7 +53,7 @@ impl Trail {
         Self {
             span: telemetry.start_request(endpoint, path, headers),
             time_ms: if log.is_some() {
-                crate::admin::time::now_ms()
+                crate::time::now_ms()
             } else {
                 0
             },

@@ -79,7 +79,7 @@ pub struct Rfc3339(pub u64);
 
 impl Serialize for Rfc3339 {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&crate::admin::time::rfc3339(self.0))
+        serializer.serialize_str(&crate::time::rfc3339(self.0))
     }
 }
 

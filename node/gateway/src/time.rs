@@ -1,5 +1,5 @@
-//! RFC 3339 times for the admin API: rendered from and parsed to Unix epoch milliseconds, in
-//! UTC. The tree has no date crate, and the civil calendar conversion is a few lines
+//! RFC 3339 times for the admin API and the request log: rendered from and parsed to Unix
+//! epoch milliseconds, in UTC. The tree has no date crate, and the civil calendar conversion is a few lines
 //! (Howard Hinnant's `days_from_civil` / `civil_from_days`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
