@@ -73,6 +73,9 @@ pub enum Kind {
     /// The last frame of a pull's answer: a delta with the whole context it speaks for, and
     /// the answering replica's version vector (the frames before it are plain deltas).
     PullReply = 8,
+    /// A node's rate-limit demand and share reports (the governance layer's payload: the
+    /// codec frames and bounds it like every other message).
+    RateReport = 9,
 }
 
 impl Kind {
@@ -87,6 +90,7 @@ impl Kind {
             6 => Kind::Snapshot,
             7 => Kind::LogRecord,
             8 => Kind::PullReply,
+            9 => Kind::RateReport,
             _ => return None,
         })
     }

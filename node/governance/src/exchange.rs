@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use starling_cluster::codec::{self, Kind};
 use starling_cluster::runtime::RATE_REPORT;
 
 use super::Governance;
@@ -106,7 +106,9 @@ async fn receive(
     received: Arc<Mutex<Received>>,
 ) {
     while let Some(message) = inbox.recv().await {
-        let Ok(reports) = serde_json::from_slice::<Reports>(&message.payload) else {
+        let Ok(reports) =
+            codec::decode_kind::<Reports>(&message.payload, Kind::RateReport, MAX_REPORT_BYTES)
+        else {
             tracing::debug!(from = %message.from, "malformed rate-limit report dropped");
             continue;
         };
@@ -207,8 +209,8 @@ async fn send(gov: Weak<Governance>, received: Arc<Mutex<Received>>) {
             generation,
             limits: out,
         };
-        match serde_json::to_vec(&message) {
-            Ok(bytes) => gov.cluster.broadcast(RATE_REPORT, Bytes::from(bytes)),
+        match codec::encode(Kind::RateReport, &message) {
+            Ok(frame) => gov.cluster.broadcast(RATE_REPORT, frame),
             Err(e) => tracing::error!("cannot encode rate-limit reports: {e}"),
         }
     }
@@ -234,7 +236,7 @@ mod tests {
             from: "127.0.0.1:7000".parse().expect("addr"),
             peer: NodeId::new(peer).expect("node id"),
             kind: RATE_REPORT,
-            payload: Bytes::from(serde_json::to_vec(&reports).expect("json")),
+            payload: codec::encode(Kind::RateReport, &reports).expect("encodes"),
         }
     }
 
