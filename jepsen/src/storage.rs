@@ -54,6 +54,8 @@ pub const REASON_DAMAGED: &str = "damaged_data";
 
 /// `reason` of [`INCARNATION_GAUGE`] after a restart following a failed store.
 pub const REASON_STORE_FAILED: &str = "store_failed";
+/// `starling_cluster_incarnation_start` reason of a node that resumed its data as it was.
+pub const REASON_RESUMED: &str = "resumed";
 
 /// Bytes before a record's payload: length and CRC-32, each a u32.
 const RECORD_HEADER: usize = 8;
@@ -193,10 +195,18 @@ impl StorageReport {
         let Some(expected) = &self.expected_reason else {
             return out;
         };
+        // A node whose log still had room it had zero-filled ahead never met the full disk
+        // while it was watched (seed 66, n3): it restarts on its data as it was, unless it met
+        // the full disk after the watch.
+        let never_failed = self
+            .store_failure
+            .as_ref()
+            .is_some_and(|seen| !seen.reported() && !seen.missed());
         if self.incarnation_start.is_empty() {
             out.push(format!(
                 "after the restart, no {INCARNATION_GAUGE}{{reason=...}} 1 (expected reason {expected:?})"
             ));
+        } else if never_failed && self.incarnation_start == [REASON_RESUMED] {
         } else if self.incarnation_start != [expected.clone()] {
             out.push(format!(
                 "after the restart, {INCARNATION_GAUGE} says {:?}, expected {expected:?}",
@@ -756,7 +766,7 @@ mod tests {
                 reported_after_ms: None,
                 log_room_left: Some(100),
             }),
-            ..full
+            ..full.clone()
         };
         assert_eq!(silent.violations().len(), 1);
         assert!(silent.violations()[0].contains("did not report"));
@@ -769,6 +779,17 @@ mod tests {
             ..silent
         };
         assert!(quiet.violations().is_empty(), "{:?}", quiet.violations());
+        let resumed = StorageReport {
+            incarnation_start: vec![REASON_RESUMED.into()],
+            ..quiet.clone()
+        };
+        assert!(resumed.violations().is_empty(), "{:?}", resumed.violations());
+        // A node that reported its failure must not come back as if nothing happened.
+        let pretended = StorageReport {
+            incarnation_start: vec![REASON_RESUMED.into()],
+            ..full.clone()
+        };
+        assert_eq!(pretended.violations().len(), 1, "{:?}", pretended.violations());
         assert!(
             quiet.summary().contains("never failed"),
             "{}",
