@@ -146,6 +146,9 @@ mod tests {
         let v = check(&ev);
         assert!(v.ok, "{:?}", v.violations);
         ev.finals[1].spend.insert("vk_lost".into(), 5);
-        assert!(!check(&ev).ok, "a figure the ledger never billed is invented spend");
+        assert!(
+            !check(&ev).ok,
+            "a figure the ledger never billed is invented spend"
+        );
     }
 }

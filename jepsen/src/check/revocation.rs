@@ -15,7 +15,13 @@ use crate::nemesis::Fault;
 fn stale_whenever_admitted(ev: &Evidence, node: usize, invoke_ms: u64, complete_ms: u64) -> bool {
     let b = &ev.bounds;
     let since = invoke_ms.saturating_sub(b.stale_after_ms + b.revoke_ms);
-    isolated_throughout(&ev.timeline, ev.nodes, node, since, complete_ms.max(invoke_ms))
+    isolated_throughout(
+        &ev.timeline,
+        ev.nodes,
+        node,
+        since,
+        complete_ms.max(invoke_ms),
+    )
 }
 
 /// Checks every upstream call made with an invalidated secret, and strict keys on isolated
