@@ -783,13 +783,22 @@ mod tests {
             incarnation_start: vec![REASON_RESUMED.into()],
             ..quiet.clone()
         };
-        assert!(resumed.violations().is_empty(), "{:?}", resumed.violations());
+        assert!(
+            resumed.violations().is_empty(),
+            "{:?}",
+            resumed.violations()
+        );
         // A node that reported its failure must not come back as if nothing happened.
         let pretended = StorageReport {
             incarnation_start: vec![REASON_RESUMED.into()],
             ..full.clone()
         };
-        assert_eq!(pretended.violations().len(), 1, "{:?}", pretended.violations());
+        assert_eq!(
+            pretended.violations().len(),
+            1,
+            "{:?}",
+            pretended.violations()
+        );
         assert!(
             quiet.summary().contains("never failed"),
             "{}",
