@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::context::{Payload, RequestCtx};
 use super::outcome::{AttemptFailure, AttemptSuccess};
-use super::prepare::{Prepared, prepare};
+use super::prepare::prepare;
 use super::retry::{RetryPolicy, parse_retry_after, retryable_status};
 use super::settle::{InFlight, Settlement};
 use super::trail::Trail;
@@ -23,8 +23,7 @@ use super::{complete, count_tokens, stream};
 use crate::admission::Permit;
 use crate::config::ServerConfig;
 use crate::metrics as m;
-use crate::routing::Router;
-use crate::routing::{Deployment, ModelRoute};
+use crate::routing::{Deployment, ModelRoute, Router};
 use crate::telemetry::AttemptSpan;
 use starling_providers::UpstreamResponse;
 use starling_wire::api::{ApiError, Endpoint, ErrorKind};
@@ -240,14 +239,6 @@ struct Attempt<'a> {
     waited: Duration,
 }
 
-/// An attempt whose upstream answered with a success status; its body is still to read.
-struct Sent {
-    prepared: Prepared,
-    response: UpstreamResponse,
-    deadline: Instant,
-    span: AttemptSpan,
-}
-
 /// One attempt on one deployment: send it, and on a good answer hand it, with the request's
 /// settlement, to the client.
 async fn try_once(
@@ -258,7 +249,7 @@ async fn try_once(
     state: &mut Loop<'_>,
 ) -> Result<Tried, ApiError> {
     match send(up, ctx, this, payload, state).await? {
-        Ok(sent) => answer(up, ctx, this, sent, state).await,
+        Ok((success, span)) => answer(up, ctx, this, success, span, state).await,
         Err(failure) => Ok(Tried::Failed(failure)),
     }
 }
@@ -266,13 +257,13 @@ async fn try_once(
 /// Shapes the upstream body for the deployment, sends it under the attempt's span, and
 /// sorts the answer: a success status to read, or a failure (an upstream error passed
 /// through or retried, a connection that failed or timed out).
-async fn send(
+async fn send<'a>(
     up: &Upstreams<'_>,
     ctx: &RequestCtx,
-    this: Attempt<'_>,
+    this: Attempt<'a>,
     payload: &Payload,
     state: &mut Loop<'_>,
-) -> Result<Result<Sent, AttemptFailure>, ApiError> {
+) -> Result<Result<(AttemptSuccess<'a>, AttemptSpan), AttemptFailure>, ApiError> {
     let deployment = this.deployment;
     let prepared = prepare(
         ctx,
@@ -304,12 +295,14 @@ async fn send(
     Ok(match sent {
         Ok(response) if response.status.is_success() => {
             span.status(response.status.as_u16());
-            Ok(Sent {
+            let success = AttemptSuccess {
+                route: this.route,
+                deployment,
                 prepared,
                 response,
                 deadline,
-                span,
-            })
+            };
+            Ok((success, span))
         }
         Ok(response) => {
             span.status(response.status.as_u16());
@@ -332,22 +325,10 @@ async fn answer(
     up: &Upstreams<'_>,
     ctx: &RequestCtx,
     this: Attempt<'_>,
-    sent: Sent,
+    success: AttemptSuccess<'_>,
+    span: AttemptSpan,
     state: &mut Loop<'_>,
 ) -> Result<Tried, ApiError> {
-    let Sent {
-        prepared,
-        response,
-        deadline,
-        span,
-    } = sent;
-    let success = AttemptSuccess {
-        route: this.route,
-        deployment: this.deployment,
-        prepared,
-        response,
-        deadline,
-    };
     let result = if ctx.meta.stream {
         stream::prime(ctx, success, this.started, this.waited)
             .await
