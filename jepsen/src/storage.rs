@@ -54,7 +54,7 @@ pub const REASON_DAMAGED: &str = "damaged_data";
 
 /// `reason` of [`INCARNATION_GAUGE`] after a restart following a failed store.
 pub const REASON_STORE_FAILED: &str = "store_failed";
-/// `starling_cluster_incarnation_start` reason of a node that resumed its data as it was.
+/// `reason` of [`INCARNATION_GAUGE`] after a restart on data as it was.
 pub const REASON_RESUMED: &str = "resumed";
 
 /// Bytes before a record's payload: length and CRC-32, each a u32.
@@ -202,12 +202,12 @@ impl StorageReport {
             .store_failure
             .as_ref()
             .is_some_and(|seen| !seen.reported() && !seen.missed());
+        let resumed_untouched = never_failed && self.incarnation_start == [REASON_RESUMED];
         if self.incarnation_start.is_empty() {
             out.push(format!(
                 "after the restart, no {INCARNATION_GAUGE}{{reason=...}} 1 (expected reason {expected:?})"
             ));
-        } else if never_failed && self.incarnation_start == [REASON_RESUMED] {
-        } else if self.incarnation_start != [expected.clone()] {
+        } else if self.incarnation_start != [expected.clone()] && !resumed_untouched {
             out.push(format!(
                 "after the restart, {INCARNATION_GAUGE} says {:?}, expected {expected:?}",
                 self.incarnation_start
