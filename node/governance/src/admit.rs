@@ -265,11 +265,11 @@ impl Governance {
             // A strict budget whose pool and known rights cannot cover the request gets a
             // refill first (a cold start: the first request here, or a budget just minted),
             // so that the clamp below works from what can really be had.
+            let full_cost = ask.full_cost();
             for b in budgets {
-                if b.budget.budget.mode == BudgetMode::Strict && self.room(b) < ask.full_cost() {
+                if b.budget.budget.mode == BudgetMode::Strict && self.room(b) < full_cost {
                     super::metrics::slow_path();
-                    self.refill(&b.budget.state, b.period, ask.full_cost())
-                        .await;
+                    self.refill(&b.budget.state, b.period, full_cost).await;
                 }
             }
             let room = budgets
